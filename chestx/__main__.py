@@ -1,0 +1,3 @@
+from chestx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""The one ``chestx`` command line.
+
+Each sub-command's arguments are declared here or by the sub-package that owns it
+(``chestx.web.cli``, ``chestx.tuning.cli``); handlers import TensorFlow lazily so ``--help`` is
+instant. Any ``ChestxError`` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from chestx import __version__
+from chestx.errors import ChestxError
+
+log = logging.getLogger("chestx")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _add_train(sub) -> None:
+    from chestx import config
+
+    p = sub.add_parser("train", help="train a model on a data folder and write a model directory")
+    p.add_argument("--data", required=True, help="NORMAL/ + PNEUMONIA/ folder, or a Kaggle root")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--arch", default=config.DEFAULT_ARCH, choices=config.ARCHITECTURES)
+    p.add_argument("--backbone", default="mobilenetv2", choices=config.BACKBONES,
+                   help="keras.applications backbone for --arch transfer")
+    p.add_argument("--weights", default=None,
+                   help="transfer weights: imagenet | none | PATH (default imagenet)")
+    p.add_argument("--fine-tune-layers", type=int, default=0,
+                   help="transfer: unfreeze this many top backbone layers for a second phase")
+    p.add_argument("--fine-tune-epochs", type=int, default=0)
+    p.add_argument("--epochs", type=_positive_int, default=config.DEFAULT_EPOCHS)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default per arch)")
+    p.add_argument("--image-size", type=_positive_int, default=config.DEFAULT_IMAGE_SIZE)
+    p.add_argument("--intensity", default=config.DEFAULT_INTENSITY, choices=config.INTENSITY_METHODS,
+                   help="intensity normalisation applied before the model, at train and serve time")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--patience", type=int, default=6, help="EarlyStopping patience (epochs)")
+    p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY,
+                   help="threshold rule: highest-specificity threshold with at least this "
+                        "validation sensitivity")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use at most this many images (quick runs and tests)")
+    aug = p.add_argument_group("augmentation (Keras preprocessing layers)")
+    aug.add_argument("--rotation", type=float, default=10.0, help="max degrees (0 = off)")
+    aug.add_argument("--zoom", type=float, default=0.1, help="max zoom fraction (0 = off)")
+    aug.add_argument("--shift", type=float, default=0.05, help="max shift fraction (0 = off)")
+    aug.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                     help="random horizontal flip")
+    aug.add_argument("--brightness", type=float, default=0.1, help="max brightness delta (0 = off)")
+    aug.add_argument("--contrast", type=float, default=0.2, help="max contrast factor (0 = off)")
+    aug.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args) -> int:
+    from chestx import train
+
+    train.train_from_args(args)
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="clinical metrics of a model on labelled X-rays")
+    p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--data", required=True, help="NORMAL/ + PNEUMONIA/ folder, or a Kaggle root")
+    p.add_argument("--split", default=None,
+                   help="for a Kaggle root: which split to score (default test/ if present)")
+    p.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    p.add_argument("--plots", default=None, help="write PNG plots into this folder")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from chestx import evaluate
+
+    evaluate.evaluate_from_args(args)
+    return 0
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="classify X-ray files; one JSON line per image")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.set_defaults(handler=_run_predict)
+
+
+def _run_predict(args) -> int:
+    from chestx import predict
+
+    return predict.predict_from_args(args)
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="get the Kaggle chest X-ray data set")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    d = dsub.add_parser("download", help="download and unpack the Kaggle data set")
+    d.add_argument("--dest", required=True, help="folder to unpack into")
+    d.add_argument("--dataset", default="paultimothymooney/chest-xray-pneumonia")
+    d.add_argument("--archive", default=None,
+                   help="unpack this local zip instead of downloading (offline hosts)")
+    d.set_defaults(handler=_run_download)
+
+
+def _run_download(args) -> int:
+    from chestx import download
+
+    download.download_from_args(args)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chestx",
+        description="Pneumonia detection on chest X-rays. Research use only, not for clinical use.",
+    )
+    parser.add_argument("--version", action="version", version=f"chestx {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    _add_data(sub)
+    from chestx.web.cli import add_serve
+    from chestx.tuning.cli import add_tune
+
+    add_serve(sub)
+    add_tune(sub)
+    return parser
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except ChestxError as exc:
+        print(f"chestx: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chestx: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,31 @@
+"""Defaults shared by every stage, and where the shipped model lives.
+
+Plain constants only: importing this module must stay instant.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_IMAGE_SIZE = 224
+DEFAULT_MAX_PIXELS = 50_000_000  # refuse larger images before decoding them
+INTENSITY_METHODS = ("none", "equalize", "clahe")
+
+CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
+ARCHITECTURES = ("chestnet", "cnn", "transfer")
+DEFAULT_ARCH = "chestnet"
+BACKBONES = ("resnet50", "mobilenetv2", "efficientnetb0", "densenet121")
+DEFAULT_INTENSITY = "clahe"
+DEFAULT_EPOCHS = 20
+DEFAULT_MIN_SENSITIVITY = 0.95
+SPLIT_RATIOS = {"train": 0.7, "val": 0.2, "test": 0.1}
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
+
+def model_dir(path: str | os.PathLike | None = None) -> Path:
+    """The model directory to use: the argument, else $CHESTX_MODEL_DIR, else the shipped one."""
+    if path:
+        return Path(path)
+    return Path(os.environ.get("CHESTX_MODEL_DIR") or DEFAULT_MODEL_DIR)
