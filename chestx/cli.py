@@ -42,7 +42,8 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default per arch)")
     p.add_argument("--image-size", type=_positive_int, default=config.DEFAULT_IMAGE_SIZE)
-    p.add_argument("--intensity", default=config.DEFAULT_INTENSITY, choices=config.INTENSITY_METHODS,
+    p.add_argument("--intensity", default=config.DEFAULT_INTENSITY,
+                   choices=config.INTENSITY_METHODS,
                    help="intensity normalisation applied before the model, at train and serve time")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--label-smoothing", type=float, default=0.0)
@@ -134,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_predict(sub)
     _add_data(sub)
-    from chestx.web.cli import add_serve
     from chestx.tuning.cli import add_tune
+    from chestx.web.cli import add_serve
 
     add_serve(sub)
     add_tune(sub)

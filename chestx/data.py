@@ -1,0 +1,254 @@
+"""Find labelled X-rays, split them by patient, and feed them to Keras through tf.data.
+
+A data folder is either ``NORMAL/`` + ``PNEUMONIA/`` or a Kaggle root whose ``train/`` (and
+optional ``val/``, ``test/``) hold those. Kaggle file names carry the patient, and the split never
+puts one patient's images in two splits (a random split leaks patients and flatters the model).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chestx import imaging
+from chestx.config import CLASS_NAMES, SPLIT_RATIOS
+from chestx.errors import DataError, ImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
+_PERSON = re.compile(r"^person(\d+)_", re.IGNORECASE)
+_IM = re.compile(r"^(?:NORMAL2-)?IM-(\d+)-", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Record:
+    path: Path
+    label: int  # 0 NORMAL, 1 PNEUMONIA
+    patient: str
+    split: str = ""
+
+
+def patient_id(filename: str) -> str:
+    """``person12_virus_3.jpeg`` -> ``person12``; ``NORMAL2-IM-0115-0001.jpeg`` -> ``IM-0115``.
+
+    Unknown names are their own patient (the stem), which is safe: it can only make groups
+    smaller, never merge two patients.
+    """
+    name = Path(filename).name
+    if m := _PERSON.match(name):
+        return f"person{int(m.group(1))}"
+    if m := _IM.match(name):
+        return f"IM-{m.group(1)}"
+    return Path(name).stem
+
+
+def _class_folders(root: Path) -> bool:
+    return all((root / c).is_dir() for c in CLASS_NAMES)
+
+
+def scan_folder(folder: Path, split: str = "") -> list[Record]:
+    """Every image file under ``folder/NORMAL`` and ``folder/PNEUMONIA``, sorted by path."""
+    records = []
+    for label, cls in enumerate(CLASS_NAMES):
+        for path in sorted((folder / cls).rglob("*")):
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                records.append(Record(path, label, patient_id(path.name), split))
+    return records
+
+
+def find_data(root: str | Path) -> dict[str, list[Record]]:
+    """Return the labelled folders under ``root``: ``{"all": …}`` for a class folder, else
+    ``{"train": …, "val": …, "test": …}`` for the parts of a Kaggle root that exist."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    if _class_folders(root):
+        found = {"all": scan_folder(root)}
+    else:
+        nested = root / "chest_xray" if (root / "chest_xray" / "train").is_dir() else root
+        found = {s: scan_folder(nested / s, s) for s in ("train", "val", "test")
+                 if _class_folders(nested / s)}
+        if "train" not in found and found:
+            found = {"all": [r for recs in found.values() for r in recs]}
+    if not found or not any(found.values()):
+        raise DataError(
+            f"{root} holds no X-rays: expected NORMAL/ and PNEUMONIA/ folders, "
+            "or a Kaggle root with train/NORMAL and train/PNEUMONIA"
+        )
+    for name, recs in found.items():
+        if len({r.label for r in recs}) < 2:
+            log.warning("%s: only one class present in %s", root, name)
+    return found
+
+
+def split_by_patient(
+    records: list[Record], ratios: dict[str, float] = SPLIT_RATIOS, seed: int = 42
+) -> dict[str, list[Record]]:
+    """Stratified, patient-grouped, deterministic split into ``ratios``' keys.
+
+    Patients of each class (a patient's class is the majority of their images) are shuffled
+    with ``seed`` and dealt out so that each split reaches its share of that class's images.
+    """
+    by_patient: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        by_patient[r.patient].append(r)
+    names = list(ratios)
+    out: dict[str, list[Record]] = {n: [] for n in names}
+    rng = random.Random(seed)
+    for label in (0, 1):
+        patients = sorted(p for p, rs in by_patient.items()
+                          if round(np.mean([r.label for r in rs]) + 1e-9) == label)
+        rng.shuffle(patients)
+        total = sum(len(by_patient[p]) for p in patients)
+        bounds = np.cumsum([ratios[n] for n in names]) / sum(ratios.values()) * total
+        done = 0
+        for p in patients:
+            # the split whose share the middle of this patient's images falls into
+            mid = done + len(by_patient[p]) / 2
+            idx = min(int(np.searchsorted(bounds, mid, side="right")), len(names) - 1)
+            out[names[idx]].extend(
+                Record(r.path, r.label, r.patient, names[idx]) for r in by_patient[p])
+            done += len(by_patient[p])
+    return {n: sorted(rs, key=lambda r: str(r.path)) for n, rs in out.items()}
+
+
+def make_splits(root: str | Path, seed: int = 42, limit: int | None = None):
+    """The train/val/test records for ``chestx train`` and, if the data has one, the external
+    test set (Kaggle's ``test/``), which is never used for choices, only reported."""
+    found = find_data(root)
+    pool = found.get("all") or found["train"] + found.get("val", [])
+    if limit:
+        pool = random.Random(seed).sample(pool, min(limit, len(pool)))
+    splits = split_by_patient(pool, seed=seed)
+    external = [Record(r.path, r.label, r.patient, "external") for r in found.get("test", [])]
+    return splits, external
+
+
+def write_manifest(splits: dict[str, list[Record]], path: Path, root: Path) -> str:
+    """Write the audit CSV (split, label, patient, path relative to the data root); return its
+    SHA-256, which the model card records."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["split", "label", "patient", "path"])
+        for split, recs in splits.items():
+            for r in recs:
+                rel = r.path.relative_to(root) if r.path.is_relative_to(root) else r.path
+                writer.writerow([split, CLASS_NAMES[r.label], r.patient, rel.as_posix()])
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class DecodeLog:
+    """Files that could not be read during loading: skipped with a warning, counted for the card."""
+
+    def __init__(self):
+        self.failures: dict[str, str] = {}
+
+    def __len__(self):
+        return len(self.failures)
+
+
+def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None):
+    """A NumPy function for tf.data: path -> (image, ok). A bad file yields ok=False and is
+    logged once, so one unreadable X-ray never stops a run."""
+
+    def decode(path):
+        path = path.decode() if isinstance(path, bytes) else str(path)
+        try:
+            return imaging.read_file(path, image_size=image_size, intensity=intensity), True
+        except (ImageError, OSError) as exc:
+            if skipped is not None and path not in skipped.failures:
+                log.warning("skipping %s: %s", path, exc)
+                skipped.failures[path] = str(exc)
+            return np.zeros((image_size, image_size, 1), np.uint8), False
+
+    return decode
+
+
+def augmenter(*, rotation=10.0, zoom=0.1, shift=0.05, flip=True, brightness=0.1, contrast=0.2,
+              seed: int | None = None):
+    """The tutorial's ImageDataGenerator (rotation, zoom, horizontal flip), rebuilt from Keras 3
+    preprocessing layers, plus shift, brightness and contrast. A zero switches a part off."""
+    import keras
+    from keras import layers
+
+    parts = []
+    if flip:
+        parts.append(layers.RandomFlip("horizontal", seed=seed))
+    if rotation:
+        parts.append(layers.RandomRotation(rotation / 360.0, fill_mode="constant", seed=seed))
+    if zoom:
+        parts.append(layers.RandomZoom((-zoom, zoom), fill_mode="constant", seed=seed))
+    if shift:
+        parts.append(layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed))
+    if brightness:
+        parts.append(layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed))
+    if contrast:
+        parts.append(layers.RandomContrast(contrast, seed=seed))
+    return keras.Sequential(parts, name="augment") if parts else None
+
+
+def dataset(records: list[Record], *, image_size: int, intensity: str, batch_size: int,
+            training: bool = False, augment=None, seed: int = 42,
+            skipped: DecodeLog | None = None):
+    """The tf.data input pipeline: parallel OpenCV decode, drop unreadable files, cache the
+    decoded uint8 images in memory, shuffle, batch, augment in parallel, prefetch."""
+    import tensorflow as tf
+
+    decode = _decoder(image_size, intensity, skipped)
+
+    def load(path, label):
+        image, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
+        image.set_shape((image_size, image_size, 1))
+        ok.set_shape(())
+        return image, label, ok
+
+    paths = [str(r.path) for r in records]
+    labels = np.array([r.label for r in records], np.float32)
+    ds = (tf.data.Dataset.from_tensor_slices((paths, labels))
+          .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .filter(lambda image, label, ok: ok)
+          .map(lambda image, label, ok: (image, label))
+          .cache())
+    return _batches(ds, batch_size=batch_size, training=training, augment=augment, seed=seed,
+                    size=len(records))
+
+
+def array_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool = False,
+                  augment=None, seed: int = 42):
+    """The same pipeline over images already in memory (the benchmark's input-bound check)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.float32)))
+    return _batches(ds, batch_size=batch_size, training=training, augment=augment, seed=seed,
+                    size=len(x))
+
+
+def _batches(ds, *, batch_size, training, augment, seed, size):
+    import tensorflow as tf
+
+    if training:
+        ds = ds.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def to_float(images, labels):
+        images = tf.cast(images, tf.float32)
+        if training and augment is not None:
+            images = tf.clip_by_value(augment(images, training=True), 0.0, 255.0)
+        return images, labels
+
+    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def labels_of(ds) -> np.ndarray:
+    """The labels of a non-training dataset, in order (after unreadable files were dropped)."""
+    return np.concatenate([y.numpy() for _, y in ds]) if ds is not None else np.zeros(0)

@@ -1,0 +1,85 @@
+"""Clinical metrics at an explicit decision threshold, and the rule that picks that threshold.
+
+Pure NumPy/scikit-learn, no TensorFlow: label 1 is PNEUMONIA (positive), 0 is NORMAL.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def confusion(y_true, y_pred) -> list[list[int]]:
+    """``[[tn, fp], [fn, tp]]`` as plain ints."""
+    cm = skm.confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=[0, 1])
+    return cm.astype(int).tolist()
+
+
+def expected_calibration_error(y_true, prob, n_bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width probability bins, weighted by bin size."""
+    y_true = np.asarray(y_true, float)
+    prob = np.asarray(prob, float)
+    bins = np.minimum((prob * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.mean() * abs(y_true[mask].mean() - prob[mask].mean())
+    return float(ece)
+
+
+def _ratio(num: int, den: int) -> float:
+    return float(num / den) if den else float("nan")
+
+
+def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict:
+    """Everything a clinician asks of a screening test, at ``threshold``.
+
+    A probability equal to the threshold counts as PNEUMONIA.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    prob = np.asarray(prob, float)
+    if y_true.shape != prob.shape or y_true.ndim != 1:
+        raise ValueError("y_true and prob must be 1-D and the same length")
+    y_pred = (prob >= threshold).astype(int)
+    (tn, fp), (fn, tp) = confusion(y_true, y_pred)
+    both = len(np.unique(y_true)) == 2
+    sensitivity = _ratio(tp, tp + fn)
+    precision = _ratio(tp, tp + fp)
+    return {
+        "n": int(len(y_true)),
+        "n_normal": int((y_true == 0).sum()),
+        "n_pneumonia": int((y_true == 1).sum()),
+        "threshold": float(threshold),
+        "accuracy": _ratio(tp + tn, len(y_true)),
+        "precision": precision,
+        "sensitivity": sensitivity,
+        "specificity": _ratio(tn, tn + fp),
+        "npv": _ratio(tn, tn + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "roc_auc": float(skm.roc_auc_score(y_true, prob)) if both else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y_true, prob)) if both else float("nan"),
+        "brier": float(np.mean((prob - y_true) ** 2)),
+        "ece": expected_calibration_error(y_true, prob),
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+    }
+
+
+def choose_threshold(y_true, prob, min_sensitivity: float = 0.95) -> float:
+    """The screening rule: the highest threshold whose sensitivity is still ``min_sensitivity``.
+
+    Among thresholds that keep at least that share of pneumonia cases flagged, the highest one
+    flags the fewest normal X-rays (best specificity). It is placed half-way between the
+    deciding probability and the next lower one, so it does not sit exactly on a training case.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    prob = np.asarray(prob, float)
+    pos = np.sort(prob[y_true == 1])[::-1]
+    if len(pos) == 0:
+        return 0.5
+    k = int(np.ceil(min_sensitivity * len(pos)))  # must flag the k highest-scored positives
+    k = min(max(k, 1), len(pos))
+    cut = pos[k - 1]
+    below = prob[prob < cut]
+    lower = below.max() if below.size else 0.0
+    return float((cut + lower) / 2)

@@ -1,0 +1,24 @@
+"""Custom layers that must survive a save/load round trip (.keras and .h5)."""
+
+from __future__ import annotations
+
+import keras
+
+from chestx.models.backbones import BACKBONE_PREPROCESS
+
+
+@keras.saving.register_keras_serializable(package="chestx")
+class BackbonePreprocess(keras.layers.Layer):
+    """Apply a keras.applications backbone's own ``preprocess_input`` to 0-255 RGB pixels."""
+
+    def __init__(self, backbone: str, **kwargs):
+        super().__init__(**kwargs)
+        if backbone not in BACKBONE_PREPROCESS:
+            raise ValueError(f"unknown backbone {backbone!r}")
+        self.backbone = backbone
+
+    def call(self, inputs):
+        return BACKBONE_PREPROCESS[self.backbone](inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone}

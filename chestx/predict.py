@@ -1,0 +1,148 @@
+"""The ``Predictor``: load a model directory once, classify many X-rays, in batches.
+
+It is the one code path from file bytes to P(pneumonia) for the command line, the evaluator
+and the web app, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chestx import config, imaging
+from chestx.errors import ChestxError, ImageError, ModelError
+from chestx.modeldir import MODEL_FILE, load_card
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Prediction:
+    probability: float  # P(pneumonia)
+    threshold: float
+
+    @property
+    def label(self) -> str:
+        return config.CLASS_NAMES[int(self.probability >= self.threshold)]
+
+    def as_dict(self) -> dict:
+        return {"probability": round(self.probability, 6), "label": self.label,
+                "threshold": self.threshold}
+
+
+class Predictor:
+    """A loaded model with its card; call ``predict_bytes`` or ``predict_batch`` many times.
+
+    ``runtime`` is ``"tensorflow"`` (Keras model through a ``tf.function``) or ``"litert"``
+    (the model's LiteRT export, for small hosts). ``threshold`` overrides the card's.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, *, runtime: str = "tensorflow",
+                 threshold: float | None = None,
+                 max_pixels: int = config.DEFAULT_MAX_PIXELS):
+        self.model_dir = config.model_dir(model_dir)
+        self.card = load_card(self.model_dir)
+        self.image_size = int(self.card["image_size"])
+        self.intensity = self.card.get("intensity", "none")
+        self.threshold = float(self.card["threshold"] if threshold is None else threshold)
+        self.max_pixels = max_pixels
+        self.runtime = runtime
+        self.name = self.card.get("name", self.model_dir.name)
+        self.version = self.card.get("version", "unknown")
+        if runtime == "tensorflow":
+            self._infer = self._load_keras()
+        elif runtime == "litert":
+            from chestx.litert import load_litert
+
+            self._infer = load_litert(self.model_dir)
+        else:
+            raise ModelError(f"unknown runtime {runtime!r}; choose tensorflow or litert")
+        log.info("loaded model %s %s from %s (%s, threshold %.3f)", self.name, self.version,
+                 self.model_dir, runtime, self.threshold)
+
+    def _load_keras(self):
+        import keras
+        import tensorflow as tf
+
+        import chestx.models  # noqa: F401  (registers chestx's custom layers)
+
+        path = self.model_dir / MODEL_FILE
+        if not path.is_file():
+            raise ModelError(f"{self.model_dir} has no {MODEL_FILE}")
+        try:
+            self.model = keras.saving.load_model(path, compile=False)
+        except Exception as exc:  # a truncated or foreign file: say which, not a traceback
+            raise ModelError(f"cannot load {path}: {exc}") from exc
+        spec = tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.float32)
+
+        @tf.function(input_signature=[spec], reduce_retracing=True)
+        def infer(images):
+            return self.model(images, training=False)
+
+        return lambda batch: infer(tf.convert_to_tensor(batch, tf.float32)).numpy()
+
+    @property
+    def info(self) -> dict:
+        return {"name": self.name, "version": self.version, "threshold": self.threshold,
+                "image_size": self.image_size, "runtime": self.runtime}
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        """File bytes -> (S, S, 1) uint8 exactly as in training; raises ``ImageError``."""
+        return imaging.prepare(data, image_size=self.image_size, intensity=self.intensity,
+                               max_pixels=self.max_pixels)
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """(N, S, S, 1) pixels -> (N,) P(pneumonia)."""
+        if len(images) == 0:
+            return np.zeros(0, np.float32)
+        return np.asarray(self._infer(np.asarray(images, np.float32))).reshape(-1)
+
+    def result(self, probability: float) -> Prediction:
+        return Prediction(float(probability), self.threshold)
+
+    def predict_bytes(self, data: bytes) -> Prediction:
+        return self.result(self.predict_batch(self.prepare(data)[np.newaxis])[0])
+
+    def predict_files(self, paths: list[str | Path], batch_size: int = 32) -> list[dict]:
+        """One dict per path, in order: the prediction, or ``{"path", "error"}``."""
+        out: list[dict] = [{} for _ in paths]
+        for start in range(0, len(paths), batch_size):
+            chunk = list(enumerate(paths))[start:start + batch_size]
+            ready, images = [], []
+            for i, path in chunk:
+                try:
+                    images.append(self.prepare(Path(path).read_bytes()))
+                    ready.append(i)
+                except (ImageError, OSError) as exc:
+                    message = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                    out[i] = {"path": str(path), "error": str(message)}
+            if ready:
+                probs = self.predict_batch(np.stack(images))
+                for i, p in zip(ready, probs, strict=True):
+                    out[i] = {"path": str(paths[i]), **self.result(p).as_dict()}
+        return out
+
+    def warm_up(self) -> None:
+        """Trace and run the model once so the first real request is not slow."""
+        self.predict_batch(np.zeros((1, self.image_size, self.image_size, 1), np.uint8))
+
+
+def predict_from_args(args) -> int:
+    """``chestx predict``: one JSON line per image; exit 1 if any image failed."""
+    missing = [p for p in args.images if not Path(p).exists()]
+    if len(missing) == len(args.images):
+        raise ChestxError(f"no such file: {missing[0]}" if len(missing) == 1
+                          else f"none of the {len(missing)} files exist")
+    predictor = Predictor(args.model)
+    failed = 0
+    for row in predictor.predict_files(args.images, batch_size=args.batch_size):
+        failed += "error" in row
+        print(json.dumps(row), flush=True)
+    if failed:
+        print(f"chestx: {failed} of {len(args.images)} images could not be classified",
+              file=sys.stderr)
+    return 1 if failed else 0
