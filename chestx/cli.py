@@ -47,6 +47,7 @@ def _add_train(sub) -> None:
                    help="intensity normalisation applied before the model, at train and serve time")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
     p.add_argument("--patience", type=int, default=6, help="EarlyStopping patience (epochs)")
     p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY,
                    help="threshold rule: highest-specificity threshold with at least this "
@@ -61,6 +62,11 @@ def _add_train(sub) -> None:
                      help="random horizontal flip")
     aug.add_argument("--brightness", type=float, default=0.1, help="max brightness delta (0 = off)")
     aug.add_argument("--contrast", type=float, default=0.2, help="max contrast factor (0 = off)")
+    aug.add_argument("--gamma", type=float, default=0.0,
+                     help="max gamma change, e.g. 0.3 = gamma in [1/1.3, 1.3] (0 = off)")
+    aug.add_argument("--blur", type=float, default=0.0, help="max Gaussian blur sigma (0 = off)")
+    aug.add_argument("--noise", type=float, default=0.0,
+                     help="Gaussian noise std in grey levels (0 = off)")
     aug.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.set_defaults(handler=_run_train)
 

@@ -175,9 +175,10 @@ def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None):
 
 
 def augmenter(*, rotation=10.0, zoom=0.1, shift=0.05, flip=True, brightness=0.1, contrast=0.2,
-              seed: int | None = None):
+              gamma=0.0, blur=0.0, noise=0.0, seed: int | None = None):
     """The tutorial's ImageDataGenerator (rotation, zoom, horizontal flip), rebuilt from Keras 3
-    preprocessing layers, plus shift, brightness and contrast. A zero switches a part off."""
+    preprocessing layers, plus shift, brightness, contrast, gamma, blur and noise that mimic
+    other scanners and exposures. A zero (or False) switches a part off."""
     import keras
     from keras import layers
 
@@ -193,8 +194,45 @@ def augmenter(*, rotation=10.0, zoom=0.1, shift=0.05, flip=True, brightness=0.1,
     if brightness:
         parts.append(layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed))
     if contrast:
-        parts.append(layers.RandomContrast(contrast, seed=seed))
+        parts.append(layers.RandomContrast(contrast, value_range=(0, 255), seed=seed))
+    if gamma:
+        parts.append(RandomGamma(gamma, seed=seed))
+    if blur:
+        parts.append(layers.RandomGaussianBlur(factor=(0.0, 1.0), kernel_size=5,
+                                               sigma=blur, value_range=(0, 255), seed=seed))
+    if noise:
+        # GaussianNoise wants a 0-1 scale
+        parts += [layers.Rescaling(1 / 255), layers.GaussianNoise(noise / 255, seed=seed),
+                  layers.Rescaling(255)]
     return keras.Sequential(parts, name="augment") if parts else None
+
+
+def _random_gamma_layer():
+    import keras
+
+    class _RandomGamma(keras.layers.Layer):
+        """Pixel-wise gamma: 255 * (x / 255) ** g, log(g) uniform in [-log(1+f), log(1+f)]."""
+
+        def __init__(self, factor: float, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            ops = keras.ops
+            batch = ops.shape(images)[0]
+            bound = float(np.log1p(self.factor))
+            log_g = keras.random.uniform((batch, 1, 1, 1), -bound, bound, seed=self.seed_generator)
+            scaled = ops.clip(images / 255.0, 1e-6, 1.0)
+            return 255.0 * ops.power(scaled, ops.exp(log_g))
+
+    return _RandomGamma
+
+
+def RandomGamma(factor: float, seed=None):  # noqa: N802  (reads like the Keras layer it builds)
+    return _random_gamma_layer()(factor, seed=seed, name="random_gamma")
 
 
 def dataset(records: list[Record], *, image_size: int, intensity: str, batch_size: int,
@@ -248,7 +286,3 @@ def _batches(ds, *, batch_size, training, augment, seed, size):
 
     return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
-
-def labels_of(ds) -> np.ndarray:
-    """The labels of a non-training dataset, in order (after unreadable files were dropped)."""
-    return np.concatenate([y.numpy() for _, y in ds]) if ds is not None else np.zeros(0)

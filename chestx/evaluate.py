@@ -1,0 +1,115 @@
+"""``chestx evaluate``: clinical metrics and plots of a model directory on labelled X-rays."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from chestx.data import DecodeLog, Record, dataset, find_data, patient_id
+from chestx.errors import DataError
+from chestx.metrics import binary_metrics
+from chestx.modeldir import MANIFEST
+from chestx.predict import Predictor
+
+log = logging.getLogger(__name__)
+
+INTERNAL = ("internal-train", "internal-val", "internal-test")
+
+
+def records_for(data: str | Path, split: str | None, model_dir: Path) -> list[Record]:
+    """The labelled images to score.
+
+    A NORMAL/ + PNEUMONIA/ folder is scored whole. In a Kaggle root, ``split`` names a sub-folder
+    (default ``test``); ``internal-val``/``internal-test`` re-score the model's own
+    patient-grouped split from its manifest, with paths taken relative to ``data``.
+    """
+    data = Path(data)
+    if split in INTERNAL:
+        return _manifest_records(data, model_dir, split.removeprefix("internal-"))
+    found = find_data(data)
+    if "all" in found:
+        if split:
+            raise DataError(f"{data} is a NORMAL/ + PNEUMONIA/ folder; it has no split {split!r}")
+        return found["all"]
+    split = split or "test"
+    if split not in found:
+        have = ", ".join(list(found) + list(INTERNAL))
+        raise DataError(f"{data} has no {split}/ split; choose one of: {have}")
+    return found[split]
+
+
+def _manifest_records(data: Path, model_dir: Path, split: str) -> list[Record]:
+    manifest = model_dir / MANIFEST
+    if not manifest.is_file():
+        raise DataError(f"{model_dir} has no {MANIFEST} to take the internal split from")
+    with manifest.open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == split]
+    records = [Record(data / r["path"], int(r["label"] == "PNEUMONIA"), r["patient"], split)
+               for r in rows]
+    missing = [r.path for r in records if not r.path.is_file()]
+    if not records or len(missing) == len(records):
+        raise DataError(f"the manifest's {split} images are not under {data} "
+                        "(pass the --data folder the model was trained on)")
+    if missing:
+        log.warning("%d of %d manifest images are missing under %s", len(missing),
+                    len(records), data)
+    return [r for r in records if r.path.is_file()]
+
+
+def score(predictor: Predictor, records: list[Record], batch_size: int = 64):
+    """(labels, probabilities, skipped) through the same pipeline and model call as serving."""
+    skipped = DecodeLog()
+    ds = dataset(records, image_size=predictor.image_size, intensity=predictor.intensity,
+                 batch_size=batch_size, skipped=skipped)
+    ys, ps = [], []
+    for x, y in ds:
+        ys.append(y.numpy())
+        ps.append(predictor.predict_batch(x.numpy()))
+    if not ys:
+        raise DataError("none of the images could be read")
+    return np.concatenate(ys).astype(int), np.concatenate(ps), skipped
+
+
+def evaluate(model_dir, data, *, split=None, batch_size=64, json_path=None, plots=None) -> dict:
+    predictor = Predictor(model_dir)
+    records = records_for(data, split, predictor.model_dir)
+    y, p, skipped = score(predictor, records, batch_size)
+    result = binary_metrics(y, p, predictor.threshold)
+    result.update({"model": predictor.info, "data": str(data), "split": split,
+                   "patients": len({patient_id(r.path.name) for r in records}),
+                   "skipped": len(skipped), "skipped_files": skipped.failures})
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+    if plots:
+        from chestx.plots import write_plots
+
+        write_plots(y, p, predictor.threshold, Path(plots))
+    return result
+
+
+def summary(m: dict) -> str:
+    (tn, fp), (fn, tp) = m["confusion_matrix"]
+    lines = [
+        f"model {m['model']['name']} {m['model']['version']}  threshold {m['threshold']:.3f}",
+        f"images {m['n']} ({m['n_normal']} normal, {m['n_pneumonia']} pneumonia), "
+        f"skipped {m['skipped']}",
+    ]
+    for key in ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "roc_auc",
+                "pr_auc", "brier", "ece"):
+        lines.append(f"  {key:<12} {m[key]:.4f}")
+    lines += ["  confusion matrix   pred NORMAL  pred PNEUMONIA",
+              f"    true NORMAL      {tn:>11}  {fp:>14}",
+              f"    true PNEUMONIA   {fn:>11}  {tp:>14}"]
+    return "\n".join(lines)
+
+
+def evaluate_from_args(args) -> dict:
+    result = evaluate(args.model, args.data, split=args.split, batch_size=args.batch_size,
+                      json_path=args.json, plots=args.plots)
+    print(summary(result))
+    return result

@@ -1,0 +1,284 @@
+"""``chestx train``: fit a model on a patient-grouped split and write a full model directory.
+
+Checkpoints go straight into the model directory, so a run stopped with Ctrl-C still leaves
+the best model so far, with a card, usable by ``chestx predict``; a first Ctrl-C even finishes
+the run properly (threshold, metrics, card) from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from chestx import __version__, config, modeldir
+from chestx.data import DecodeLog, augmenter, dataset, make_splits, write_manifest
+from chestx.errors import DataError
+from chestx.metrics import binary_metrics, choose_threshold
+
+log = logging.getLogger(__name__)
+
+INTENDED_USE = "Research and education only. Not a medical device; not for clinical diagnosis."
+
+
+@dataclass
+class Augmentation:
+    rotation: float = 10.0
+    zoom: float = 0.1
+    shift: float = 0.05
+    flip: bool = True
+    brightness: float = 0.1
+    contrast: float = 0.2
+    gamma: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    arch: str = config.DEFAULT_ARCH
+    backbone: str = "mobilenetv2"
+    weights: str | None = None  # transfer only: imagenet | none | PATH
+    model_options: dict = field(default_factory=dict)
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 0
+    epochs: int = config.DEFAULT_EPOCHS
+    batch_size: int = 32
+    lr: float | None = None
+    weight_decay: float | None = None
+    image_size: int = config.DEFAULT_IMAGE_SIZE
+    intensity: str = config.DEFAULT_INTENSITY
+    seed: int = 42
+    label_smoothing: float = 0.0
+    patience: int = 6
+    min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY
+    limit: int | None = None
+    augmentation: Augmentation | None = field(default_factory=Augmentation)
+    verbose: int | str = field(default_factory=lambda: 1 if sys.stdout.isatty() else 2)
+
+
+def config_from_args(args) -> TrainConfig:
+    aug = None if args.no_augment else Augmentation(
+        rotation=args.rotation, zoom=args.zoom, shift=args.shift, flip=args.flip,
+        brightness=args.brightness, contrast=args.contrast, gamma=args.gamma, blur=args.blur,
+        noise=args.noise)
+    return TrainConfig(
+        data=Path(args.data), out=Path(args.out), arch=args.arch, backbone=args.backbone,
+        weights=args.weights, fine_tune_layers=args.fine_tune_layers,
+        fine_tune_epochs=args.fine_tune_epochs, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, image_size=args.image_size, intensity=args.intensity, seed=args.seed,
+        label_smoothing=args.label_smoothing, patience=args.patience,
+        min_sensitivity=args.min_sensitivity, limit=args.limit, augmentation=aug,
+        weight_decay=args.weight_decay)
+
+
+def train_from_args(args) -> dict:
+    command = "chestx " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
+    return train(config_from_args(args), command=command)
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Balanced weights, n / (2 * n_class): each class contributes equally to the loss."""
+    labels = np.asarray(labels).astype(int)
+    counts = np.bincount(labels, minlength=2)
+    if (counts == 0).any():
+        raise DataError("the training split needs both NORMAL and PNEUMONIA images")
+    return {c: float(len(labels) / (2 * counts[c])) for c in (0, 1)}
+
+
+def library_versions() -> dict:
+    import cv2
+    import keras
+    import tensorflow as tf
+
+    return {"chestx": __version__, "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "opencv": cv2.__version__}
+
+
+def _model_options(cfg: TrainConfig) -> dict:
+    options = dict(cfg.model_options)
+    if cfg.arch == "transfer":
+        options.setdefault("backbone", cfg.backbone)
+        options.setdefault("weights", cfg.weights or "imagenet")
+    return options
+
+
+def _callbacks(cfg: TrainConfig, checkpoint: Path):
+    import keras
+
+    return [
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max",
+                                        save_best_only=True, verbose=0),
+        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience,
+                                      restore_best_weights=True, verbose=1),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5,
+                                          patience=max(1, cfg.patience // 3), min_lr=1e-6,
+                                          verbose=1),
+        keras.callbacks.CSVLogger(cfg.out / modeldir.HISTORY, append=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def predict_dataset(model, ds) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of a non-training dataset, through the model's inference call."""
+    import tensorflow as tf
+
+    infer = tf.function(lambda x: model(x, training=False))
+    ys, ps = [], []
+    for x, y in ds:
+        ys.append(y.numpy())
+        ps.append(infer(x).numpy().reshape(-1))
+    if not ys:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def _fit(model, cfg, train_ds, val_ds, weights, *, epochs, initial_epoch=0):
+    """One ``model.fit``; returns (epochs run, interrupted?)."""
+    import keras
+
+    history = keras.callbacks.History()
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=initial_epoch + epochs,
+                  initial_epoch=initial_epoch, class_weight=weights,
+                  callbacks=[*_callbacks(cfg, cfg.out / modeldir.MODEL_FILE), history],
+                  verbose=cfg.verbose)
+    except KeyboardInterrupt:
+        log.warning("interrupted: finishing from the best checkpoint (Ctrl-C again to abort)")
+        return len(history.epoch), True
+    return len(history.epoch), False
+
+
+def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | None = None) -> dict:
+    """Train as ``cfg`` says; write and return the model card."""
+    import keras
+
+    from chestx.models import DEFAULT_LR, build_model, compile_model, unfreeze_top
+
+    keras.utils.set_random_seed(cfg.seed)
+    splits, external = make_splits(cfg.data, seed=cfg.seed, limit=cfg.limit)
+    if not splits["train"] or not splits["val"]:
+        raise DataError(f"{cfg.data}: too few patients for a train/validation split")
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / modeldir.HISTORY).unlink(missing_ok=True)
+    manifest_sha = write_manifest(
+        {**splits, **({"external": external} if external else {})},
+        cfg.out / modeldir.MANIFEST, root=Path(cfg.data))
+    counts = {s: {"n": len(r), "pneumonia": sum(x.label for x in r),
+                  "patients": len({x.patient for x in r})} for s, r in splits.items()}
+    log.info("split by patient: %s", counts)
+
+    skipped = DecodeLog()
+    common = dict(image_size=cfg.image_size, intensity=cfg.intensity, batch_size=cfg.batch_size,
+                  skipped=skipped)
+    aug = augmenter(**dataclasses.asdict(cfg.augmentation), seed=cfg.seed) \
+        if cfg.augmentation else None
+    train_ds = dataset(splits["train"], training=True, augment=aug, seed=cfg.seed, **common)
+    val_ds = dataset(splits["val"], **common)
+    weights = class_weights([r.label for r in splits["train"]])
+
+    lr = cfg.lr or DEFAULT_LR[cfg.arch]
+    model = build_model(cfg.arch, cfg.image_size, **_model_options(cfg))
+    compile_model(model, learning_rate=lr, label_smoothing=cfg.label_smoothing,
+                  weight_decay=cfg.weight_decay)
+    base_card = {
+        "name": f"chestx-{model.name}", "version": "training", "arch": cfg.arch,
+        "image_size": cfg.image_size, "intensity": cfg.intensity, "threshold": 0.5,
+        "threshold_rule": "provisional (training in progress)", "intended_use": INTENDED_USE,
+    }
+    modeldir.write_card(cfg.out, base_card)  # the checkpoint is usable from the first epoch
+
+    start = time.perf_counter()
+    epochs_run, interrupted = _fit(model, cfg, train_ds, val_ds, weights, epochs=cfg.epochs)
+    if cfg.arch == "transfer" and cfg.fine_tune_layers and cfg.fine_tune_epochs \
+            and not interrupted:
+        model = keras.saving.load_model(cfg.out / modeldir.MODEL_FILE, compile=False)
+        n = unfreeze_top(model, cfg.fine_tune_layers)
+        log.info("fine-tuning the top %d backbone layers at lr %.2g", n, lr / 10)
+        compile_model(model, learning_rate=lr / 10, label_smoothing=cfg.label_smoothing)
+        more, interrupted = _fit(model, cfg, train_ds, val_ds, weights,
+                                 epochs=cfg.fine_tune_epochs, initial_epoch=epochs_run)
+        epochs_run += more
+    seconds = time.perf_counter() - start
+    if not (cfg.out / modeldir.MODEL_FILE).is_file():
+        raise DataError("training stopped before the first checkpoint was written")
+
+    import chestx.models  # noqa: F401  (custom layers)
+
+    best = keras.saving.load_model(cfg.out / modeldir.MODEL_FILE, compile=False)
+    y_val, p_val = predict_dataset(best, val_ds)
+    threshold = choose_threshold(y_val, p_val, cfg.min_sensitivity)
+    metrics = {"val": binary_metrics(y_val, p_val, threshold)}
+    if splits["test"]:
+        y, p = predict_dataset(best, dataset(splits["test"], **common))
+        metrics["test"] = binary_metrics(y, p, threshold)
+    if external:
+        y, p = predict_dataset(best, dataset(external, **common))
+        metrics["external"] = binary_metrics(y, p, threshold)
+    for name, m in metrics.items():
+        log.info("%s: accuracy %.3f  sensitivity %.3f  specificity %.3f  ROC AUC %.3f (n=%d)",
+                 name, m["accuracy"], m["sensitivity"], m["specificity"], m["roc_auc"], m["n"])
+
+    n_train = len(splits["train"]) - sum(1 for f in skipped.failures
+                                         if any(str(r.path) == f for r in splits["train"]))
+    digest = hashlib.sha256((cfg.out / modeldir.MODEL_FILE).read_bytes()).hexdigest()[:8]
+    card = {
+        **base_card,
+        "version": f"{dt.date.today():%Y.%m.%d}-{digest}",
+        "backbone": cfg.backbone if cfg.arch == "transfer" else None,
+        "parameters": int(best.count_params()),
+        "input": f"grey uint8 pixels, shape ({cfg.image_size}, {cfg.image_size}, 1); "
+                 "the model scales them to 0-1 itself",
+        "preprocessing": f"decode -> grey uint8 (16-bit scaled by bit depth) -> resize to "
+                         f"{cfg.image_size}x{cfg.image_size} (INTER_AREA) -> "
+                         f"intensity '{cfg.intensity}' (chestx.imaging.prepare)",
+        "threshold": threshold,
+        "threshold_rule": f"highest threshold keeping validation sensitivity >= "
+                          f"{cfg.min_sensitivity} (screening favours sensitivity)",
+        "metrics": metrics,
+        "data": {"root": str(cfg.data), "manifest": modeldir.MANIFEST,
+                 "manifest_sha256": manifest_sha, "split": "by patient, stratified, 70/20/10",
+                 "counts": counts, "external_test": len(external),
+                 "skipped": len(skipped),
+                 "skipped_files": dict(list(skipped.failures.items())[:50])},
+        "training": {
+            "command": command, "seed": cfg.seed, "epochs_run": epochs_run,
+            "interrupted": interrupted, "seconds": round(seconds, 1),
+            "images_per_second": round(n_train * epochs_run / seconds, 1) if seconds else None,
+            "class_weight": weights, "learning_rate": lr,
+            "config": {k: (str(v) if isinstance(v, Path) else v)
+                       for k, v in dataclasses.asdict(cfg).items()},
+        },
+        "versions": library_versions(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **(extra_card or {}),
+    }
+    best.save(cfg.out / modeldir.MODEL_FILE)  # again, without the optimizer state: 3x smaller
+    best.save(cfg.out / modeldir.H5_FILE)
+    _export_litert(best, cfg.out)
+    modeldir.write_card(cfg.out, card)
+    log.info("wrote %s (threshold %.3f)", cfg.out, threshold)
+    return card
+
+
+def _export_litert(model, out: Path) -> None:
+    try:
+        from chestx.litert import export_litert
+    except ImportError:
+        return
+    try:
+        export_litert(model, out / modeldir.LITERT_FILE)
+    except Exception as exc:  # the LiteRT export is a bonus; never lose a trained model to it
+        log.warning("LiteRT export failed: %s", exc)
