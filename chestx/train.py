@@ -84,7 +84,7 @@ def config_from_args(args) -> TrainConfig:
 
 
 def train_from_args(args) -> dict:
-    command = "chestx " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
+    command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
     return train(config_from_args(args), command=command)
 
 

@@ -1,0 +1,135 @@
+"""The command line: exit codes and one-line messages for bad input, and a real end-to-end run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from chestx.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_is_instant_and_imports_no_tensorflow():
+    code = ("import sys; from chestx.cli import build_parser; build_parser(); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "chestx", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for command in ("train", "evaluate", "predict", "data", "serve", "tune"):
+        assert command in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--data", "/no/such/folder", "--out", "/tmp/x"],
+    ["evaluate", "--data", "/no/such/folder", "--model", "/no/such/model"],
+    ["predict", "--model", "/no/such/model", "/no/such.png"],
+    ["predict", "/no/such.png"],
+])
+def test_bad_paths_exit_2_with_one_line(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("chestx: error: ")
+
+
+def test_model_dir_without_card(capsys, tmp_path, xray_dir):
+    image = next((xray_dir / "NORMAL").iterdir())
+    code, _, err = run(capsys, "predict", "--model", str(tmp_path), str(image))
+    assert code == 2 and "not a chestx model directory" in err
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", "x", "--out", "y", "--epochs", "0"])
+    assert exc.value.code == 2
+
+
+def test_data_download_without_credentials(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle"))
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    code, _, err = run(capsys, "data", "download", "--dest", str(tmp_path / "d"))
+    assert code == 2 and "Kaggle credentials" in err
+
+
+def test_data_download_from_local_archive(capsys, tmp_path, xray_dir):
+    import zipfile
+
+    archive = tmp_path / "chest-xray-pneumonia.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(xray_dir.rglob("*.jpeg")):
+            zf.write(f, f"chest_xray/train/{f.parent.name}/{f.name}")
+        zf.writestr("__MACOSX/._junk", b"")
+    code, out, _ = run(capsys, "data", "download", "--dest", str(tmp_path / "d"),
+                       "--archive", str(archive))
+    assert code == 0
+    assert out.strip().endswith("chest_xray")
+    assert len(list((tmp_path / "d" / "chest_xray" / "train" / "NORMAL").iterdir())) == 12
+    assert not (tmp_path / "d" / "__MACOSX").exists()
+    # a second run finds the data and does nothing
+    code, out2, _ = run(capsys, "data", "download", "--dest", str(tmp_path / "d"),
+                        "--archive", str(archive))
+    assert code == 0 and out2 == out
+
+
+def test_zip_slip_is_refused(capsys, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../outside.txt", b"x")
+    code, _, err = run(capsys, "data", "download", "--dest", str(tmp_path / "d"),
+                       "--archive", str(archive))
+    assert code == 2 and "outside" in err
+    assert not (tmp_path / "outside.txt").exists()
+
+
+@pytest.mark.slow
+def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
+    out = tmp_path / "model"
+    code, _, _ = run(capsys, "train", "--data", str(xray_dir), "--out", str(out), "--epochs", "1",
+                     "--image-size", "64", "--batch-size", "8", "--seed", "1")
+    assert code == 0
+    for name in ("model.keras", "model.h5", "card.json", "manifest.csv", "history.csv"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "card.json").read_text())
+    assert card["image_size"] == 64 and card["intensity"] == "clahe"
+    assert 0 < card["threshold"] < 1
+    assert card["training"]["command"].startswith(f"chestx train --data {xray_dir}")
+    assert card["metrics"]["val"]["n"] > 0
+    assert len(card["data"]["manifest_sha256"]) == 64
+
+    report = tmp_path / "metrics.json"
+    code, text, _ = run(capsys, "evaluate", "--model", str(out), "--data", str(xray_dir),
+                        "--json", str(report), "--plots", str(tmp_path / "plots"))
+    assert code == 0 and "sensitivity" in text
+    metrics = json.loads(report.read_text())
+    for key in ("accuracy", "roc_auc", "sensitivity", "specificity", "n", "confusion_matrix",
+                "threshold"):
+        assert key in metrics
+    assert metrics["n"] == 24 and metrics["threshold"] == card["threshold"]
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    assert tn + fp == 12 and fn + tp == 12
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {
+        "confusion_matrix.png", "roc.png", "precision_recall.png", "calibration.png"}
+
+    good = sorted((xray_dir / "PNEUMONIA").iterdir())[0]
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an x-ray")
+    code, text, err = run(capsys, "predict", "--model", str(out), str(good), str(bad))
+    assert code == 1  # one failed; the other is still answered
+    rows = [json.loads(line) for line in text.strip().splitlines()]
+    assert rows[0]["path"] == str(good) and rows[0]["label"] in ("NORMAL", "PNEUMONIA")
+    assert 0 <= rows[0]["probability"] <= 1 and rows[0]["threshold"] == card["threshold"]
+    assert rows[1]["path"] == str(bad) and "error" in rows[1]

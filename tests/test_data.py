@@ -1,0 +1,89 @@
+"""Finding data, patient ids, and the patient-grouped split."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from chestx.data import Record, find_data, make_splits, patient_id, split_by_patient, write_manifest
+from chestx.errors import DataError
+
+
+@pytest.mark.parametrize(("name", "patient"), [
+    ("person1000_bacteria_2931.jpeg", "person1000"),
+    ("person1000_virus_1681.jpeg", "person1000"),
+    ("IM-0115-0001.jpeg", "IM-0115"),
+    ("NORMAL2-IM-0115-0001.jpeg", "IM-0115"),
+    ("scan_07.png", "scan_07"),
+])
+def test_patient_id(name, patient):
+    assert patient_id(name) == patient
+
+
+def _records(n_patients=200, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    recs = []
+    for p in range(n_patients):
+        label = int(p % 4 != 0)  # 3:1 pneumonia, like the Kaggle data
+        for k in range(rng.randint(1, 4)):
+            recs.append(Record(Path(f"/d/{p}_{k}.jpeg"), label, f"p{p}"))
+    return recs
+
+
+def test_split_ratios_stratified_and_grouped():
+    recs = _records()
+    splits = split_by_patient(recs, seed=1)
+    assert sum(len(v) for v in splits.values()) == len(recs)
+    patients = {k: {r.patient for r in v} for k, v in splits.items()}
+    assert not patients["train"] & patients["val"]
+    assert not patients["train"] & patients["test"]
+    assert not patients["val"] & patients["test"]
+    for name, share in {"train": 0.7, "val": 0.2, "test": 0.1}.items():
+        assert len(splits[name]) / len(recs) == pytest.approx(share, abs=0.04)
+        frac_pos = sum(r.label for r in splits[name]) / len(splits[name])
+        assert frac_pos == pytest.approx(0.75, abs=0.08)
+
+
+def test_split_is_deterministic_for_a_seed():
+    recs = _records()
+    a, b, c = (split_by_patient(recs, seed=s) for s in (7, 7, 8))
+    assert a == b
+    assert a != c
+
+
+def test_real_fixture_layout(xray_dir):
+    found = find_data(xray_dir)
+    assert set(found) == {"all"}
+    labels = [r.label for r in found["all"]]
+    assert labels.count(0) >= 10 and labels.count(1) >= 10
+
+
+def test_kaggle_root_layout(tmp_path, xray_dir):
+    train = tmp_path / "chest_xray" / "train"
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (train / cls).mkdir(parents=True)
+        for f in sorted((xray_dir / cls).iterdir())[:3]:
+            (train / cls / f.name).write_bytes(f.read_bytes())
+    found = find_data(tmp_path)
+    assert set(found) == {"train"} and len(found["train"]) == 6
+    splits, external = make_splits(tmp_path, seed=3)
+    assert sum(map(len, splits.values())) == 6 and external == []
+
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        find_data(tmp_path / "nope")
+    with pytest.raises(DataError, match="NORMAL"):
+        find_data(tmp_path)
+
+
+def test_manifest_is_auditable(tmp_path):
+    recs = _records(20)
+    splits = split_by_patient(recs, seed=0)
+    digest = write_manifest(splits, tmp_path / "manifest.csv", root=Path("/d"))
+    rows = list(csv.DictReader((tmp_path / "manifest.csv").open()))
+    assert len(rows) == len(recs) and len(digest) == 64
+    assert {r["split"] for r in rows} <= {"train", "val", "test"}
+    assert all(not r["path"].startswith("/") for r in rows)

@@ -1,0 +1,62 @@
+"""Clinical metrics against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from chestx.metrics import binary_metrics, choose_threshold, expected_calibration_error
+
+Y = [0, 0, 0, 1, 1, 1, 1, 1]
+P = [0.1, 0.4, 0.7, 0.3, 0.6, 0.8, 0.9, 0.95]
+
+
+def test_confusion_and_rates_at_threshold():
+    m = binary_metrics(Y, P, threshold=0.5)
+    # predicted positive: 0.7 (fp), 0.6, 0.8, 0.9, 0.95 (tp); 0.3 is a false negative
+    assert m["confusion_matrix"] == [[2, 1], [1, 4]]
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["sensitivity"] == pytest.approx(4 / 5)
+    assert m["specificity"] == pytest.approx(2 / 3)
+    assert m["precision"] == pytest.approx(4 / 5)
+    assert m["npv"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 * 4 / (2 * 4 + 1 + 1))
+    assert (m["n"], m["n_normal"], m["n_pneumonia"]) == (8, 3, 5)
+
+
+def test_roc_auc_counts_ordered_pairs():
+    # 15 (pos, neg) pairs; the misordered ones: 0.3 < 0.4, 0.3 < 0.7, 0.6 < 0.7
+    assert binary_metrics(Y, P)["roc_auc"] == pytest.approx(12 / 15)
+
+
+def test_brier_and_ece():
+    m = binary_metrics([0, 1], [0.2, 0.6])
+    assert m["brier"] == pytest.approx((0.04 + 0.16) / 2)
+    # two bins of one case each: |0 - 0.2| and |1 - 0.6|, each weighted 1/2
+    assert expected_calibration_error([0, 1], [0.2, 0.6]) == pytest.approx(0.3)
+
+
+def test_threshold_is_inclusive():
+    assert binary_metrics([1], [0.5], threshold=0.5)["confusion_matrix"] == [[0, 0], [0, 1]]
+
+
+def test_single_class_gives_nan_auc_not_crash():
+    m = binary_metrics([1, 1], [0.2, 0.9])
+    assert math.isnan(m["roc_auc"]) and math.isnan(m["specificity"])
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError):
+        binary_metrics([0, 1, 1], [0.3, 0.4])
+
+
+def test_threshold_rule_keeps_sensitivity_and_maximises_specificity():
+    y = np.array(Y)
+    t = choose_threshold(y, P, min_sensitivity=0.8)  # must flag 4 of 5 positives: cut at 0.6
+    m = binary_metrics(y, P, t)
+    assert m["sensitivity"] >= 0.8
+    assert 0.4 < t <= 0.6  # halfway between 0.6 and the next lower score (0.4)
+    assert t == pytest.approx(0.5)
+    full = choose_threshold(y, P, min_sensitivity=1.0)
+    assert binary_metrics(y, P, full)["sensitivity"] == 1.0
+    assert full < 0.3
