@@ -1,0 +1,668 @@
+"""chestx.imaging: every format in, one (S, S, 1) uint8 out; bad and oversized files refused.
+
+Every test file is generated here (OpenCV, Pillow, pydicom, or by hand where the point is a
+header that lies), except the real X-rays in tests/resources/xrays/.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import subprocess
+import sys
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from chestx import imaging
+from chestx.errors import (
+    CorruptImageError,
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+)
+from chestx.imaging import decode_gray, inspect_header, prepare, sniff_format
+
+BOMB = 30_000  # a side of 30000 px: 900 MP, far over the 50 MP default
+
+
+# --------------------------------------------------------------------------- file makers
+
+
+def encode(ext: str, img: np.ndarray, *params: int) -> bytes:
+    ok, buf = cv2.imencode(ext, img, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+def gradient(h: int = 48, w: int = 64, dtype=np.uint8) -> np.ndarray:
+    """A horizontal ramp over the type's whole range, plus some vertical variation."""
+    top = np.iinfo(dtype).max
+    ramp = np.linspace(0, top, w)[None, :] * np.linspace(0.5, 1.0, h)[:, None]
+    return np.rint(ramp).astype(dtype)
+
+
+def make_tiff(
+    px: np.ndarray,
+    *,
+    order: str = "<",
+    dim_type: int = 3,
+    bigtiff: bool = False,
+    declared: tuple[int, int] | None = None,
+) -> bytes:
+    """A minimal uncompressed grey TIFF, written by hand to control byte order and field types.
+
+    dim_type is the TIFF type of ImageWidth/ImageLength: 3 SHORT, 4 LONG, 16 LONG8 (BigTIFF).
+    declared overrides the (width, height) written to the header, for bombs.
+    """
+    h, w = px.shape
+    pixels = px.astype(px.dtype.newbyteorder(order)).tobytes()
+    width, height = declared or (w, h)
+    offset_type = 16 if bigtiff else 4
+    head_size = 16 if bigtiff else 8
+    entries = [
+        (256, dim_type, width),
+        (257, dim_type, height),
+        (258, 3, px.dtype.itemsize * 8),  # BitsPerSample
+        (259, 3, 1),  # Compression: none
+        (262, 3, 1),  # PhotometricInterpretation: BlackIsZero
+        (273, offset_type, head_size),  # StripOffsets: pixels right after the header
+        (277, 3, 1),  # SamplesPerPixel
+        (278, 4, h),  # RowsPerStrip
+        (279, offset_type, len(pixels)),  # StripByteCounts
+    ]
+    ifd_offset = head_size + len(pixels) + len(pixels) % 2
+    codes = {3: "H", 4: "I", 16: "Q"}
+    out = b"II" if order == "<" else b"MM"
+    if bigtiff:
+        out += struct.pack(order + "HHHQ", 43, 8, 0, ifd_offset)
+        count_fmt, entry_fmt, slot = "Q", "HHQ", 8
+    else:
+        out += struct.pack(order + "HI", 42, ifd_offset)
+        count_fmt, entry_fmt, slot = "H", "HHI", 4
+    out += pixels + b"\x00" * (len(pixels) % 2)
+    out += struct.pack(order + count_fmt, len(entries))
+    for tag, typ, value in entries:
+        packed = struct.pack(order + codes[typ], value)
+        out += struct.pack(order + entry_fmt, tag, typ, 1) + packed.ljust(slot, b"\x00")
+    out += struct.pack(order + ("Q" if bigtiff else "I"), 0)  # no next IFD
+    return out
+
+
+def make_dicom(
+    px: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    frames: int | None = None,
+    transfer_syntax: str | None = None,
+    pixel_data: bytes | None = None,
+    **elements,
+) -> bytes:
+    """A DICOM Part 10 file (DX image) holding px, or pixel_data already encoded."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import (
+        DigitalXRayImageStorageForPresentation,
+        ExplicitVRLittleEndian,
+        generate_uid,
+    )
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = transfer_syntax or ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    shape = px.shape[1:] if frames else px.shape
+    if frames:
+        ds.NumberOfFrames = frames
+    ds.Rows, ds.Columns = shape[:2]
+    ds.SamplesPerPixel = 3 if len(shape) == 3 else 1
+    if ds.SamplesPerPixel == 3:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = px.dtype.itemsize * 8
+    ds.BitsStored = bits_stored or ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if px.dtype.kind == "i" else 0
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    if pixel_data is None:
+        ds.PixelData = px.tobytes()
+    else:
+        ds.PixelData = pixel_data
+        ds["PixelData"].VR = "OB"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def pillow_jpeg(px: np.ndarray, quality: int = 95) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(px).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def jpeg_dicom(px: np.ndarray, **elements) -> bytes:
+    """A JPEG Baseline (1.2.840.10008.1.2.4.50) DICOM: a Pillow JPEG, encapsulated."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    photometric = "YBR_FULL_422" if px.ndim == 3 else "MONOCHROME2"
+    encoded = elements.pop("jpeg", None) or pillow_jpeg(px)
+    return make_dicom(
+        px,
+        photometric=photometric,
+        transfer_syntax=JPEGBaseline8Bit,
+        pixel_data=encapsulate([encoded]),
+        **elements,
+    )
+
+
+def with_png_size(png: bytes, width: int, height: int) -> bytes:
+    """Rewrite the IHDR chunk's size, with a valid CRC, as a real bomb would carry."""
+    ihdr = b"IHDR" + struct.pack(">II", width, height) + png[24:29]
+    return png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
+
+
+def with_jpeg_size(jpeg: bytes, width: int, height: int) -> bytes:
+    sof = jpeg.find(b"\xff\xc0")
+    assert sof > 0
+    return jpeg[: sof + 5] + struct.pack(">HH", height, width) + jpeg[sof + 9 :]
+
+
+def with_bmp_size(bmp: bytes, width: int, height: int) -> bytes:
+    return bmp[:18] + struct.pack("<ii", width, height) + bmp[26:]
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fail the test if any pixel decoder runs: bombs must be refused from the header alone."""
+
+    def fail(*args, **kwargs):
+        pytest.fail("a decoder ran on a file whose header is over the limit")
+
+    import pydicom.pixels
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(cv2, "imdecode", fail)
+    monkeypatch.setattr(pydicom.pixels, "pixel_array", fail)
+    monkeypatch.setattr(PILImage, "open", fail)
+
+
+# --------------------------------------------------------------------------- sniffing and refusals
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (b"\xff\xd8\xff\xe0rest", "jpeg"),
+        (b"\x89PNG\r\n\x1a\nrest", "png"),
+        (b"BM" + b"\x00" * 12 + struct.pack("<I", 40) + b"\x00" * 12, "bmp"),
+        (b"II*\x00rest", "tiff"),
+        (b"MM\x00*rest", "tiff"),
+        (b"II+\x00rest", "tiff"),
+        (b"\x00" * 128 + b"DICMrest", "dicom"),
+    ],
+)
+def test_sniff_format_names_each_container(data, fmt):
+    assert sniff_format(data) == fmt
+
+
+def test_empty_file_is_refused():
+    with pytest.raises(EmptyImageError, match="empty"):
+        prepare(b"")
+
+
+def test_text_file_is_refused():
+    with pytest.raises(UnsupportedImageError, match="JPEG, PNG, BMP, TIFF or DICOM"):
+        prepare(b"patient: 42\nfindings: none\n" * 10)
+
+
+def test_text_starting_like_a_bitmap_is_not_taken_for_one():
+    with pytest.raises(UnsupportedImageError):
+        prepare(b"BMI report for patient 42, all values normal")
+
+
+def test_known_other_format_is_named():
+    gif = b"GIF89a" + b"\x00" * 40
+    with pytest.raises(UnsupportedImageError, match="^GIF files are not supported"):
+        prepare(gif)
+
+
+def test_refusals_are_image_errors_with_http_status():
+    with pytest.raises(ImageError) as info:
+        prepare(b"not an image at all")
+    assert info.value.status == 415
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tiff"])
+def test_truncated_raster_is_corrupt(ext):
+    data = encode(ext, gradient(96, 128))
+    with pytest.raises(CorruptImageError):
+        prepare(data[: int(len(data) * 0.6)])
+
+
+def test_jpeg_cut_inside_its_header_is_corrupt():
+    data = encode(".jpg", gradient())
+    with pytest.raises(CorruptImageError, match="JPEG"):
+        prepare(data[:120])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the early end of file
+def test_truncated_dicom_is_corrupt():
+    data = make_dicom(gradient(64, 64, np.uint16), bits_stored=16)
+    with pytest.raises(CorruptImageError):
+        prepare(data[: int(len(data) * 0.6)])
+
+
+# --------------------------------------------------------------------------- output contract
+
+
+def test_default_output_is_224_square_single_channel_uint8():
+    out = prepare(encode(".png", gradient(300, 200)))
+    assert out.shape == (224, 224, 1)
+    assert out.dtype == np.uint8
+
+
+def test_custom_size_and_aspect_is_not_kept():
+    out = prepare(encode(".png", gradient(30, 200)), image_size=96, intensity="none")
+    assert out.shape == (96, 96, 1)
+    # A plain resize of a left-to-right ramp keeps a left-to-right ramp on every row.
+    assert (np.diff(out[..., 0].astype(int), axis=1) >= 0).all()
+    assert out[0, 0, 0] < 10 and out[0, -1, 0] > 100
+
+
+def test_resize_uses_inter_area():
+    img = gradient(448, 448)
+    expected = cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)
+    out = prepare(encode(".png", img), intensity="none")
+    np.testing.assert_array_equal(out[..., 0], expected)
+
+
+def test_image_already_at_size_is_untouched():
+    img = gradient(224, 224)
+    np.testing.assert_array_equal(prepare(encode(".png", img), intensity="none")[..., 0], img)
+
+
+def test_invalid_arguments_raise_value_error():
+    png = encode(".png", gradient())
+    with pytest.raises(ValueError, match="intensity"):
+        prepare(png, intensity="gamma")
+    with pytest.raises(ValueError, match="image_size"):
+        prepare(png, image_size=0)
+    with pytest.raises(ValueError, match="max_pixels"):
+        prepare(png, max_pixels=0)
+
+
+def test_read_file_equals_prepare(tmp_path):
+    path = tmp_path / "x.png"
+    path.write_bytes(encode(".png", gradient()))
+    np.testing.assert_array_equal(
+        imaging.read_file(path, image_size=64), prepare(path.read_bytes(), image_size=64)
+    )
+
+
+def test_bytearray_and_memoryview_are_accepted():
+    png = encode(".png", gradient())
+    expected = decode_gray(png)
+    np.testing.assert_array_equal(decode_gray(bytearray(png)), expected)
+    np.testing.assert_array_equal(decode_gray(memoryview(png)), expected)
+
+
+# --------------------------------------------------------------------------- intensity
+
+
+def test_intensity_none_is_identity_and_others_spread_a_dull_image():
+    rng = np.random.default_rng(0)
+    dull = (100 + rng.integers(0, 20, (64, 64))).astype(np.uint8)
+    assert imaging.normalise_intensity(dull, "none") is dull
+    for method in ("equalize", "clahe"):
+        out = imaging.normalise_intensity(dull, method)
+        assert out.dtype == np.uint8 and out.shape == dull.shape
+        assert out.std() > 2 * dull.std()
+    with pytest.raises(ValueError, match="clahe"):
+        imaging.normalise_intensity(dull, "gamma")
+
+
+# --------------------------------------------------------------------------- 8-bit formats
+
+
+@pytest.mark.parametrize("ext", [".png", ".bmp", ".tiff"])
+def test_lossless_8bit_grey_round_trips_exactly(ext):
+    img = gradient()
+    np.testing.assert_array_equal(decode_gray(encode(ext, img)), img)
+
+
+def test_grey_jpeg_decodes_close_to_source():
+    img = gradient()
+    out = decode_gray(encode(".jpg", img, cv2.IMWRITE_JPEG_QUALITY, 100))
+    assert out.shape == img.shape
+    assert np.abs(out.astype(int) - img).max() <= 3
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".tiff"])
+def test_colour_becomes_bt601_grey(ext):
+    bgr = np.zeros((32, 32, 3), np.uint8)
+    bgr[:, :16] = (0, 0, 255)  # red: 0.299 * 255 = 76
+    bgr[:, 16:] = (255, 0, 0)  # blue: 0.114 * 255 = 29
+    out = decode_gray(encode(ext, bgr, cv2.IMWRITE_JPEG_QUALITY, 100))
+    assert out.ndim == 2
+    assert abs(int(out[16, 4]) - 76) <= 2
+    assert abs(int(out[16, 28]) - 29) <= 2
+
+
+def test_alpha_is_composited_over_black():
+    bgra = np.full((8, 12, 4), 200, np.uint8)
+    bgra[:, :4, 3] = 0  # transparent
+    bgra[:, 4:8, 3] = 128  # half
+    bgra[:, 8:, 3] = 255  # opaque
+    out = decode_gray(encode(".png", bgra))
+    assert (out[:, :4] == 0).all()
+    assert (out[:, 4:8] == 100).all()  # 200 * 128/255 = 100.4
+    assert (out[:, 8:] == 200).all()
+
+
+def test_colour_xray_with_odd_size_gives_model_input():
+    bgr = cv2.merge([gradient(301, 157)] * 3)
+    out = prepare(encode(".jpg", bgr))
+    assert out.shape == (224, 224, 1) and out.dtype == np.uint8
+
+
+def test_top_down_bmp_is_read_right_way_up():
+    img = gradient(16, 20)
+    bottom_up = encode(".bmp", img)
+    # Flip the stored rows and negate the height: same picture, stored top-down.
+    offset = int.from_bytes(bottom_up[10:14], "little")
+    stride = (20 + 3) // 4 * 4
+    rows = [bottom_up[offset + i * stride : offset + (i + 1) * stride] for i in range(16)]
+    top_down = with_bmp_size(bottom_up[:offset], 20, -16) + b"".join(reversed(rows))
+    assert inspect_header(top_down)[1:3] == (20, 16)
+    np.testing.assert_array_equal(decode_gray(top_down), img)
+
+
+# --------------------------------------------------------------------------- 16-bit formats
+
+
+def sixteen_bit_levels() -> np.ndarray:
+    return np.array([[0, 32768, 65535, 4095]] * 4, np.uint16)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda px: encode(".png", px),
+        lambda px: encode(".tiff", px),
+        lambda px: make_tiff(px, order="<"),
+        lambda px: make_tiff(px, order=">"),
+        lambda px: make_tiff(px, bigtiff=True, dim_type=16),
+    ],
+    ids=["png", "tiff-opencv", "tiff-le", "tiff-be", "bigtiff"],
+)
+def test_16bit_scales_by_full_range(make):
+    out = decode_gray(make(sixteen_bit_levels()))
+    assert out.dtype == np.uint8
+    assert out[0].tolist() == [0, 128, 255, 16]
+
+
+@pytest.mark.parametrize("ext", [".png", ".tiff"])
+def test_dim_16bit_image_is_not_stretched(ext):
+    dim = (gradient(32, 32, np.uint16) // 16).astype(np.uint16)  # 12-bit data: max 4095
+    out = decode_gray(encode(ext, dim))
+    assert out.max() == 16  # 4095 * 255 / 65535, not 255
+    assert out.min() == 0
+
+
+def test_16bit_colour_png_with_alpha():
+    bgra = np.zeros((4, 4, 4), np.uint16)
+    bgra[..., :3] = 65535
+    bgra[:, :2, 3] = 65535
+    out = decode_gray(encode(".png", bgra))
+    assert (out[:, :2] == 255).all() and (out[:, 2:] == 0).all()
+
+
+def test_one_picture_in_every_lossless_format_gives_one_model_input():
+    img8 = gradient(40, 60)
+    img16 = img8.astype(np.uint16) * 257  # 8-bit values spread over 16 bits exactly
+    files = {
+        "png": encode(".png", img8),
+        "bmp": encode(".bmp", img8),
+        "tiff": encode(".tiff", img8),
+        "png16": encode(".png", img16),
+        "tiff16": make_tiff(img16, order=">"),
+        "dicom8": make_dicom(img8),
+        "dicom16": make_dicom(img16),
+    }
+    expected = prepare(files.pop("png"))
+    for name, data in files.items():
+        np.testing.assert_array_equal(prepare(data), expected, err_msg=name)
+
+
+def test_multipage_tiff_uses_first_page():
+    pages = [Image.fromarray(np.full((16, 16), v, np.uint8)) for v in (40, 220)]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    assert (decode_gray(buf.getvalue()) == 40).all()
+
+
+# --------------------------------------------------------------------------- DICOM
+
+DICOM_12BIT = np.array([[0, 2048, 4095, 1000]] * 4, np.uint16)
+
+
+def test_dicom_12bit_scales_by_bits_stored_through_rescale():
+    data = make_dicom(DICOM_12BIT, bits_stored=12, RescaleSlope=2, RescaleIntercept=-1024)
+    assert decode_gray(data)[0].tolist() == [0, 128, 255, 62]
+
+
+def test_dicom_negative_slope_inverts():
+    data = make_dicom(DICOM_12BIT, bits_stored=12, RescaleSlope=-1, RescaleIntercept=4095)
+    assert decode_gray(data)[0].tolist() == [255, 127, 0, 193]
+
+
+def test_dicom_monochrome1_is_inverted():
+    data = make_dicom(DICOM_12BIT, bits_stored=12, photometric="MONOCHROME1")
+    assert decode_gray(data)[0].tolist() == [255, 127, 0, 193]
+
+
+def test_dicom_signed_pixels():
+    px = np.array([[-2048, 0, 2047]] * 2, np.int16)
+    assert decode_gray(make_dicom(px, bits_stored=12))[0].tolist() == [0, 128, 255]
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"],
+    ids=["implicit-le", "explicit-le", "deflated"],
+)
+def test_dicom_8bit_native_syntaxes_are_exact(syntax):
+    img = gradient()
+    np.testing.assert_array_equal(decode_gray(make_dicom(img, transfer_syntax=syntax)), img)
+
+
+def test_dicom_jpeg_baseline_grey():
+    img = gradient()
+    out = decode_gray(jpeg_dicom(img))
+    assert out.shape == img.shape
+    assert np.abs(out.astype(int) - img).max() <= 3
+
+
+def test_dicom_jpeg_baseline_colour():
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 0] = 255  # red
+    out = decode_gray(jpeg_dicom(rgb))
+    assert abs(int(out.mean()) - 76) <= 2
+
+
+def test_dicom_multiframe_uses_first_frame():
+    frames = np.stack([np.full((8, 8), v, np.uint8) for v in (10, 200, 90)])
+    assert (decode_gray(make_dicom(frames, frames=3)) == 10).all()
+
+
+def test_dicom_without_image_is_unsupported():
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.PatientName = "Test^Report"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    with pytest.raises(UnsupportedImageError, match="no image"):
+        prepare(buf.getvalue())
+
+
+def test_dicom_with_undecodable_transfer_syntax_is_unsupported():
+    from pydicom.encaps import encapsulate
+
+    data = make_dicom(
+        gradient(),
+        transfer_syntax="1.2.840.10008.1.2.4.100",  # MPEG2: pydicom has no decoder at all
+        pixel_data=encapsulate([b"\x00" * 64]),
+    )
+    with pytest.raises(UnsupportedImageError, match="MPEG2"):
+        prepare(data)
+
+
+def test_dicom_whose_jpeg_disagrees_with_header_is_corrupt():
+    data = jpeg_dicom(gradient(64, 64), jpeg=pillow_jpeg(gradient(80, 64)))
+    with pytest.raises(CorruptImageError, match="64x80"):
+        prepare(data)
+
+
+# --------------------------------------------------------------------------- decompression bombs
+
+
+def test_bomb_message_names_size_and_limit(no_decoding):
+    png = with_png_size(encode(".png", gradient()), BOMB, BOMB)
+    with pytest.raises(ImageTooLargeError) as info:
+        prepare(png)
+    assert str(info.value) == "image is 30000x30000 = 900 MP, over the 50 MP limit"
+    assert info.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: with_png_size(encode(".png", gradient()), BOMB, BOMB),
+        lambda: with_jpeg_size(encode(".jpg", gradient()), BOMB, BOMB),
+        lambda: with_bmp_size(encode(".bmp", gradient()), BOMB, BOMB),
+        lambda: with_bmp_size(encode(".bmp", gradient()), BOMB, -BOMB),
+        lambda: make_tiff(gradient(), order="<", dim_type=3, declared=(BOMB, BOMB)),
+        lambda: make_tiff(gradient(), order=">", dim_type=3, declared=(BOMB, BOMB)),
+        lambda: make_tiff(gradient(), order="<", dim_type=4, declared=(BOMB, BOMB)),
+        lambda: make_tiff(gradient(), order=">", dim_type=4, declared=(BOMB, BOMB)),
+        lambda: make_tiff(gradient(), bigtiff=True, dim_type=16, declared=(BOMB, BOMB)),
+        lambda: make_dicom(gradient(), Rows=BOMB, Columns=BOMB),
+        lambda: jpeg_dicom(gradient(), Rows=BOMB, Columns=BOMB),
+    ],
+    ids=[
+        "png", "jpeg", "bmp", "bmp-top-down", "tiff-le-short", "tiff-be-short",
+        "tiff-le-long", "tiff-be-long", "bigtiff", "dicom", "dicom-jpeg",
+    ],
+)  # fmt: skip
+def test_bomb_is_refused_before_decoding(make, no_decoding):
+    data = make()
+    assert inspect_header(data).pixels == BOMB * BOMB
+    with pytest.raises(ImageTooLargeError, match="30000x30000 = 900 MP"):
+        prepare(data)
+
+
+def test_dicom_frames_count_towards_the_limit(no_decoding):
+    frames = np.zeros((4, 8, 8), np.uint8)
+    data = make_dicom(frames, frames=4, Rows=4000, Columns=4000)
+    with pytest.raises(ImageTooLargeError, match=r"4000x4000 x 4 frames = 64 MP"):
+        prepare(data)
+
+
+def test_dicom_embedded_jpeg_bomb_is_refused(no_decoding):
+    img = gradient(64, 64)
+    data = jpeg_dicom(img, jpeg=with_jpeg_size(pillow_jpeg(img), BOMB, BOMB))
+    with pytest.raises(ImageTooLargeError, match="30000x30000"):
+        prepare(data)
+
+
+def test_max_pixels_is_configurable():
+    png = encode(".png", gradient(100, 100))
+    with pytest.raises(ImageTooLargeError, match=r"100x100 = 0\.01 MP, over the 0\.009999 MP"):
+        prepare(png, max_pixels=9_999)
+    with pytest.raises(ImageTooLargeError, match=r"= 0\.0101 MP, over the 0\.01 MP limit$"):
+        prepare(encode(".png", gradient(101, 100)), max_pixels=10_000)
+    assert prepare(png, max_pixels=10_000).shape == (224, 224, 1)
+
+
+def test_jpeg_header_walk_skips_thumbnails_and_fill_bytes():
+    jpeg = encode(".jpg", gradient(40, 60))
+    # An APP1 segment whose payload looks like a 30000x30000 frame header (as an EXIF
+    # thumbnail's would), then fill bytes before the next marker: neither is the image.
+    fake_sof = b"\xff\xc0\x00\x11\x08" + struct.pack(">HH", BOMB, BOMB)
+    app1 = b"\xff\xe1" + struct.pack(">H", len(fake_sof) + 2) + fake_sof
+    data = jpeg[:2] + app1 + b"\xff\xff" + jpeg[2:]
+    assert inspect_header(data) == ("jpeg", 60, 40, 1)
+    assert decode_gray(data).shape == (40, 60)
+
+
+def test_bmp_core_header_size():
+    core = b"BM" + b"\x00" * 12 + struct.pack("<IHHHH", 12, BOMB, BOMB, 1, 24)
+    assert inspect_header(core)[1:3] == (BOMB, BOMB)
+
+
+# --------------------------------------------------------------------------- performance
+
+
+def test_jpeg_path_imports_neither_pydicom_nor_pillow(xray_dir):
+    path = next((xray_dir / "NORMAL").glob("*.jpeg"))
+    code = (
+        "import sys; from chestx import imaging; "
+        f"x = imaging.read_file({str(path)!r}); assert x.shape == (224, 224, 1); "
+        "print(sorted(m for m in ('pydicom', 'PIL') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- real X-rays
+
+
+def patient_id(name: str) -> str:
+    match = re.match(r"person(\d+)_(?:bacteria|virus)_\d+", name) or re.match(
+        r"(?:NORMAL2-)?IM-(\d+)-", name
+    )
+    assert match, name
+    return match.group(1).lstrip("0")
+
+
+def test_xray_fixtures_are_24_patients_balanced(xray_dir):
+    normal = sorted(p.name for p in (xray_dir / "NORMAL").glob("*.jpeg"))
+    pneumonia = sorted(p.name for p in (xray_dir / "PNEUMONIA").glob("*.jpeg"))
+    assert len(normal) == len(pneumonia) == 12
+    assert len({patient_id(n) for n in normal + pneumonia}) == 24
+    assert sum("_bacteria_" in n for n in pneumonia) >= 4
+    assert sum("_virus_" in n for n in pneumonia) >= 4
+
+
+def test_real_xrays_become_model_input(xray_dir):
+    for path in sorted(xray_dir.glob("*/*.jpeg")):
+        x = imaging.read_file(path)
+        assert x.shape == (224, 224, 1) and x.dtype == np.uint8, path.name
+        assert x.std() > 20, path.name  # a real picture, not a flat fill
+
+
+def test_real_xray_grey_matches_opencv_colour_conversion(xray_bytes):
+    bgr = cv2.imdecode(np.frombuffer(xray_bytes, np.uint8), cv2.IMREAD_COLOR)
+    assert bgr.shape[2] == 3
+    expected = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    assert np.abs(decode_gray(xray_bytes).astype(int) - expected).max() <= 1
