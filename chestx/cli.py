@@ -153,7 +153,7 @@ def configure_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
+        stream=sys.stderr,  # stdout carries results (JSON lines); journald collects both
     )
 
 

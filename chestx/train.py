@@ -65,6 +65,7 @@ class TrainConfig:
     min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY
     limit: int | None = None
     augmentation: Augmentation | None = field(default_factory=Augmentation)
+    deterministic: bool = True  # same seed, same data -> same weights (TF op determinism)
     verbose: int | str = field(default_factory=lambda: 1 if sys.stdout.isatty() else 2)
 
 
@@ -168,6 +169,10 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
     from chestx.models import DEFAULT_LR, build_model, compile_model, unfreeze_top
 
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     splits, external = make_splits(cfg.data, seed=cfg.seed, limit=cfg.limit)
     if not splits["train"] or not splits["val"]:
         raise DataError(f"{cfg.data}: too few patients for a train/validation split")

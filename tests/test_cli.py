@@ -133,3 +133,60 @@ def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
     assert rows[0]["path"] == str(good) and rows[0]["label"] in ("NORMAL", "PNEUMONIA")
     assert 0 <= rows[0]["probability"] <= 1 and rows[0]["threshold"] == card["threshold"]
     assert rows[1]["path"] == str(bad) and "error" in rows[1]
+
+
+def _train(tmp_path, xray_dir, name, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "chestx", "train", "--data", str(xray_dir), "--out",
+         str(tmp_path / name), "--image-size", "48", "--batch-size", "8", *extra],
+        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_for_a_seed(tmp_path, xray_dir):
+    import numpy as np
+
+    from chestx.predict import Predictor
+
+    for name in ("a", "b"):
+        assert _train(tmp_path, xray_dir, name, "--epochs", "2", "--seed", "5").returncode == 0
+    batch = np.stack([Predictor(tmp_path / "a").prepare(f.read_bytes())
+                      for f in sorted(xray_dir.rglob("*.jpeg"))])
+    pa = Predictor(tmp_path / "a").predict_batch(batch)
+    pb = Predictor(tmp_path / "b").predict_batch(batch)
+    np.testing.assert_array_equal(pa, pb)
+    ca = json.loads((tmp_path / "a" / "card.json").read_text())
+    cb = json.loads((tmp_path / "b" / "card.json").read_text())
+    assert ca["threshold"] == cb["threshold"]
+    assert ca["data"]["manifest_sha256"] == cb["data"]["manifest_sha256"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_a_usable_model(tmp_path, xray_dir):
+    import signal
+    import time
+
+    out = tmp_path / "m"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chestx", "train", "--data", str(xray_dir), "--out", str(out),
+         "--image-size", "48", "--batch-size", "4", "--epochs", "500", "--patience", "500"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "history.csv").is_file() or len(
+                (out / "history.csv").read_text().splitlines()) < 3:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "training never finished two epochs"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        log, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, log
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["interrupted"] is True
+    assert 2 <= card["training"]["epochs_run"] < 500
+    image = sorted((xray_dir / "NORMAL").iterdir())[0]
+    done = subprocess.run([sys.executable, "-m", "chestx", "predict", "--model", str(out),
+                           str(image)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and json.loads(done.stdout)["label"] in ("NORMAL", "PNEUMONIA")
