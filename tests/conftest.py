@@ -29,3 +29,28 @@ def xray_dir() -> Path:
 def xray_bytes(xray_dir: Path) -> bytes:
     """The bytes of one real X-ray JPEG (a pneumonia case), as an upload would carry them."""
     return (xray_dir / "PNEUMONIA" / "person1000_bacteria_2931.jpeg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small, untrained chestnet model directory (64 px, with a LiteRT export).
+
+    Web and serving tests need a model that loads, not one that is right: they must not depend
+    on the shipped model's quality, or on it existing.
+    """
+    import keras
+
+    from chestx.litert import export_litert
+    from chestx.models import build_model
+    from chestx.modeldir import save_model
+
+    keras.utils.set_random_seed(0)
+    out = tmp_path_factory.mktemp("tiny_model")
+    model = build_model("chestnet", 64, filters=(8, 16))
+    card = {"name": "tiny-test", "version": "0.0-test", "arch": "chestnet", "image_size": 64,
+            "intensity": "clahe", "threshold": 0.5, "threshold_rule": "fixed for tests",
+            "metrics": {"test": {"n": 10, "threshold": 0.5, "sensitivity": 0.9,
+                                 "specificity": 0.8, "roc_auc": 0.85}}}
+    save_model(model, out, card, h5=False)
+    export_litert(model, out)
+    return out

@@ -1,5 +1,101 @@
-"""`chestx serve` (owned by the web service work)."""
+"""``chestx serve``: argument definitions only; Gunicorn, Flask and TensorFlow load in the
+handler, so ``chestx --help`` stays instant."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def add_serve(sub) -> None:
-    sub.add_parser("serve", help="serve the model over HTTP (not built yet)")
+    p = sub.add_parser(
+        "serve",
+        help="serve the model over HTTP (browser UI + JSON API) with Gunicorn",
+        description="Run the web service under Gunicorn with chestx/gunicorn.conf.py. Options "
+                    "override the CHESTX_* environment variables of the same meaning. "
+                    "SIGHUP reloads the model gracefully; research use only.",
+    )
+    p.add_argument("--host", default=None,
+                   help="address to listen on (default 127.0.0.1, or from CHESTX_BIND)")
+    p.add_argument("--port", type=_port, default=None, help="port (default 8000)")
+    p.add_argument("--model", default=None,
+                   help="model directory (default $CHESTX_MODEL_DIR, else the shipped model)")
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="worker processes, each with its own model (default 2)")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="request threads per worker; their images are micro-batched (default 16)")
+    p.add_argument("--runtime", choices=("tensorflow", "litert"), default=None,
+                   help="inference runtime (default tensorflow; litert for small hosts)")
+    p.add_argument("--timeout", type=_positive, default=None,
+                   help="seconds before a silent worker is restarted (default 60)")
+    p.add_argument("--dev", action="store_true",
+                   help="Flask's development server with the reloader (not for production)")
+    p.set_defaults(handler=run_serve)
+
+
+def _bind(args) -> str | None:
+    if args.host is None and args.port is None:
+        return None
+    host, port = "127.0.0.1", 8000
+    current = os.environ.get("CHESTX_BIND", "")
+    if current and "," not in current and not current.startswith("unix:"):
+        h, _, p = current.rpartition(":")
+        host, port = (h or host), int(p) if p.isdigit() else port
+    host = args.host or host
+    port = args.port or port
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def serve_env(args) -> dict:
+    """The environment ``chestx serve`` runs Gunicorn with (options win over CHESTX_*)."""
+    env = dict(os.environ)
+    bind = _bind(args)
+    if bind:
+        env["CHESTX_BIND"] = bind
+    for key, value in (("CHESTX_MODEL_DIR", args.model), ("CHESTX_WORKERS", args.workers),
+                       ("CHESTX_THREADS", args.threads), ("CHESTX_RUNTIME", args.runtime),
+                       ("CHESTX_TIMEOUT", args.timeout)):
+        if value is not None:
+            env[key] = str(Path(value).resolve()) if key == "CHESTX_MODEL_DIR" else str(value)
+    return env
+
+
+def run_serve(args) -> int:
+    env = serve_env(args)
+    if args.dev:
+        return _run_dev(env)
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(CONF), "chestx.wsgi:app"]
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)  # become the Gunicorn master: signals reach it
+    return 0  # pragma: no cover
+
+
+def _run_dev(env: dict) -> int:
+    os.environ.update(env)
+    from chestx.web import create_app
+
+    bind = env.get("CHESTX_BIND", "127.0.0.1:8000")
+    host, _, port = bind.rpartition(":")
+    # the reloader's parent process only watches files: load the model in the child alone
+    child = os.environ.get("WERKZEUG_RUN_MAIN") == "true"
+    app = create_app({"LOAD_MODEL": child})
+    app.run(host=host.strip("[]"), port=int(port), debug=True, use_reloader=True, threaded=True)
+    return 0

@@ -1,0 +1,152 @@
+"""Grad-CAM: which regions of the X-ray pushed the model towards its answer.
+
+Generic over chestx's architectures (chestnet, the seed CNN, transfer backbones): the feature
+map is the last layer with a 4-D output that is not a pooling layer (for a transfer model, the
+nested backbone itself). Gradients flow from the decision logit, not the sigmoid, so a
+confident prediction (p rounded to 1.0 in float32) still has a heatmap.
+
+Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+Localization", ICCV 2017.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_POOLING = ("MaxPooling2D", "AveragePooling2D")
+
+
+def _output_of(layer, model):
+    """The symbolic output of ``layer`` inside ``model``'s graph (nested models have two)."""
+    import keras
+
+    try:
+        out = layer.output
+        keras.Model(model.inputs, out)  # connected to the outer inputs?
+        return out
+    except Exception:  # a nested model: its own output is not the call inside ``model``
+        return layer._inbound_nodes[-1].output_tensors[0]
+
+
+def feature_layer(model):
+    """The last layer whose output is a 4-D (N, H, W, C) map, preferring a non-pooling one."""
+    pooled = None
+    for layer in reversed(model.layers):
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) != 4:
+            continue
+        if type(layer).__name__ not in _POOLING:
+            return layer
+        pooled = pooled or layer
+    if pooled is not None:
+        return pooled
+    raise ValueError(f"model {model.name} has no 4-D feature map to explain")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    heatmap: np.ndarray  # (h, w) float32 in [0, 1], feature-map resolution
+    probability: float
+    target: str  # "PNEUMONIA" or "NORMAL": the class whose evidence is shown
+    layer: str
+
+
+class GradCAM:
+    """Grad-CAM for one Keras model, built once and reused (thread-safe)."""
+
+    def __init__(self, model):
+        import keras
+        import tensorflow as tf
+
+        self.model = model
+        self.layer = feature_layer(model)
+        features = _output_of(self.layer, model)
+        last = model.layers[-1]
+        activation = getattr(getattr(last, "activation", None), "__name__", "")
+        self._dense_logit = isinstance(last, keras.layers.Dense) and activation == "sigmoid"
+        head_in = last.input if self._dense_logit else model.output
+        self._grad_model = keras.Model(model.inputs, [features, head_in, model.output])
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        self._lock = threading.Lock()
+
+        @tf.function(input_signature=[spec, tf.TensorSpec((), tf.float32)],
+                     reduce_retracing=True)
+        def cam(images, sign):
+            with tf.GradientTape() as tape:
+                fmap, head, prob = self._grad_model(images, training=False)
+                tape.watch(fmap)
+                if self._dense_logit:  # the pre-sigmoid logit
+                    logit = tf.matmul(head, last.kernel) + last.bias
+                else:
+                    p = tf.clip_by_value(prob, 1e-7, 1 - 1e-7)
+                    logit = tf.math.log(p) - tf.math.log(1 - p)
+                score = sign * tf.reduce_sum(logit)
+            grads = tape.gradient(score, fmap)
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            heat = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1))
+            return heat, tf.reshape(prob, [-1])
+
+        self._cam = cam
+
+    def explain(self, image: np.ndarray, threshold: float = 0.5) -> Explanation:
+        """``image``: one (S, S, 1) model input. Explains the predicted class at ``threshold``."""
+        import tensorflow as tf
+
+        batch = tf.convert_to_tensor(np.asarray(image, np.float32)[np.newaxis])
+        with self._lock:  # the first call traces; later calls run concurrently-safe anyway
+            heat, prob = self._cam(batch, tf.constant(1.0))
+        p = float(prob.numpy()[0])
+        target = "PNEUMONIA" if p >= threshold else "NORMAL"
+        if target == "NORMAL":  # evidence against pneumonia: the negated logit's gradient
+            with self._lock:
+                heat, _ = self._cam(batch, tf.constant(-1.0))
+        heat = heat.numpy()[0].astype(np.float32)
+        peak = float(heat.max())
+        heat = heat / peak if peak > 0 else np.zeros_like(heat)
+        return Explanation(heat, p, target, self.layer.name)
+
+
+def overlay(gray: np.ndarray, heatmap: np.ndarray, *, size: int | None = None,
+            alpha: float = 0.4) -> np.ndarray:
+    """Colour the heatmap (JET) over the grey X-ray; returns a BGR uint8 image.
+
+    ``size`` upsamples small model inputs so the overlay is readable in a browser.
+    """
+    gray = np.asarray(gray)
+    if gray.ndim == 3:
+        gray = gray[..., 0]
+    gray = gray.astype(np.uint8)
+    if size and size != gray.shape[0]:
+        gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_CUBIC)
+    h, w = gray.shape
+    heat = cv2.resize(heatmap.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    heat = np.clip(heat, 0.0, 1.0)
+    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    base = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    weight = (alpha * heat)[..., np.newaxis]  # cold regions stay plain grey
+    return (base * (1 - weight) + colour * weight).astype(np.uint8)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:  # pragma: no cover - cv2 always encodes uint8
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def explain_png(model, image: np.ndarray, *, threshold: float = 0.5,
+                size: int | None = 448) -> tuple[bytes, Explanation]:
+    """One-shot Grad-CAM overlay as PNG bytes (builds the explainer; cache ``GradCAM`` instead
+    when explaining many images)."""
+    exp = GradCAM(model).explain(image, threshold)
+    return png_bytes(overlay(image, exp.heatmap, size=size)), exp

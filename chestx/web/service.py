@@ -1,0 +1,188 @@
+"""The model as the web app holds it: one ``Predictor``, its micro-batcher and its Grad-CAM.
+
+One ``ModelService`` per app, in ``app.extensions["chestx"]``. It is loaded once per worker
+after Gunicorn forks (``gunicorn.conf.py`` calls ``load`` in ``post_worker_init``); until then,
+and if loading failed, the service is not ready and ``/readyz`` answers 503 with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chestx.web.batching import BatcherClosed, MicroBatcher
+from chestx.web.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+IDLE, LOADING, READY, FAILED = "idle", "loading", "ready", "failed"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's knobs, already validated (see ``chestx.web.settings_from_config``)."""
+
+    model_dir: str | None
+    runtime: str
+    threshold: float | None
+    max_pixels: int
+    batch_size: int
+    batch_timeout_ms: float
+    inference_timeout: float
+    explain_size: int
+
+
+class ModelService:
+    def __init__(self, settings: Settings, metrics=None):
+        self.settings = settings
+        self.metrics = metrics
+        self.state = IDLE
+        self.error: str | None = None
+        self.predictor = None
+        self.batcher: MicroBatcher | None = None
+        self.loaded_at: float | None = None
+        self.load_seconds: float | None = None
+        self._gradcam = None
+        self._gradcam_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._loader: threading.Thread | None = None
+
+    # -- life cycle -----------------------------------------------------------------------
+    def load(self, model_dir: str | Path | None = None) -> bool:
+        """Load the model (blocking); True when ready. Errors are kept, logged, not raised."""
+        with self._lock:
+            if self.state == READY:
+                return True
+            self.state, self.error = LOADING, None
+            start = time.perf_counter()
+            try:
+                from chestx.predict import Predictor
+
+                s = self.settings
+                predictor = Predictor(model_dir or s.model_dir, runtime=s.runtime,
+                                      threshold=s.threshold, max_pixels=s.max_pixels)
+                predictor.warm_up()
+                batcher = MicroBatcher(predictor.predict_batch, max_batch=s.batch_size,
+                                       max_wait_ms=s.batch_timeout_ms,
+                                       on_batch=self.metrics.observe_batch if self.metrics
+                                       else None)
+            except Exception as exc:  # ModelError, or anything a broken file throws
+                self.state, self.error = FAILED, f"{type(exc).__name__}: {exc}"
+                log.error("model not loaded: %s", self.error)
+                return False
+            self.predictor, self.batcher = predictor, batcher
+            self.load_seconds = time.perf_counter() - start
+            self.loaded_at = time.time()
+            self.state = READY
+            if self.metrics:
+                self.metrics.set_model(predictor.name, predictor.version, predictor.runtime)
+            log.info("model %s %s ready (%s runtime, threshold %.3f) in %.1f s",
+                     predictor.name, predictor.version, predictor.runtime,
+                     predictor.threshold, self.load_seconds)
+            return True
+
+    def load_in_background(self) -> None:
+        """Start loading without blocking the request that noticed the model is missing
+        (a WSGI server other than Gunicorn with chestx's config, which loads it up front)."""
+        with self._gradcam_lock:
+            if self.state != IDLE or self._loader is not None:
+                return
+            self._loader = threading.Thread(target=self.load, name="chestx-model-loader",
+                                            daemon=True)
+        self._loader.start()
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def require_ready(self):
+        if self.state == READY:
+            return self.predictor
+        if self.state == FAILED:
+            raise ServiceError(503, f"the model could not be loaded: {self.error}",
+                               headers={"Retry-After": "30"})
+        raise ServiceError(503, "the model is still loading; try again in a few seconds",
+                           headers={"Retry-After": "5"})
+
+    # -- inference ------------------------------------------------------------------------
+    def prepare(self, data: bytes) -> np.ndarray:
+        """Upload bytes -> model input; raises ``ImageError`` (a 4xx) for bad files."""
+        predictor = self.require_ready()
+        self.batcher.reserve()
+        try:
+            return predictor.prepare(data)
+        except BaseException:
+            self.batcher.release()
+            raise
+
+    def classify(self, image: np.ndarray):
+        """A prepared image (after ``prepare``) -> ``Prediction``, through the micro-batcher."""
+        predictor = self.require_ready()
+        try:
+            p = self.batcher.predict(image, timeout=self.settings.inference_timeout,
+                                     reserved=True)
+        except TimeoutError:
+            raise ServiceError(503, "the model is overloaded; try again",
+                               headers={"Retry-After": "2"}) from None
+        except BatcherClosed:
+            raise ServiceError(503, "the worker is shutting down; try again",
+                               headers={"Retry-After": "1"}) from None
+        prediction = predictor.result(p)
+        if self.metrics:
+            self.metrics.predictions.labels(prediction.label).inc()
+        return prediction
+
+    def model_info(self) -> dict:
+        p = self.require_ready()
+        return {"name": p.name, "version": p.version, "runtime": p.runtime,
+                "threshold": p.threshold, "image_size": p.image_size}
+
+    # -- explanation ----------------------------------------------------------------------
+    @property
+    def display_size(self) -> int:
+        """Pixels per side of the images shown to people (at least 256, for tiny models)."""
+        return self.settings.explain_size or max(self.predictor.image_size, 256)
+
+    @property
+    def can_explain(self) -> bool:
+        return self.ready and getattr(self.predictor, "model", None) is not None
+
+    def explain(self, image: np.ndarray) -> dict:
+        """Grad-CAM of one prepared image: PNG overlay (base64) and what it shows."""
+        from chestx import explain
+
+        predictor = self.require_ready()
+        if not self.can_explain:
+            return {"method": "grad-cam", "png_base64": None,
+                    "unavailable": f"Grad-CAM needs the Keras model; the {predictor.runtime} "
+                                   "runtime serves predictions only"}
+        with self._gradcam_lock:
+            if self._gradcam is None:
+                self._gradcam = explain.GradCAM(predictor.model)
+        exp = self._gradcam.explain(image, predictor.threshold)
+        png = explain.png_bytes(explain.overlay(image, exp.heatmap,
+                                                size=self.display_size))
+        return {"method": "grad-cam", "target": exp.target, "layer": exp.layer,
+                "png_base64": base64.b64encode(png).decode("ascii")}
+
+
+def input_png_base64(image: np.ndarray, size: int) -> str:
+    """The model's input (after resizing and intensity normalisation) as a PNG, for display."""
+    import cv2
+
+    from chestx.explain import png_bytes
+
+    gray = image[..., 0] if image.ndim == 3 else image
+    if size and size != gray.shape[0]:
+        gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_CUBIC)
+    return base64.b64encode(png_bytes(gray)).decode("ascii")

@@ -1,0 +1,70 @@
+"""The browser UI: an upload form that works without JavaScript and is nicer with it.
+
+``GET /`` shows the form; the form posts to ``POST /`` which renders the result page
+(verdict, P(pneumonia) against the threshold, Grad-CAM, model and its measured performance).
+With JavaScript, ``static/app.js`` adds drag and drop and a preview, and renders the same
+result from ``POST /predict?explain=1`` without leaving the page.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from chestx.web.api import NOTICE, classify_upload, read_upload, threshold_source
+from chestx.web.service import ModelService, input_png_base64
+
+bp = Blueprint("ui", __name__)  # templates/ and static/ are the app's (chestx/web/)
+
+ACCEPT = ".jpg,.jpeg,.png,.bmp,.tif,.tiff,.dcm,image/jpeg,image/png,image/bmp,image/tiff"
+
+
+def _service() -> ModelService:
+    return current_app.extensions["chestx"]
+
+
+def performance_context(card: dict, threshold: float) -> dict | None:
+    """Sensitivity/specificity the model card reports, and whether they apply at ``threshold``."""
+    metrics = card.get("metrics") or {}
+    for split, title in (("external", "an external test set"), ("test", "the held-out test set"),
+                         ("val", "the validation set")):
+        m = metrics.get(split)
+        if isinstance(m, dict) and "sensitivity" in m and "specificity" in m:
+            measured_at = m.get("threshold", card.get("threshold"))
+            return {
+                "split": title,
+                "n": m.get("n"),
+                "sensitivity": m.get("sensitivity"),
+                "specificity": m.get("specificity"),
+                "roc_auc": m.get("roc_auc"),
+                "threshold": measured_at,
+                "applies": measured_at is None or abs(float(measured_at) - threshold) < 1e-9,
+            }
+    return None
+
+
+def page_context() -> dict:
+    svc = _service()
+    ctx = {"notice": NOTICE, "accept": ACCEPT, "ready": svc.ready, "model": None,
+           "max_mb": current_app.config["MAX_CONTENT_LENGTH"] / 1e6, "load_error": svc.error}
+    if svc.ready:
+        p = svc.predictor
+        ctx["model"] = {**svc.model_info(), "threshold_source": threshold_source(),
+                        "threshold_rule": p.card.get("threshold_rule"),
+                        "performance": performance_context(p.card, p.threshold),
+                        "explain": svc.can_explain}
+    return ctx
+
+
+@bp.get("/")
+def index():
+    return render_template("index.html", **page_context())
+
+
+@bp.post("/")
+def classify():
+    """The no-JavaScript path: the form posts here and gets a result page."""
+    svc = _service()
+    body, image = classify_upload(read_upload("image"), explain=True)
+    size = svc.display_size
+    return render_template("result.html", result=body,
+                           input_png=input_png_base64(image, size), **page_context())
