@@ -1,0 +1,83 @@
+"""A real browser (Debian's headless Chromium, driven by Playwright) uses the upload form."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if not CHROMIUM:
+    pytest.skip("Debian's chromium package is not installed", allow_module_level=True)
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
+SHOTS = Path(os.environ.get("CHESTX_SCREENSHOTS", "")) if os.environ.get(
+    "CHESTX_SCREENSHOTS") else None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def _shot(page, name: str) -> None:
+    if SHOTS:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def test_upload_with_javascript(browser, live_server, xray_dir):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+    page.goto(live_server.url + "/")
+    assert "Research use only, not for clinical diagnosis" in page.inner_text("#notice")
+    page.set_input_files("#image", str(xray_dir / "PNEUMONIA" / "person1000_bacteria_2931.jpeg"))
+    page.wait_for_selector("#preview:not([hidden])")
+    page.click("#submit")
+    verdict = page.wait_for_selector("#verdict", timeout=30_000)
+    assert verdict.inner_text().split()[0] in ("Normal", "Abnormal")
+    heatmap = page.wait_for_selector("#heatmap")
+    page.wait_for_function("document.getElementById('heatmap').naturalWidth > 0")
+    assert heatmap.get_attribute("src").startswith("data:image/png;base64,")
+    assert "threshold 0.500" in page.inner_text("#result")
+    assert page.url.endswith("/")  # rendered in place
+    _shot(page, "ui-result-js.png")
+    assert not errors, errors  # no script errors, no CSP violations
+
+
+def test_upload_without_javascript_on_a_phone(browser, live_server, xray_dir):
+    context = browser.new_context(java_script_enabled=False,
+                                  viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(live_server.url + "/")
+    page.set_input_files("#image", str(xray_dir / "NORMAL" / "IM-0115-0001.jpeg"))
+    page.click("#submit")
+    page.wait_for_selector("h1#verdict")
+    assert page.locator("#heatmap").is_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # no sideways scrolling on a phone
+    _shot(page, "ui-result-nojs-phone.png")
+    context.close()
+
+
+def test_bad_upload_shows_a_friendly_message(browser, live_server, tmp_path):
+    bad = tmp_path / "notes.jpeg"
+    bad.write_text("these are not pixels")
+    page = browser.new_page()
+    page.goto(live_server.url + "/")
+    page.set_input_files("#image", str(bad))
+    page.click("#submit")
+    alert = page.wait_for_selector("[role=alert]")
+    assert "not an image" in alert.inner_text()
+    _shot(page, "ui-error.png")

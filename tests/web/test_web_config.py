@@ -1,0 +1,125 @@
+"""Configuration from CHESTX_* variables, validated at start-up; the serve command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chestx.errors import ChestxError
+
+
+def test_prefixed_environment(monkeypatch, tiny_model_dir):
+    from chestx.web import create_app
+
+    monkeypatch.setenv("CHESTX_MODEL_DIR", str(tiny_model_dir))
+    monkeypatch.setenv("CHESTX_MAX_CONTENT_LENGTH", "12345")
+    monkeypatch.setenv("CHESTX_THRESHOLD", "0.25")
+    monkeypatch.setenv("CHESTX_MAX_PIXELS", "1000000")
+    monkeypatch.setenv("CHESTX_BATCH_SIZE", "4")
+    monkeypatch.setenv("CHESTX_BATCH_TIMEOUT_MS", "2.5")
+    app = create_app({"LOAD_MODEL": False})
+    settings = app.extensions["chestx"].settings
+    assert app.config["MAX_CONTENT_LENGTH"] == 12345
+    assert settings.threshold == 0.25
+    assert settings.max_pixels == 1_000_000
+    assert settings.batch_size == 4 and settings.batch_timeout_ms == 2.5
+    assert settings.model_dir == str(tiny_model_dir)
+    assert create_app({"LOAD_MODEL": False, "THRESHOLD": 0.75}).extensions[
+        "chestx"].settings.threshold == 0.75  # the mapping wins
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("THRESHOLD", "1.5", "between 0.0 and 1.0"),
+    ("THRESHOLD", '"high"', "must be a float"),
+    ("RUNTIME", '"pytorch"', "tensorflow, litert"),
+    ("BATCH_SIZE", "0", "between 1"),
+    ("MAX_CONTENT_LENGTH", "-1", "at least 1"),
+    ("MAX_PIXELS", "2.5", "must be a int"),
+])
+def test_bad_settings_stop_start_up(monkeypatch, key, value, words):
+    from chestx.web import create_app
+
+    monkeypatch.setenv(f"CHESTX_{key}", value)
+    with pytest.raises(ChestxError, match=f"CHESTX_{key}") as info:
+        create_app({"LOAD_MODEL": False})
+    assert words in str(info.value)
+
+
+def test_help_is_instant_and_lists_serve():
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "chestx", "serve", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert time.perf_counter() - start < 5
+    for option in ("--host", "--port", "--model", "--workers", "--dev", "--runtime"):
+        assert option in out
+    probe = ("import sys, chestx.cli; chestx.cli.build_parser(); "
+             "print(sorted(m for m in ('tensorflow', 'flask', 'gunicorn', 'keras') "
+             "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_serve_options_become_environment(tmp_path, monkeypatch):
+    from chestx.cli import build_parser
+    from chestx.web.cli import serve_env
+
+    monkeypatch.delenv("CHESTX_BIND", raising=False)
+    args = build_parser().parse_args(["serve", "--port", "9001", "--model", str(tmp_path),
+                                      "--workers", "3", "--runtime", "litert"])
+    env = serve_env(args)
+    assert env["CHESTX_BIND"] == "127.0.0.1:9001"
+    assert env["CHESTX_MODEL_DIR"] == str(tmp_path.resolve())
+    assert env["CHESTX_WORKERS"] == "3" and env["CHESTX_RUNTIME"] == "litert"
+    monkeypatch.setenv("CHESTX_BIND", "0.0.0.0:8080")
+    assert serve_env(build_parser().parse_args(["serve", "--port", "81"]))[
+        "CHESTX_BIND"] == "0.0.0.0:81"
+    assert serve_env(build_parser().parse_args(["serve"]))["CHESTX_BIND"] == "0.0.0.0:8080"
+
+
+def _gunicorn_conf(monkeypatch, **env):
+    import runpy
+    from pathlib import Path
+
+    import chestx
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return runpy.run_path(str(Path(chestx.__file__).parent / "gunicorn.conf.py"))
+
+
+def test_gunicorn_settings_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    conf = _gunicorn_conf(monkeypatch)
+    assert conf["bind"] == ["127.0.0.1:8000"] and conf["preload_app"] is False
+    assert conf["worker_class"] == "gthread" and conf["max_requests_jitter"] > 0
+    conf = _gunicorn_conf(monkeypatch, CHESTX_BIND="0.0.0.0:9000", CHESTX_WORKERS="3",
+                          CHESTX_TIMEOUT="120", CHESTX_MAX_REQUESTS="100")
+    assert conf["bind"] == ["0.0.0.0:9000"] and conf["workers"] == 3
+    assert conf["timeout"] == 120 and conf["max_requests"] == 100
+    assert conf["max_requests_jitter"] == 10
+    with pytest.raises(SystemExit, match="CHESTX_WORKERS"):
+        _gunicorn_conf(monkeypatch, CHESTX_WORKERS="many")
+
+
+def test_snapshot_checks(monkeypatch, tmp_path, tiny_model_dir):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    conf = _gunicorn_conf(monkeypatch)
+    snap, card = conf["take_snapshot"](tiny_model_dir, "tensorflow", full_check=False)
+    assert card["version"] == "0.0-test" and (snap / "model.keras").is_file()
+    snap, _ = conf["take_snapshot"](tiny_model_dir, "litert", full_check=False)
+    assert (snap / "model.tflite").is_file() and not (snap / "model.keras").exists()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "card.json").write_text('{"image_size": 64, "threshold": 0.5}')
+    (broken / "model.keras").write_bytes((tiny_model_dir / "model.keras").read_bytes()[:5000])
+    with pytest.raises(ValueError, match="model.keras"):
+        conf["take_snapshot"](broken, "tensorflow", full_check=False)
+    (broken / "card.json").write_text("{not json")
+    with pytest.raises(ValueError, match="card.json"):
+        conf["check_structure"](broken, "tensorflow")
+    with pytest.raises(ValueError, match="does not exist"):
+        conf["take_snapshot"](tmp_path / "nothing", "tensorflow", full_check=False)

@@ -1,0 +1,80 @@
+"""The browser UI through the test client: the form, the no-JavaScript result page, errors."""
+
+from __future__ import annotations
+
+import re
+
+HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_form_page(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    assert "Research use only, not for clinical diagnosis" in html
+    assert 'enctype="multipart/form-data"' in html and 'method="post"' in html
+    assert re.search(r'<input type="file" id="image" name="image"', html)
+    assert '<label class="drop" id="drop" for="image">' in html  # an accessible label
+    assert 'name="viewport"' in html  # phones
+    assert "/static/app.js" in html and "/static/style.css" in html
+    assert "sensitivity 90.0%" in html and "specificity 80.0%" in html
+
+
+def test_static_files(client):
+    for name in ("app.js", "style.css", "favicon.svg"):
+        assert client.get(f"/static/{name}").status_code == 200
+
+
+def test_result_page_without_javascript(client, xray_bytes, make_upload):
+    r = client.post("/", data=make_upload(xray_bytes))
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert re.search(r'class="verdict (normal|abnormal)"', html)
+    assert re.search(r"P\(pneumonia\) = <b>0\.\d{3}</b>", html)
+    assert "threshold 0.500" in html
+    assert 'id="heatmap" src="data:image/png;base64,' in html
+    assert "Grad-CAM" in html and "tiny-test" in html and "0.0-test" in html
+    assert 'role="img"' in html and 'aria-label="P(pneumonia)' in html
+    assert "Research use only" in html
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_result_page_shows_threshold_override_warning(app_factory, xray_bytes, make_upload):
+    client = app_factory(THRESHOLD=0.3).test_client()
+    html = client.post("/", data=make_upload(xray_bytes)).get_data(as_text=True)
+    assert "threshold 0.300" in html
+    assert "CHESTX_THRESHOLD" in html
+    assert "different threshold" in html  # the card's metrics were measured at 0.5
+
+
+def test_ui_errors_are_friendly_pages(client, make_upload, bomb_png):
+    cases = [(make_upload(b"not an image"), 415), (make_upload(b""), 400),
+             ({}, 400), (make_upload(bomb_png, "bomb.png"), 413)]
+    for data, status in cases:
+        r = client.post("/", data=data)
+        assert r.status_code == status
+        assert r.mimetype == "text/html"
+        html = r.get_data(as_text=True)
+        assert 'role="alert"' in html and "Back to the upload form" in html
+        assert "Traceback" not in html
+
+
+def test_browser_404_is_html_and_api_404_is_json(client):
+    r = client.get("/nowhere", headers=HTML)
+    assert r.status_code == 404 and r.mimetype == "text/html"
+    assert "Page not found" in r.get_data(as_text=True)
+    r = client.get("/nowhere")
+    assert r.status_code == 404 and r.is_json
+
+
+def test_browser_gets_html_405(client):
+    r = client.get("/predict", headers=HTML)
+    assert r.status_code == 405  # /predict is an API route: JSON for API clients ...
+    r = client.delete("/", headers=HTML)
+    assert r.status_code == 405 and r.mimetype == "text/html"
+
+
+def test_form_page_when_model_failed(app_factory, tmp_path):
+    (tmp_path / "card.json").write_text('{"image_size": 64, "threshold": 0.5}')
+    html = app_factory(MODEL_DIR=str(tmp_path)).test_client().get("/").get_data(as_text=True)
+    assert "not available" in html
