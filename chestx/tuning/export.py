@@ -1,0 +1,94 @@
+"""``RUN_DIR/best/``: the best configuration, retrained by ``chestx train``'s own recipe.
+
+The winning values become a ``chestx.train.TrainConfig`` and ``chestx.train.train`` does the
+rest (same split, EarlyStopping/ModelCheckpoint on validation AUC, the threshold rule,
+validation/test metrics, manifest, history, model card), so ``chestx predict/evaluate/serve
+--model RUN_DIR/best`` use it as any trained model. The card gains a ``tuning`` section: the
+winning hyperparameters, the trial, its search score and the whole search space; the space file
+itself is copied next to the card as ``search.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+from chestx.tuning.engine.hypermodel import augmentation, fine_tune_learning_rate, model_options
+from chestx.tuning.engine.rundir import RunDir
+from chestx.tuning.engine.space import SearchSpace
+from chestx.tuning.errors import TuningError
+
+log = logging.getLogger("chestx.tuning")
+
+
+def retrain_config(space: SearchSpace, values: dict, *, data: Path, out: Path, seed: int,
+                   limit: int | None, min_sensitivity: float, epochs_cap: int | None = None):
+    """The ``TrainConfig`` that retrains ``values``; also returns notes on what differs."""
+    from chestx.train import Augmentation, TrainConfig
+
+    cfg = space.resolve(values)
+    budget = space.budget
+    epochs = space.retrain_epochs or budget.epochs
+    if epochs_cap:
+        epochs = min(epochs, epochs_cap)
+    patience = space.retrain_patience or budget.patience or 6
+    options = model_options(space.model, cfg)
+    aug = augmentation(cfg)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    kwargs = dict(
+        data=Path(data), out=Path(out), arch=space.model,
+        model_options={k: v for k, v in options.items() if k not in ("backbone", "weights")},
+        epochs=epochs, batch_size=int(cfg["batch_size"]), lr=float(cfg["learning_rate"]),
+        weight_decay=float(cfg["weight_decay"]) or None, image_size=int(cfg["image_size"]),
+        intensity=cfg["intensity"], seed=seed, label_smoothing=float(cfg["label_smoothing"]),
+        patience=patience, min_sensitivity=min_sensitivity, limit=limit,
+        augmentation=Augmentation(**aug) if aug else None, verbose=2)
+    notes = []
+    if space.model == "transfer":
+        ft_layers = int(cfg["fine_tune_layers"])
+        kwargs.update(backbone=cfg["backbone"], weights=cfg["weights"],
+                      fine_tune_layers=ft_layers,
+                      fine_tune_epochs=min(space.fine_tune_epochs, epochs) if ft_layers else 0)
+        ft_lr = fine_tune_learning_rate(cfg)
+        if "fine_tune_lr" in fields:
+            kwargs["fine_tune_lr"] = ft_lr
+        elif ft_layers and abs(ft_lr - kwargs["lr"] / 10) > 1e-12:
+            notes.append(f"chestx train fine-tunes at learning_rate / 10 = {kwargs['lr'] / 10:.3g}"
+                         f", not the tuned fine_tune_learning_rate {ft_lr:.3g}")
+    return TrainConfig(**{k: v for k, v in kwargs.items() if k in fields}), notes
+
+
+def export_best(run_dir: RunDir, space: SearchSpace, best: dict, *, data: Path, seed: int,
+                limit: int | None, min_sensitivity: float, epochs_cap: int | None = None,
+                command: str | None = None) -> dict:
+    """Retrain the leaderboard's best row into ``RUN_DIR/best``; return its card."""
+    from chestx.train import train
+
+    if best is None:
+        raise TuningError(f"{run_dir.path}: no trial completed, so there is no best "
+                          "configuration to export")
+    values = {k: best[k] for k in space.params if best.get(k) is not None}
+    cfg, notes = retrain_config(space, values, data=data, out=run_dir.best, seed=seed,
+                                limit=limit, min_sensitivity=min_sensitivity,
+                                epochs_cap=epochs_cap)
+    for note in notes:
+        log.warning("best/: %s", note)
+    if run_dir.best.exists():
+        shutil.rmtree(run_dir.best)
+    log.info("retraining the best configuration (trial %s, %s %.4f) into %s for up to %d epochs",
+             best["trial"], space.objective, best[space.objective], run_dir.best, cfg.epochs)
+    tuning = {
+        "search": space.name, "search_file": "search.yaml", "search_sha256": space.sha256,
+        "run_dir": str(run_dir.path), "trial": best["trial"], "tuner": space.tuner,
+        "objective": {"name": space.objective, "direction": space.direction,
+                      "search_value": best[space.objective]},
+        "hyperparameters": values, "configuration": space.resolve(values),
+        "pins": run_dir.run_info().get("pins") or {},
+        "space": space.summary(), "notes": notes,
+    }
+    card = train(cfg, command=command, extra_card={"name": f"chestx-tuned-{space.name}",
+                                                   "tuning": tuning})
+    shutil.copyfile(run_dir.space_copy, run_dir.best / "search.yaml")
+    return card
