@@ -69,7 +69,8 @@ preload_app = False  # never: TensorFlow must load after the fork
 proc_name = "chestx"
 control_socket_disable = True  # Gunicorn >= 24's control socket: not used, and shared per user
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-accesslog = "-" if os.environ.get("CHESTX_ACCESS_LOG", "1") not in ("0", "false", "no") else None
+_access = os.environ.get("CHESTX_ACCESS_LOG", "1").strip().lower() not in ("0", "false", "no")
+accesslog = "-" if _access else None
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'
 loglevel = os.environ.get("CHESTX_LOG_LEVEL", "info").lower()
 _FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -83,7 +84,8 @@ logconfig_dict = {
     "loggers": {
         "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stdout"],
                            "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "INFO" if _access else "CRITICAL", "handlers": ["stdout"],
+                            "propagate": False},
     },
 }
 

@@ -85,7 +85,17 @@ class ModelService:
             log.info("model %s %s ready (%s runtime, threshold %.3f) in %.1f s",
                      predictor.name, predictor.version, predictor.runtime,
                      predictor.threshold, self.load_seconds)
-            return True
+        if self.can_explain:  # trace Grad-CAM off the request path (the first trace is slow)
+            threading.Thread(target=self._warm_explainer, name="chestx-gradcam-warm-up",
+                             daemon=True).start()
+        return True
+
+    def _warm_explainer(self) -> None:
+        try:
+            size = self.predictor.image_size
+            self.explain(np.zeros((size, size, 1), np.uint8))
+        except Exception:  # an architecture Grad-CAM cannot handle: say so once, keep serving
+            log.exception("Grad-CAM warm-up failed; heatmaps may be unavailable")
 
     def load_in_background(self) -> None:
         """Start loading without blocking the request that noticed the model is missing
