@@ -348,7 +348,7 @@ LogLevel VERBOSE
 
     def _ensure_user(self) -> None:
         if subprocess.run(["id", GIT_USER], capture_output=True).returncode != 0:
-            run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+            run(["useradd", "--system", "--create-home", "--home-dir", f"/var/lib/{GIT_USER}",
                  "--password", "*", "--shell", "/usr/bin/git-shell", GIT_USER])
 
     def _make_repo(self) -> str:
@@ -370,6 +370,7 @@ LogLevel VERBOSE
         run(["git", "clone", "-q", "--bare", str(tree), str(self.repo)])
         shutil.rmtree(tree)
         run(["chmod", "-R", "a+rX", str(self.dir)])
+        run(["chown", "-R", f"{GIT_USER}:", str(self.repo)])  # git refuses others' repositories
         return run(["git", "-C", str(self.repo), "rev-parse", "HEAD"]).stdout.strip()
 
 
