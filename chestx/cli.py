@@ -46,27 +46,32 @@ def _add_train(sub) -> None:
                    choices=config.INTENSITY_METHODS,
                    help="intensity normalisation applied before the model, at train and serve time")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
+    p.add_argument("--label-smoothing", type=float, default=config.DEFAULT_LABEL_SMOOTHING)
+    p.add_argument("--weight-decay", type=float, default=config.DEFAULT_WEIGHT_DECAY,
+                   help="AdamW weight decay (0 = plain Adam)")
     p.add_argument("--patience", type=int, default=6, help="EarlyStopping patience (epochs)")
     p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY,
                    help="threshold rule: highest-specificity threshold with at least this "
                         "validation sensitivity")
     p.add_argument("--limit", type=int, default=None,
                    help="use at most this many images (quick runs and tests)")
-    aug = p.add_argument_group("augmentation (Keras preprocessing layers)")
-    aug.add_argument("--rotation", type=float, default=10.0, help="max degrees (0 = off)")
-    aug.add_argument("--zoom", type=float, default=0.1, help="max zoom fraction (0 = off)")
-    aug.add_argument("--shift", type=float, default=0.05, help="max shift fraction (0 = off)")
-    aug.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+    aug = p.add_argument_group("augmentation (Keras preprocessing layers; 0 switches one off)")
+    defaults = config.DEFAULT_AUGMENTATION
+    aug.add_argument("--rotation", type=float, default=defaults["rotation"], help="max degrees")
+    aug.add_argument("--zoom", type=float, default=defaults["zoom"], help="max zoom fraction")
+    aug.add_argument("--shift", type=float, default=defaults["shift"], help="max shift fraction")
+    aug.add_argument("--flip", action=argparse.BooleanOptionalAction, default=defaults["flip"],
                      help="random horizontal flip")
-    aug.add_argument("--brightness", type=float, default=0.1, help="max brightness delta (0 = off)")
-    aug.add_argument("--contrast", type=float, default=0.2, help="max contrast factor (0 = off)")
-    aug.add_argument("--gamma", type=float, default=0.0,
-                     help="max gamma change, e.g. 0.3 = gamma in [1/1.3, 1.3] (0 = off)")
-    aug.add_argument("--blur", type=float, default=0.0, help="max Gaussian blur sigma (0 = off)")
-    aug.add_argument("--noise", type=float, default=0.0,
-                     help="Gaussian noise std in grey levels (0 = off)")
+    aug.add_argument("--brightness", type=float, default=defaults["brightness"],
+                     help="max brightness change, fraction of 255")
+    aug.add_argument("--contrast", type=float, default=defaults["contrast"],
+                     help="max contrast factor change")
+    aug.add_argument("--gamma", type=float, default=defaults["gamma"],
+                     help="max gamma change: 0.3 means gamma in [1/1.3, 1.3]")
+    aug.add_argument("--blur", type=float, default=defaults["blur"],
+                     help="max Gaussian blur sigma, pixels")
+    aug.add_argument("--noise", type=float, default=defaults["noise"],
+                     help="Gaussian noise std, grey levels")
     aug.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.set_defaults(handler=_run_train)
 

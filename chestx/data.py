@@ -174,7 +174,7 @@ def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None):
     return decode
 
 
-def augmenter(*, rotation=10.0, zoom=0.1, shift=0.05, flip=True, brightness=0.1, contrast=0.2,
+def augmenter(*, rotation=0.0, zoom=0.0, shift=0.0, flip=False, brightness=0.0, contrast=0.0,
               gamma=0.0, blur=0.0, noise=0.0, seed: int | None = None):
     """The tutorial's ImageDataGenerator (rotation, zoom, horizontal flip), rebuilt from Keras 3
     preprocessing layers, plus shift, brightness, contrast, gamma, blur and noise that mimic

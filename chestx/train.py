@@ -32,15 +32,17 @@ INTENDED_USE = "Research and education only. Not a medical device; not for clini
 
 @dataclass
 class Augmentation:
-    rotation: float = 10.0
-    zoom: float = 0.1
-    shift: float = 0.05
-    flip: bool = True
-    brightness: float = 0.1
-    contrast: float = 0.2
-    gamma: float = 0.0
-    blur: float = 0.0
-    noise: float = 0.0
+    """Strengths of each augmentation (see ``chestx.data.augmenter``); 0 switches one off."""
+
+    rotation: float = config.DEFAULT_AUGMENTATION["rotation"]
+    zoom: float = config.DEFAULT_AUGMENTATION["zoom"]
+    shift: float = config.DEFAULT_AUGMENTATION["shift"]
+    flip: bool = config.DEFAULT_AUGMENTATION["flip"]
+    brightness: float = config.DEFAULT_AUGMENTATION["brightness"]
+    contrast: float = config.DEFAULT_AUGMENTATION["contrast"]
+    gamma: float = config.DEFAULT_AUGMENTATION["gamma"]
+    blur: float = config.DEFAULT_AUGMENTATION["blur"]
+    noise: float = config.DEFAULT_AUGMENTATION["noise"]
 
 
 @dataclass
@@ -56,11 +58,11 @@ class TrainConfig:
     epochs: int = config.DEFAULT_EPOCHS
     batch_size: int = 32
     lr: float | None = None
-    weight_decay: float | None = None
+    weight_decay: float | None = config.DEFAULT_WEIGHT_DECAY
     image_size: int = config.DEFAULT_IMAGE_SIZE
     intensity: str = config.DEFAULT_INTENSITY
     seed: int = 42
-    label_smoothing: float = 0.0
+    label_smoothing: float = config.DEFAULT_LABEL_SMOOTHING
     patience: int = 6
     min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY
     limit: int | None = None
