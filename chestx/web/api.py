@@ -6,6 +6,7 @@ import logging
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from chestx import __version__
 from chestx.web.errors import ServiceError
@@ -32,7 +33,15 @@ def read_upload(field: str = "image") -> bytes:
     """
     mimetype = request.mimetype or ""
     if mimetype.startswith(RAW_IMAGE_TYPES):
-        return request.get_data(cache=False)
+        limit = request.max_content_length
+        if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            # a chunked body has no Content-Length and Werkzeug silently cuts it at the
+            # limit: read the server's stream one byte past the limit to tell them apart
+            data = request.environ["wsgi.input"].read(limit + 1 if limit else -1)
+            if limit and len(data) > limit:
+                raise RequestEntityTooLarge()
+            return data
+        return request.get_data(cache=False)  # over the limit: Werkzeug raises the 413
     if mimetype != "multipart/form-data":
         raise ServiceError(400, f'send the X-ray as multipart/form-data field "{field}" '
                                 f"(got {mimetype or 'no content type'})", "missing_field")

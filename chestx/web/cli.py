@@ -97,5 +97,7 @@ def _run_dev(env: dict) -> int:
     # the reloader's parent process only watches files: load the model in the child alone
     child = os.environ.get("WERKZEUG_RUN_MAIN") == "true"
     app = create_app({"LOAD_MODEL": child})
-    app.run(host=host.strip("[]"), port=int(port), debug=True, use_reloader=True, threaded=True)
+    # the reloader, but never the interactive debugger: it runs code for whoever reaches it
+    app.run(host=host.strip("[]"), port=int(port), debug=True, use_debugger=False,
+            use_reloader=True, threaded=True)
     return 0

@@ -52,6 +52,7 @@ class ModelService:
         self._gradcam_lock = threading.Lock()
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
+        self._warmer: threading.Thread | None = None
 
     # -- life cycle -----------------------------------------------------------------------
     def load(self, model_dir: str | Path | None = None) -> bool:
@@ -86,8 +87,9 @@ class ModelService:
                      predictor.name, predictor.version, predictor.runtime,
                      predictor.threshold, self.load_seconds)
         if self.can_explain:  # trace Grad-CAM off the request path (the first trace is slow)
-            threading.Thread(target=self._warm_explainer, name="chestx-gradcam-warm-up",
-                             daemon=True).start()
+            self._warmer = threading.Thread(target=self._warm_explainer, daemon=True,
+                                            name="chestx-gradcam-warm-up")
+            self._warmer.start()
         return True
 
     def _warm_explainer(self) -> None:
@@ -108,6 +110,10 @@ class ModelService:
         self._loader.start()
 
     def close(self) -> None:
+        """Finish queued work; wait for the Grad-CAM warm-up (a thread killed inside
+        TensorFlow at interpreter exit aborts the process)."""
+        if self._warmer is not None:
+            self._warmer.join(60)
         if self.batcher is not None:
             self.batcher.close()
 

@@ -54,3 +54,25 @@ def test_app_serves_on_litert(app_factory, xray_bytes, make_upload):
     assert body["probability"] == pytest.approx(tf_body.get_json()["probability"], abs=1e-3)
     html = client.post("/", data=make_upload(xray_bytes)).get_data(as_text=True)
     assert "runtime serves predictions only" in html
+
+
+def test_litert_worker_never_imports_tensorflow(tiny_model_dir, xray_bytes, tmp_path):
+    """The point of the runtime: a worker small enough for a 1 GiB host."""
+    import subprocess
+    import sys
+
+    (tmp_path / "x.jpeg").write_bytes(xray_bytes)
+    code = f"""
+import io, sys
+from chestx.web import create_app
+app = create_app({{"MODEL_DIR": {str(tiny_model_dir)!r}, "RUNTIME": "litert"}})
+c = app.test_client()
+data = open({str(tmp_path / 'x.jpeg')!r}, "rb").read()
+assert c.post("/predict", data={{"image": (io.BytesIO(data), "x.jpeg")}}).status_code == 200
+assert c.post("/", data={{"image": (io.BytesIO(data), "x.jpeg")}}).status_code == 200
+assert c.get("/metrics").status_code == 200
+print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -129,6 +129,20 @@ def test_body_over_the_limit(app_factory, xray_bytes, make_upload):
     assert_error(client.post("/predict", data=xray_bytes, content_type="image/jpeg"), 413)
 
 
+def test_chunked_raw_body_over_the_limit(app_factory):
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    app = app_factory(MAX_CONTENT_LENGTH=1000)
+    for size, status in ((1001, "413"), (50_000, "413"), (1000, "415")):
+        env = EnvironBuilder(method="POST", path="/predict", input_stream=io.BytesIO(b"x" * size),
+                             headers={"Content-Type": "image/jpeg",
+                                      "Transfer-Encoding": "chunked"}).get_environ()
+        env.pop("CONTENT_LENGTH", None)
+        env["wsgi.input_terminated"] = True  # what Gunicorn sets for a chunked body
+        body, got, _ = run_wsgi_app(app.wsgi_app, env)
+        assert got.split()[0] == status, (size, b"".join(body))
+
+
 def test_default_upload_limit_is_20_mb(app):
     assert app.config["MAX_CONTENT_LENGTH"] == 20_000_000
 

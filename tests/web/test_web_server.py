@@ -74,6 +74,22 @@ def test_oversize_upload(live_server):
     assert r.json()["error"]["reason"] == "payload_too_large"
 
 
+def test_oversize_chunked_uploads(live_server):
+    def chunks(prefix=b"", suffix=b""):  # no Content-Length: Transfer-Encoding: chunked
+        yield prefix + b"\xff\xd8\xff"
+        for _ in range(21):
+            yield os.urandom(1_000_000)
+        yield suffix
+
+    r = live_server.post("/predict", data=chunks(), headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 413, r.text
+    head = (b'--xx\r\nContent-Disposition: form-data; name="image"; filename="a.jpeg"'
+            b"\r\n\r\n")
+    r = live_server.post("/predict", data=chunks(head, b"\r\n--xx--\r\n"),
+                         headers={"Content-Type": "multipart/form-data; boundary=xx"})
+    assert r.status_code == 413, r.text
+
+
 def test_decompression_bomb(live_server, bomb_png):
     start = time.perf_counter()
     r = live_server.post("/predict", files={"image": ("bomb.png", bomb_png)})
