@@ -28,3 +28,4 @@ lint:
 ## bench: the core and serving benchmarks (print Markdown tables)
 bench: install
 	$(BIN)/python benchmarks/core_bench.py
+	$(BIN)/python benchmarks/serve_bench.py
