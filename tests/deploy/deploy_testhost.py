@@ -84,7 +84,7 @@ def _free_index() -> int:
     if netns.exists():
         used = {p.name for p in netns.iterdir()}
     for i in range(10, 250):
-        if f"chestx-t{i}" not in used:
+        if f"chestx-t{i}" not in used and not list(WORK_ROOT.glob(f"*-{i}")):
             return i
     raise RuntimeError("no free test network index")
 
@@ -144,12 +144,12 @@ class TestHost:
                 self._proc.kill()
                 self._proc.wait(timeout=10)
         self._proc = None
+        if self.root.exists():  # before the network goes: the pair marks the index as taken
+            shutil.rmtree(self.root, ignore_errors=True)
         for cleanup in reversed(self._cleanups):
             with contextlib.suppress(Exception):
                 cleanup()
         self._cleanups.clear()
-        if self.root.exists():
-            shutil.rmtree(self.root, ignore_errors=True)
 
     # -- pieces ----------------------------------------------------------------------------
     def _network(self) -> None:
@@ -286,8 +286,9 @@ class GitServer:
     fake GitHub API, as a deploy key does on GitHub.
     """
 
-    def __init__(self, workdir: Path, listen_ip: str, source: Path, port: int = 2222):
-        self.dir = Path(workdir) / "git-server"
+    def __init__(self, listen_ip: str, source: Path, port: int = 2222):
+        # outside pytest's private (0700) temporary folders: the git user must read it
+        self.dir = WORK_ROOT / f"git-server-{os.getpid()}-{port}"
         self.listen_ip = listen_ip
         self.port = port
         self.source = Path(source)
@@ -307,6 +308,7 @@ class GitServer:
     def __enter__(self) -> GitServer:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
+        os.chmod(WORK_ROOT, 0o755)
         os.chmod(self.dir, 0o755)
         self._ensure_user()
         self.commit = self._make_repo()
@@ -345,6 +347,7 @@ LogLevel VERBOSE
         if self._proc is not None:
             self._proc.terminate()
             self._proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _ensure_user(self) -> None:
         if subprocess.run(["id", GIT_USER], capture_output=True).returncode != 0:
@@ -369,9 +372,10 @@ LogLevel VERBOSE
         shutil.rmtree(self.repo, ignore_errors=True)
         run(["git", "clone", "-q", "--bare", str(tree), str(self.repo)])
         shutil.rmtree(tree)
+        commit = run(["git", "-C", str(self.repo), "rev-parse", "HEAD"]).stdout.strip()
         run(["chmod", "-R", "a+rX", str(self.dir)])
         run(["chown", "-R", f"{GIT_USER}:", str(self.repo)])  # git refuses others' repositories
-        return run(["git", "-C", str(self.repo), "rev-parse", "HEAD"]).stdout.strip()
+        return commit
 
 
 class FakeGitHubAPI:
