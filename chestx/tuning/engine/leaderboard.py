@@ -79,6 +79,8 @@ def rank(rows: list[dict], objective: str, direction: str) -> list[dict]:
     rest = sorted((r for r in rows if not good(r)), key=lambda r: str(r["trial"]))
     for i, r in enumerate(done, 1):
         r["rank"] = i
+    for r in rest:
+        r["rank"] = None
     return done + rest
 
 

@@ -38,7 +38,8 @@ MONITORS = {"val_auc": "max", "val_loss": "min", "val_accuracy": "max"}
 TOP_KEYS = ("name", "description", "model", "tuner", "objective", "seed", "budget", "space",
             "retrain")
 BUDGET_KEYS = ("max_trials", "epochs", "executions_per_trial", "early_stopping",
-               "fine_tune_epochs", "default_first", "max_failures", "hyperband", "bayesian")
+               "fine_tune_epochs", "default_first", "max_failures", "trials_per_process",
+               "hyperband", "bayesian")
 ENTRY_KEYS = {
     "int": ("type", "min", "max", "step", "sampling", "default", "when", "help"),
     "float": ("type", "min", "max", "step", "sampling", "default", "when", "help"),
@@ -115,6 +116,7 @@ class Budget:
     fine_tune_epochs: int | None = None  # transfer, second phase (default: epochs)
     default_first: bool = True  # random/bayesian: trial 0 is the all-defaults configuration
     max_failures: int = 3  # consecutive failed trials that stop the search
+    trials_per_process: int = 10  # then a fresh process continues (flat memory); 0 = never
     hyperband_factor: int = 3
     hyperband_iterations: int = 1
     initial_points: int | None = None  # bayesian
@@ -387,6 +389,9 @@ def _budget(c: _Checker, value, tuner: str) -> Budget:
     for name in ("max_trials", "epochs", "executions_per_trial", "max_failures"):
         if name in b:
             out[name] = c.integer((*k, name), b[name], 1)
+    if "trials_per_process" in b:
+        out["trials_per_process"] = c.integer((*k, "trials_per_process"),
+                                              b["trials_per_process"], 0)
     if "fine_tune_epochs" in b:
         out["fine_tune_epochs"] = c.integer((*k, "fine_tune_epochs"), b["fine_tune_epochs"], 0)
     if "default_first" in b:

@@ -38,15 +38,26 @@ def objective(space) -> kt.Objective:
     return kt.Objective(space.objective, direction=space.direction)
 
 
+class SessionFull(Exception):
+    """This process has run its share of trials; a fresh one continues the search."""
+
+
 class SearchTuner(kt.Tuner):
-    """Base of ``chestx.tuning.tuners``; a subclass only creates its oracle."""
+    """Base of ``chestx.tuning.tuners``; a subclass only creates its oracle.
+
+    ``session_trials``: stop (raise ``SessionFull``) after that many trials in this process,
+    with the oracle's state saved, so that a fresh process resumes the search.
+    """
 
     algorithm = "base"
 
-    def __init__(self, oracle, hypermodel, *, run_dir: RunDir, seed: int = 42, **kwargs):
+    def __init__(self, oracle, hypermodel, *, run_dir: RunDir, seed: int = 42,
+                 session_trials: int | None = None, **kwargs):
         self.run_dir = run_dir
         self.space = hypermodel.space
         self.seed = seed
+        self.session_trials = session_trials
+        self._trials_here = 0
         kwargs.setdefault("executions_per_trial", self.space.budget.executions_per_trial)
         super().__init__(oracle, hypermodel, directory=str(run_dir.path), project_name=PROJECT,
                          overwrite=False, **kwargs)
@@ -113,6 +124,18 @@ class SearchTuner(kt.Tuner):
                         leaderboard._first_line(done.message))
         if not self._is_worker():
             leaderboard.write(self.run_dir, self.space)
+        self._trials_here += 1
+        if self.session_trials and self._trials_here >= self.session_trials \
+                and not self._search_over():
+            raise SessionFull
+
+    def _search_over(self) -> bool:
+        """True when the oracle is sure to stop (local search only; a worker cannot know)."""
+        if self._is_worker():
+            return False
+        oracle = self.oracle
+        return bool(oracle.max_trials and len(oracle.trials) >= oracle.max_trials
+                    and not oracle._retry_queue and not oracle.ongoing_trials)
 
     def search(self, *args, **kwargs):
         if dist_utils.is_chief_oracle():
