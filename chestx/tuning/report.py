@@ -52,6 +52,7 @@ def plot(rows: list[dict], space, out):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     objective = space.objective
     done = [r for r in rows if r["rank"] is not None]
@@ -91,6 +92,9 @@ def plot(rows: list[dict], space, out):
             ax.plot([float(x) for x, _ in pts], [y for _, y in pts], "o", alpha=0.8)
             if param.sampling != "linear" and all(float(x) > 0 for x, _ in pts):
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            else:
+                ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
         else:
             cats = sorted({str(x) for x, _ in pts})
             ax.plot([cats.index(str(x)) for x, _ in pts], [y for _, y in pts], "o", alpha=0.8)
