@@ -162,7 +162,8 @@ class SearchSpace:
 
     def with_fixed(self, settings: dict[str, Any], origin: str = "--set"):
         """The same space with some keys pinned to one value (``--set image_size=128``), each
-        checked like a bare value in the file; pinned keys drop their conditions."""
+        checked like a bare value in the file; a pinned key drops its own condition, and keys
+        that depend on it are active exactly when the pinned value meets their condition."""
         if not settings:
             return self
         known = vocab.family(self.model)
@@ -172,8 +173,6 @@ class SearchSpace:
             if name not in known:
                 c.fail((name,), f"unknown key for model {self.model}; known keys: "
                                 f"{', '.join(known)}")
-            if any(name in dict(p.when) for p in params.values() if p.name != name):
-                c.fail((name,), "other keys depend on it; pin it in the file instead")
             params[name] = Param(name, "fixed", _typed_value(c, (name,), name, value,
                                                              known[name]))
         return dataclasses.replace(self, params=_parents_first(c, params))
