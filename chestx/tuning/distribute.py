@@ -150,11 +150,11 @@ def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
 
 
 def _log_end(oracle, trial_id, space, run_dir) -> None:
-    from chestx.tuning.engine.leaderboard import _sidecar
+    from chestx.tuning.engine.leaderboard import read_sidecar
     from chestx.tuning.engine.tuner import describe
 
     trial = oracle.get_trial(trial_id)
     best = oracle.get_best_trials(1)
-    side = _sidecar(run_dir.project / f"trial_{trial_id}")
+    side = read_sidecar(run_dir.project / f"trial_{trial_id}")
     log.info("trial %s end [%s]: %s", trial_id, side.get("tuner_id", "?"),
              describe(trial, space, best[0] if best else None, side))

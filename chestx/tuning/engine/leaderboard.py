@@ -29,14 +29,14 @@ def _metric(trial: dict, name: str):
     return float(sum(values) / len(values)) if values else None
 
 
-def _sidecar(trial_dir: Path) -> dict:
+def read_sidecar(trial_dir: Path) -> dict:
     try:
         return json.loads((trial_dir / SIDECAR).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 
 
-def _first_line(message: str | None) -> str:
+def first_line(message: str | None) -> str:
     if not message:
         return ""
     lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
@@ -52,7 +52,7 @@ def collect(run_dir: RunDir, space: SearchSpace) -> list[dict]:
         except (OSError, json.JSONDecodeError):
             continue  # being written right now
         values = trial.get("hyperparameters", {}).get("values", {})
-        side = _sidecar(path.parent)
+        side = read_sidecar(path.parent)
         epochs = side.get("epochs", _metric(trial, "epochs"))
         row = {"rank": None, "trial": trial.get("trial_id"), "status": trial.get("status")}
         row.update({m: _metric(trial, m) for m in METRICS})
@@ -64,7 +64,7 @@ def collect(run_dir: RunDir, space: SearchSpace) -> list[dict]:
         row.update({name: values.get(name) for name in space.params})
         if "tuner/epochs" in values:  # hyperband's budget for this trial
             row["budget_epochs"] = values["tuner/epochs"]
-        row["message"] = _first_line(trial.get("message"))
+        row["message"] = first_line(trial.get("message"))
         rows.append(row)
     return rank(rows, space.objective, space.direction)
 

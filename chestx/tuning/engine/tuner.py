@@ -116,12 +116,12 @@ class SearchTuner(kt.Tuner):
         super().on_trial_end(trial)  # reports to the oracle (local or chief) and saves state
         done = self.oracle.get_trial(trial.trial_id)
         best = self.oracle.get_best_trials(1)
-        side = leaderboard._sidecar(self.run_dir.project / f"trial_{trial.trial_id}")
+        side = leaderboard.read_sidecar(self.run_dir.project / f"trial_{trial.trial_id}")
         log.info("trial %s end [%s]: %s", trial.trial_id, self.tuner_id,
                  describe(done, self.space, best[0] if best else None, side))
         if done.status != "COMPLETED" and done.message:
             log.warning("trial %s failed: %s", trial.trial_id,
-                        leaderboard._first_line(done.message))
+                        leaderboard.first_line(done.message))
         if not self._is_worker():
             leaderboard.write(self.run_dir, self.space)
         self._trials_here += 1
