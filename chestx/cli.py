@@ -38,6 +38,8 @@ def _add_train(sub) -> None:
     p.add_argument("--fine-tune-layers", type=int, default=0,
                    help="transfer: unfreeze this many top backbone layers for a second phase")
     p.add_argument("--fine-tune-epochs", type=int, default=0)
+    p.add_argument("--fine-tune-lr", type=float, default=None,
+                   help="learning rate of the fine-tuning phase (default: --lr / 10)")
     p.add_argument("--epochs", type=_positive_int, default=config.DEFAULT_EPOCHS)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default per arch)")

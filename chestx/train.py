@@ -55,6 +55,7 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 0
+    fine_tune_lr: float | None = None  # default: a tenth of lr
     epochs: int = config.DEFAULT_EPOCHS
     batch_size: int = 32
     lr: float | None = None
@@ -79,7 +80,8 @@ def config_from_args(args) -> TrainConfig:
     return TrainConfig(
         data=Path(args.data), out=Path(args.out), arch=args.arch, backbone=args.backbone,
         weights=args.weights, fine_tune_layers=args.fine_tune_layers,
-        fine_tune_epochs=args.fine_tune_epochs, epochs=args.epochs, batch_size=args.batch_size,
+        fine_tune_epochs=args.fine_tune_epochs, fine_tune_lr=args.fine_tune_lr,
+        epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, image_size=args.image_size, intensity=args.intensity, seed=args.seed,
         label_smoothing=args.label_smoothing, patience=args.patience,
         min_sensitivity=args.min_sensitivity, limit=args.limit, augmentation=aug,
@@ -213,8 +215,10 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
             and not interrupted:
         model = keras.saving.load_model(cfg.out / modeldir.MODEL_FILE, compile=False)
         n = unfreeze_top(model, cfg.fine_tune_layers)
-        log.info("fine-tuning the top %d backbone layers at lr %.2g", n, lr / 10)
-        compile_model(model, learning_rate=lr / 10, label_smoothing=cfg.label_smoothing)
+        fine_lr = cfg.fine_tune_lr or lr / 10
+        log.info("fine-tuning the top %d backbone layers at lr %.2g", n, fine_lr)
+        compile_model(model, learning_rate=fine_lr, label_smoothing=cfg.label_smoothing,
+                      weight_decay=cfg.weight_decay)
         more, interrupted = _fit(model, cfg, train_ds, val_ds, weights,
                                  epochs=cfg.fine_tune_epochs, initial_epoch=epochs_run)
         epochs_run += more

@@ -50,13 +50,8 @@ def retrain_config(space: SearchSpace, values: dict, *, data: Path, out: Path, s
         ft_layers = int(cfg["fine_tune_layers"])
         kwargs.update(backbone=cfg["backbone"], weights=cfg["weights"],
                       fine_tune_layers=ft_layers,
-                      fine_tune_epochs=min(space.fine_tune_epochs, epochs) if ft_layers else 0)
-        ft_lr = fine_tune_learning_rate(cfg)
-        if "fine_tune_lr" in fields:
-            kwargs["fine_tune_lr"] = ft_lr
-        elif ft_layers and abs(ft_lr - kwargs["lr"] / 10) > 1e-12:
-            notes.append(f"chestx train fine-tunes at learning_rate / 10 = {kwargs['lr'] / 10:.3g}"
-                         f", not the tuned fine_tune_learning_rate {ft_lr:.3g}")
+                      fine_tune_epochs=min(space.fine_tune_epochs, epochs) if ft_layers else 0,
+                      fine_tune_lr=fine_tune_learning_rate(cfg))
     return TrainConfig(**{k: v for k, v in kwargs.items() if k in fields}), notes
 
 
