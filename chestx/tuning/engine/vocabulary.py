@@ -27,6 +27,8 @@ class Key:
     positive: bool = False  # strictly > lo (learning rates)
 
 
+AUG = config.DEFAULT_AUGMENTATION
+
 # keys every family understands: input, optimiser, augmentation
 COMMON = {
     "image_size": Key(INT, config.DEFAULT_IMAGE_SIZE, "input side in pixels", 32, 1024),
@@ -34,18 +36,21 @@ COMMON = {
                      choices=config.INTENSITY_METHODS),
     "batch_size": Key(INT, 32, "training batch size (tuned through HyperModel.fit)", 1, 1024),
     "learning_rate": Key(FLOAT, 1e-3, "Adam(W) learning rate", 0, 1, positive=True),
-    "weight_decay": Key(FLOAT, 0.0, "AdamW weight decay; 0 = plain Adam", 0, 1),
-    "label_smoothing": Key(FLOAT, 0.0, "binary cross-entropy label smoothing", 0, 0.5),
+    "weight_decay": Key(FLOAT, config.DEFAULT_WEIGHT_DECAY, "AdamW weight decay; 0 = plain Adam",
+                        0, 1),
+    "label_smoothing": Key(FLOAT, config.DEFAULT_LABEL_SMOOTHING,
+                           "binary cross-entropy label smoothing", 0, 0.5),
     "augment": Key(BOOL, True, "augmentation on/off (the strengths below apply when on)"),
-    "rotation": Key(FLOAT, 10.0, "max rotation, degrees", 0, 180),
-    "zoom": Key(FLOAT, 0.1, "max zoom fraction", 0, 0.9),
-    "shift": Key(FLOAT, 0.05, "max shift fraction", 0, 0.5),
-    "flip": Key(BOOL, True, "random horizontal flip"),
-    "brightness": Key(FLOAT, 0.1, "max brightness delta (fraction of 255)", 0, 1),
-    "contrast": Key(FLOAT, 0.2, "max contrast factor", 0, 1),
-    "gamma": Key(FLOAT, 0.0, "max gamma change", 0, 2),
-    "blur": Key(FLOAT, 0.0, "max Gaussian blur sigma", 0, 10),
-    "noise": Key(FLOAT, 0.0, "Gaussian noise std in grey levels", 0, 50),
+    "rotation": Key(FLOAT, AUG["rotation"], "max rotation, degrees", 0, 180),
+    "zoom": Key(FLOAT, AUG["zoom"], "max zoom fraction", 0, 0.9),
+    "shift": Key(FLOAT, AUG["shift"], "max shift fraction", 0, 0.5),
+    "flip": Key(BOOL, AUG["flip"], "random horizontal flip"),
+    "brightness": Key(FLOAT, AUG["brightness"], "max brightness delta (fraction of 255)",
+                      0, 1),
+    "contrast": Key(FLOAT, AUG["contrast"], "max contrast factor", 0, 1),
+    "gamma": Key(FLOAT, AUG["gamma"], "max gamma change", 0, 2),
+    "blur": Key(FLOAT, AUG["blur"], "max Gaussian blur sigma", 0, 10),
+    "noise": Key(FLOAT, AUG["noise"], "Gaussian noise std in grey levels", 0, 50),
 }
 
 AUGMENTATION_KEYS = ("rotation", "zoom", "shift", "flip", "brightness", "contrast", "gamma",
