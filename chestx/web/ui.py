@@ -25,8 +25,10 @@ def _service() -> ModelService:
 def performance_context(card: dict, threshold: float) -> dict | None:
     """Sensitivity/specificity the model card reports, and whether they apply at ``threshold``."""
     metrics = card.get("metrics") or {}
-    for split, title in (("external", "an external test set"), ("test", "the held-out test set"),
-                         ("val", "the validation set")):
+    for split, title in (("external", "an external test set"),
+                         ("test", "the internal test split (patients held out, same hospital "
+                                  "as the training data; other collections score lower)"),
+                         ("val", "the validation split")):
         m = metrics.get(split)
         if isinstance(m, dict) and "sensitivity" in m and "specificity" in m:
             measured_at = m.get("threshold", card.get("threshold"))
