@@ -179,7 +179,7 @@ def test_deploy_key_made_on_the_host_was_registered_and_used(deployed, testinfra
     assert deployed["api"].keys[0]["read_only"] is True
     key = testinfra_host.file("/opt/chestx/.ssh/id_ed25519")
     assert key.user == "chestx" and key.mode == 0o600
-    head = testinfra_host.check_output("git -C /opt/chestx/src rev-parse HEAD")
+    head = testinfra_host.check_output("sudo -u chestx git -C /opt/chestx/src rev-parse HEAD")
     assert head == deployed["git"].commit
     known = testinfra_host.file("/opt/chestx/.ssh/known_hosts").content_string
     assert deployed["git"].known_hosts_line.split()[2] in known
@@ -276,3 +276,31 @@ def test_second_run_changes_nothing(deployed):
     assert second.rc == 0, second.output[-6000:]
     assert second.changed() == 0, second.changed_tasks()
     assert SERVING.search(second.output)
+
+
+def test_train_and_tune_on_the_host(deployed):
+    """playbooks/train.yml and playbooks/tune.yml on the deployed host, tiny budgets."""
+    artifacts = deployed["work"] / "artifacts"
+    extra = {
+        "chestx_artifacts_dir": str(artifacts),
+        "chestx_train_run": "quick",
+        "chestx_train_args": ["--arch", "cnn", "--epochs", "1", "--limit", "24", "--image-size", "64"],
+        "chestx_tune_space": "hyperparams/smoke.yaml",
+        "chestx_tune_run": "smoke",
+        "chestx_tune_args": ["--max-trials", "1", "--epochs", "1", "--limit", "24"],
+    }
+    args = ["-i", deployed["args"][1], "site.yml", "--tags", "train,tune", "-e", json.dumps(extra)]
+    run = run_playbook(args, deployed["env"])
+    TIMINGS["train + tune run"] = run.seconds
+    assert run.rc == 0, run.output[-6000:]
+    card = json.loads((artifacts / "models" / "quick" / "card.json").read_text())
+    assert card["image_size"] == 64
+    assert (artifacts / "models" / "quick" / "model.keras").stat().st_size > 0
+    tuning = artifacts / "tuning" / "smoke"
+    assert (tuning / "leaderboard.txt").read_text().strip()
+    assert json.loads((tuning / "best" / "card.json").read_text())["image_size"] == 64
+    assert (tuning / "report.png").read_bytes()[:4] == b"\x89PNG"
+    # a finished run is not repeated
+    again = run_playbook(args, deployed["env"])
+    assert again.rc == 0, again.output[-6000:]
+    assert again.changed() == 0, again.changed_tasks()
