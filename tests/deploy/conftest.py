@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import pytest
-
 from deploy_helpers import free_port, tool
 
 
@@ -15,8 +14,11 @@ from deploy_helpers import free_port, tool
 def moto_url():
     """A moto server (EC2 and friends) on loopback, for the whole session."""
     port = free_port()
-    proc = subprocess.Popen([tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -61,24 +61,34 @@ class PlaybookRun:
 
 def ansible_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "AWS_"))}
-    env.update({
-        "PATH": f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_LOCAL_TEMP": str(Path(os.environ.get("TMPDIR", "/tmp")) / "chestx-ansible-local"),
-        "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
-        # never ask the instance metadata service (an address outside this machine)
-        "AWS_EC2_METADATA_DISABLED": "true",
-    })
+    env.update(
+        {
+            "PATH": f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_LOCAL_TEMP": str(
+                Path(os.environ.get("TMPDIR", "/tmp")) / "chestx-ansible-local"
+            ),
+            "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+            # never ask the instance metadata service (an address outside this machine)
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
     env.update(extra)
     return env
 
 
 def run_playbook(args: list[str], env: dict[str, str], timeout: float = 1800) -> PlaybookRun:
     start = time.monotonic()
-    done = subprocess.run([tool("ansible-playbook"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [tool("ansible-playbook"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return PlaybookRun(done.returncode, done.stdout + done.stderr, time.monotonic() - start)
 
 

@@ -33,6 +33,7 @@ ROOTFS_TARBALL = CACHE_DIR / f"debian-{SUITE}-rootfs-v1.tar.zst"
 WORK_ROOT = Path("/var/tmp/chestx-ci-hosts")
 LOGIN_USER = "ubuntu"  # the same login user as the Ubuntu AMI
 GIT_USER = "chestx-git"
+FORWARD_ORIG = Path("/run/chestx-ci-ip_forward.orig")
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -42,7 +43,9 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(cmd, **kw)
     except subprocess.CalledProcessError as exc:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({exc.returncode}):\n{exc.stdout}\n{exc.stderr}") from exc
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({exc.returncode}):\n{exc.stdout}\n{exc.stderr}"
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -64,8 +67,16 @@ def ensure_rootfs_tarball() -> Path:
         build = CACHE_DIR / f"rootfs-build-{os.getpid()}"
         shutil.rmtree(build, ignore_errors=True)
         try:
-            run(["debootstrap", "--variant=minbase", f"--include={ROOTFS_PACKAGES}",
-                 SUITE, str(build), MIRROR])
+            run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={ROOTFS_PACKAGES}",
+                    SUITE,
+                    str(build),
+                    MIRROR,
+                ]
+            )
             for deb in (build / "var/cache/apt/archives").glob("*.deb"):
                 deb.unlink()
             for key in (build / "etc/ssh").glob("ssh_host_*"):
@@ -108,7 +119,6 @@ class TestHost:
         self.known_hosts = self.workdir / "known_hosts"
         self.console_log = self.workdir / f"{self.name}-console.log"
         self._proc: subprocess.Popen | None = None
-        self._old_forward: str | None = None
         self._cleanups: list = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -128,7 +138,20 @@ class TestHost:
         tarball = ensure_rootfs_tarball()
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.key.exists():
-            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "chestx-test", "-f", str(self.key)])
+            run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "chestx-test",
+                    "-f",
+                    str(self.key),
+                ]
+            )
         self._network()
         self._rootfs(tarball)
         self._boot()
@@ -155,8 +178,21 @@ class TestHost:
     def _network(self) -> None:
         run(["ip", "netns", "add", self.netns])
         self._cleanups.append(lambda: run(["ip", "netns", "del", self.netns]))
-        run(["ip", "link", "add", self.veth_host, "type", "veth", "peer", "name", self.veth_guest,
-             "netns", self.netns])
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                self.veth_host,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.veth_guest,
+                "netns",
+                self.netns,
+            ]
+        )
         self._cleanups.append(lambda: run(["ip", "link", "del", self.veth_host], check=False))
         run(["ip", "addr", "add", f"{self.gateway}/30", "dev", self.veth_host])
         run(["ip", "link", "set", self.veth_host, "up"])
@@ -166,10 +202,10 @@ class TestHost:
         run(ns + ["link", "set", "lo", "up"])
         run(ns + ["route", "add", "default", "via", self.gateway])
         forward = Path("/proc/sys/net/ipv4/ip_forward")
-        self._old_forward = forward.read_text().strip()
-        if self._old_forward != "1":
-            forward.write_text("1\n")
-            self._cleanups.append(self._restore_forward)
+        if not FORWARD_ORIG.exists():  # the first test host remembers the machine's setting
+            FORWARD_ORIG.write_text(forward.read_text())
+        forward.write_text("1\n")
+        self._cleanups.append(self._restore_forward)
         ruleset = f"""
 table ip {self.nft_table} {{
     chain postrouting {{
@@ -182,10 +218,11 @@ table ip {self.nft_table} {{
         self._cleanups.append(lambda: run(["nft", "delete", "table", "ip", self.nft_table]))
 
     def _restore_forward(self) -> None:
-        # leave forwarding on while another test host still needs it
+        # leave forwarding on while another test host still needs it; the last one restores
         others = [p for p in Path("/run/netns").glob("chestx-t*") if p.name != self.netns]
-        if not others and self._old_forward is not None:
-            Path("/proc/sys/net/ipv4/ip_forward").write_text(self._old_forward + "\n")
+        if not others and FORWARD_ORIG.exists():
+            Path("/proc/sys/net/ipv4/ip_forward").write_text(FORWARD_ORIG.read_text())
+            FORWARD_ORIG.unlink()
 
     def _rootfs(self, tarball: Path) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -195,10 +232,13 @@ table ip {self.nft_table} {{
         (root / "etc/hostname").write_text(self.name + "\n")
         (root / "etc/hosts").write_text(
             f"127.0.0.1 localhost\n127.0.1.1 {self.name}\n{self.ip} {self.name}\n"
-            "::1 localhost ip6-localhost ip6-loopback\n")
+            "::1 localhost ip6-localhost ip6-loopback\n"
+        )
         chroot = ["chroot", str(root)]
         run(chroot + ["useradd", "--create-home", "--shell", "/bin/bash", LOGIN_USER])
-        (root / f"etc/sudoers.d/90-{LOGIN_USER}").write_text(f"{LOGIN_USER} ALL=(ALL) NOPASSWD:ALL\n")
+        (root / f"etc/sudoers.d/90-{LOGIN_USER}").write_text(
+            f"{LOGIN_USER} ALL=(ALL) NOPASSWD:ALL\n"
+        )
         os.chmod(root / f"etc/sudoers.d/90-{LOGIN_USER}", 0o440)
         ssh_dir = root / "home" / LOGIN_USER / ".ssh"
         ssh_dir.mkdir(mode=0o700)
@@ -230,8 +270,11 @@ table ip {self.nft_table} {{
                 shutil.copy(conf, root / conf.relative_to("/"))
             elif conf.is_dir():
                 shutil.copytree(conf, root / conf.relative_to("/"), dirs_exist_ok=True)
-        lines = [f"{k}={v}" for k, v in sorted(os.environ.items())
-                 if k.startswith("PIP_") and k != "PIP_FIND_LINKS"]
+        lines = [
+            f"{k}={v}"
+            for k, v in sorted(os.environ.items())
+            if k.startswith("PIP_") and k != "PIP_FIND_LINKS"
+        ]
         # the shared pip download cache (bind-mounted below) makes re-runs quick
         lines.append("PIP_CACHE_DIR=/var/cache/chestx-pip")
         env_file = root / "etc/environment"
@@ -247,32 +290,59 @@ table ip {self.nft_table} {{
 
     def _boot(self) -> None:
         cmd = [
-            "systemd-nspawn", "-D", str(self.root), "-M", self.name, "--boot",
-            "--register=no", "--keep-unit", "--console=read-only",
+            "systemd-nspawn",
+            "-D",
+            str(self.root),
+            "-M",
+            self.name,
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--console=read-only",
             # the host's firewall (ufw) manages the container's own network namespace only
             "--capability=CAP_NET_ADMIN",
-            f"--network-namespace-path=/run/netns/{self.netns}", "--resolv-conf=copy-host",
+            f"--network-namespace-path=/run/netns/{self.netns}",
+            "--resolv-conf=copy-host",
             f"--bind={CACHE_DIR / 'apt-archives'}:/var/cache/apt/archives",
             f"--bind={CACHE_DIR / 'pip-cache'}:/var/cache/chestx-pip",
         ]
         log = open(self.console_log, "w")  # noqa: SIM115 - lives as long as the container
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
         self._cleanups.append(log.close)
 
     def ssh_cmd(self, user: str = LOGIN_USER) -> list[str]:
-        return ["ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                "-o", "ConnectTimeout=5", f"{user}@{self.ip}"]
+        return [
+            "ssh",
+            "-i",
+            str(self.key),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=5",
+            f"{user}@{self.ip}",
+        ]
 
-    def ssh(self, command: str, user: str = LOGIN_USER, check: bool = True) -> subprocess.CompletedProcess:
+    def ssh(
+        self, command: str, user: str = LOGIN_USER, check: bool = True
+    ) -> subprocess.CompletedProcess:
         return run(self.ssh_cmd(user) + [command], check=check)
 
     def wait_for_ssh(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"systemd-nspawn exited; see {self.console_log}:\n"
-                                   + self.console_log.read_text()[-3000:])
+                raise RuntimeError(
+                    f"systemd-nspawn exited; see {self.console_log}:\n"
+                    + self.console_log.read_text()[-3000:]
+                )
             if self.ssh("true", check=False).returncode == 0:
                 return
             time.sleep(1)
@@ -319,8 +389,8 @@ class GitServer:
         config.write_text(f"""\
 Port {self.port}
 ListenAddress {self.listen_ip}
-HostKey {self.dir / 'host_key'}
-PidFile {self.dir / 'sshd.pid'}
+HostKey {self.dir / "host_key"}
+PidFile {self.dir / "sshd.pid"}
 AuthorizedKeysFile {self.authorized_keys}
 StrictModes no
 UsePAM no
@@ -334,11 +404,15 @@ LogLevel VERBOSE
 """)
         Path("/run/sshd").mkdir(exist_ok=True)
         self.log = self.dir / "sshd.log"
-        self._proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                                      stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+            stdout=open(self.log, "w"),
+            stderr=subprocess.STDOUT,
+        )
         for _ in range(50):
-            if subprocess.run(["ss", "-ltn", f"sport = :{self.port}"], capture_output=True,
-                              text=True).stdout.count(self.listen_ip):
+            if subprocess.run(
+                ["ss", "-ltn", f"sport = :{self.port}"], capture_output=True, text=True
+            ).stdout.count(self.listen_ip):
                 break
             time.sleep(0.1)
         return self
@@ -351,13 +425,35 @@ LogLevel VERBOSE
 
     def _ensure_user(self) -> None:
         if subprocess.run(["id", GIT_USER], capture_output=True).returncode != 0:
-            run(["useradd", "--system", "--create-home", "--home-dir", f"/var/lib/{GIT_USER}",
-                 "--password", "*", "--shell", "/usr/bin/git-shell", GIT_USER])
+            run(
+                [
+                    "useradd",
+                    "--system",
+                    "--create-home",
+                    "--home-dir",
+                    f"/var/lib/{GIT_USER}",
+                    "--password",
+                    "*",
+                    "--shell",
+                    "/usr/bin/git-shell",
+                    GIT_USER,
+                ]
+            )
 
     def _make_repo(self) -> str:
         """Snapshot the checkout's files (tracked and untracked-not-ignored) as one commit."""
-        files = run(["git", "-C", str(self.source), "ls-files", "-z", "--cached", "--others",
-                     "--exclude-standard"]).stdout.split("\0")
+        files = run(
+            [
+                "git",
+                "-C",
+                str(self.source),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ]
+        ).stdout.split("\0")
         tree = self.dir / "snapshot"
         shutil.rmtree(tree, ignore_errors=True)
         for rel in filter(None, files):
@@ -365,7 +461,15 @@ LogLevel VERBOSE
             if src.is_file():
                 (tree / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, tree / rel)
-        git = ["git", "-C", str(tree), "-c", "user.name=chestx-ci", "-c", "user.email=ci@chestx.invalid"]
+        git = [
+            "git",
+            "-C",
+            str(tree),
+            "-c",
+            "user.name=chestx-ci",
+            "-c",
+            "user.email=ci@chestx.invalid",
+        ]
         run(["git", "init", "-q", "-b", "main", str(tree)])
         run(git + ["add", "-A"])
         run(git + ["commit", "-q", "-m", "snapshot for the deploy test"])
@@ -381,7 +485,9 @@ LogLevel VERBOSE
 class FakeGitHubAPI:
     """GitHub's deploy-key endpoints (GET/POST /repos/OWNER/REPO/keys), nothing else."""
 
-    def __init__(self, listen_ip: str, token: str, git: GitServer, owner: str, repo: str, port: int = 8880):
+    def __init__(
+        self, listen_ip: str, token: str, git: GitServer, owner: str, repo: str, port: int = 8880
+    ):
         self.listen_ip, self.port, self.token, self.git = listen_ip, port, token, git
         self.path = f"/repos/{owner}/{repo}/keys"
         self.keys: list[dict] = []
@@ -426,11 +532,20 @@ class FakeGitHubAPI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 key = " ".join(body["key"].split()[:2])
                 if any(k["key"] == key for k in api.keys):
-                    self._reply(422, {"message": "Validation Failed",
-                                      "errors": [{"message": "key is already in use"}]})
+                    self._reply(
+                        422,
+                        {
+                            "message": "Validation Failed",
+                            "errors": [{"message": "key is already in use"}],
+                        },
+                    )
                     return
-                entry = {"id": len(api.keys) + 1, "key": key, "title": body["title"],
-                         "read_only": body.get("read_only", True)}
+                entry = {
+                    "id": len(api.keys) + 1,
+                    "key": key,
+                    "title": body["title"],
+                    "read_only": body.get("read_only", True),
+                }
                 api.keys.append(entry)
                 with open(api.git.authorized_keys, "a") as fh:
                     fh.write(f"restrict {key} {body['title']}\n")

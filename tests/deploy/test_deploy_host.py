@@ -28,7 +28,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from deploy_helpers import REPO, ansible_env, run_playbook
 from deploy_testhost import FakeGitHubAPI, GitServer, TestHost
 
@@ -44,8 +43,11 @@ SERVING = re.compile(r"is serving:\s+xray-pneumonia\.jpeg\s+->\s+(Normal|Abnorma
 def _require_tools():
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, systemd-nspawn)")
-    missing = [t for t in ("debootstrap", "systemd-nspawn", "nft", "ip", "sshd", "git")
-               if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()]
+    missing = [
+        t
+        for t in ("debootstrap", "systemd-nspawn", "nft", "ip", "sshd", "git")
+        if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()
+    ]
     if missing:
         pytest.fail(f"missing {missing}: run bash .ci/deploy-setup .venv")
 
@@ -55,13 +57,19 @@ def _dataset_zip(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for label in ("NORMAL", "PNEUMONIA"):
             images = sorted((XRAYS / label).glob("*.jpeg"))
-            for split, chunk in (("train", images[:6]), ("val", images[6:8]), ("test", images[8:10])):
+            for split, chunk in (
+                ("train", images[:6]),
+                ("val", images[6:8]),
+                ("test", images[8:10]),
+            ):
                 for image in chunk:
                     zf.write(image, f"chest_xray/{split}/{label}/{image.name}")
     return path
 
 
-def _http(url: str, data: bytes | None = None, headers: dict | None = None, method: str | None = None):
+def _http(
+    url: str, data: bytes | None = None, headers: dict | None = None, method: str | None = None
+):
     request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -72,8 +80,10 @@ def _http(url: str, data: bytes | None = None, headers: dict | None = None, meth
 
 def _multipart(field: str, filename: str, payload: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-            f"filename=\"{filename}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+        f'filename="{filename}"\r\nContent-Type: image/jpeg\r\n\r\n'
+    ).encode()
     body += payload + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
 
@@ -86,15 +96,34 @@ def deployed(tmp_path_factory):
     start = time.monotonic()
     with TestHost(work) as host:
         TIMINGS["host boot (incl. rootfs cache)"] = host.boot_seconds
-        with GitServer(host.gateway, REPO) as git, \
-                FakeGitHubAPI(host.gateway, TOKEN, git, "chestx-org", "chestx") as api:
+        with (
+            GitServer(host.gateway, REPO) as git,
+            FakeGitHubAPI(host.gateway, TOKEN, git, "chestx-org", "chestx") as api,
+        ):
             admin_key = work / "admin_ed25519"
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@test",
-                            "-f", str(admin_key)], check=True)
+            subprocess.run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "alice@test",
+                    "-f",
+                    str(admin_key),
+                ],
+                check=True,
+            )
             group_vars = {
                 "chestx_ssh_cidr": f"{host.gateway}/32",
-                "chestx_admin_users": [{"name": "alice",
-                                        "ssh_keys": [admin_key.with_suffix(".pub").read_text().strip()]}],
+                "chestx_admin_users": [
+                    {
+                        "name": "alice",
+                        "ssh_keys": [admin_key.with_suffix(".pub").read_text().strip()],
+                    }
+                ],
                 "chestx_repo_url": git.url,
                 "chestx_version": "main",
                 "chestx_github_token": TOKEN,
@@ -114,13 +143,16 @@ def deployed(tmp_path_factory):
             group_vars.update(json.loads(os.environ.get("CHESTX_DEPLOY_TEST_EXTRA_VARS", "{}")))
             inventory = work / "inventory"
             (inventory / "group_vars").mkdir(parents=True)
-            (inventory / "hosts.yml").write_text(json.dumps({"chestx": {"hosts": {"testhost": {
+            connection = {
                 "ansible_host": host.ip,
                 "ansible_user": "ubuntu",
                 "ansible_ssh_private_key_file": str(host.key),
-                "ansible_ssh_common_args": f"-o UserKnownHostsFile={host.known_hosts} "
-                                           "-o StrictHostKeyChecking=yes",
-            }}}}))
+                "ansible_ssh_common_args": (
+                    f"-o UserKnownHostsFile={host.known_hosts} -o StrictHostKeyChecking=yes"
+                ),
+            }
+            hosts = {"chestx": {"hosts": {"testhost": connection}}}
+            (inventory / "hosts.yml").write_text(json.dumps(hosts))
             (inventory / "group_vars" / "chestx.json").write_text(json.dumps(group_vars))
             ssh_config = work / "ssh_config"
             ssh_config.write_text(
@@ -128,13 +160,23 @@ def deployed(tmp_path_factory):
                 f"  IdentitiesOnly yes\n  UserKnownHostsFile {host.known_hosts}\n"
                 "  StrictHostKeyChecking yes\n  BatchMode yes\n"
                 # one connection for all checks: ufw rate-limits new SSH connections (6 in 30 s)
-                f"  ControlMaster auto\n  ControlPath {work}/cm-%C\n  ControlPersist 120s\n")
+                f"  ControlMaster auto\n  ControlPath {work}/cm-%C\n  ControlPersist 120s\n"
+            )
             env = ansible_env()
             args = ["-i", str(inventory), "site.yml", "--tags", "configure,deploy"]
             first = run_playbook(args, env)
             TIMINGS["first configure+deploy run"] = first.seconds
-            yield {"host": host, "git": git, "api": api, "first": first, "args": args, "env": env,
-                   "ssh_config": ssh_config, "admin_key": admin_key, "work": work}
+            yield {
+                "host": host,
+                "git": git,
+                "api": api,
+                "first": first,
+                "args": args,
+                "env": env,
+                "ssh_config": ssh_config,
+                "admin_key": admin_key,
+                "work": work,
+            }
     TIMINGS["whole deploy test"] = time.monotonic() - start
     print("\ndeploy test timings (s): " + ", ".join(f"{k}: {v:.0f}" for k, v in TIMINGS.items()))
 
@@ -154,7 +196,9 @@ def _tiny_model(out: Path) -> Path:
         "save_model(model, sys.argv[1], card, h5=False)\n"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-c", code, str(out)], check=True, capture_output=True, cwd=REPO)
+    subprocess.run(
+        [sys.executable, "-c", code, str(out)], check=True, capture_output=True, cwd=REPO
+    )
     return out
 
 
@@ -204,9 +248,22 @@ def test_host_is_hardened(testinfra_host):
 
 def test_admin_can_ssh_in_and_sudo(deployed):
     host = deployed["host"]
-    cmd = ["ssh", "-i", str(deployed["admin_key"]), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-           "-o", f"UserKnownHostsFile={host.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
-    done = subprocess.run(cmd + [f"alice@{host.ip}", "sudo -n id -un"], capture_output=True, text=True)
+    cmd = [
+        "ssh",
+        "-i",
+        str(deployed["admin_key"]),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={host.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+    ]
+    done = subprocess.run(
+        cmd + [f"alice@{host.ip}", "sudo -n id -un"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "root"
     # root may not log in, not even with a key the host trusts
@@ -242,7 +299,10 @@ def test_form_and_prediction_through_port_80(deployed):
     status, headers, body = _http(base + "/")
     assert status == 200
     assert b"<form" in body and b'name="image"' in body
-    assert headers.get_all("Content-Security-Policy") and len(headers.get_all("Content-Security-Policy")) == 1
+    assert (
+        headers.get_all("Content-Security-Policy")
+        and len(headers.get_all("Content-Security-Policy")) == 1
+    )
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert "nginx/" not in headers.get("Server", "")
 
@@ -252,8 +312,11 @@ def test_form_and_prediction_through_port_80(deployed):
     for label in ("PNEUMONIA", "NORMAL"):
         image = sorted((XRAYS / label).glob("*.jpeg"))[-1]
         body, content_type = _multipart("image", image.name, image.read_bytes())
-        status, headers, reply = _http(base + "/predict", data=body,
-                                       headers={"Content-Type": content_type, "Accept": "application/json"})
+        status, headers, reply = _http(
+            base + "/predict",
+            data=body,
+            headers={"Content-Type": content_type, "Accept": "application/json"},
+        )
         assert status == 200, reply[:500]
         result = json.loads(reply)
         assert result["result"] in ("Normal", "Abnormal")
@@ -284,7 +347,16 @@ def test_train_and_tune_on_the_host(deployed):
     extra = {
         "chestx_artifacts_dir": str(artifacts),
         "chestx_train_run": "quick",
-        "chestx_train_args": ["--arch", "cnn", "--epochs", "1", "--limit", "24", "--image-size", "64"],
+        "chestx_train_args": [
+            "--arch",
+            "cnn",
+            "--epochs",
+            "1",
+            "--limit",
+            "24",
+            "--image-size",
+            "64",
+        ],
         "chestx_tune_space": "hyperparams/smoke.yaml",
         "chestx_tune_run": "smoke",
         "chestx_tune_args": ["--max-trials", "1", "--epochs", "1", "--limit", "24"],

@@ -7,10 +7,12 @@ import subprocess
 
 import pytest
 import yaml
-
 from deploy_helpers import REPO, ansible_env, tool
 
-PLAYBOOKS = ["site.yml", *sorted(str(p.relative_to(REPO)) for p in (REPO / "playbooks").glob("*.yml"))]
+PLAYBOOKS = [
+    "site.yml",
+    *sorted(str(p.relative_to(REPO)) for p in (REPO / "playbooks").glob("*.yml")),
+]
 ROLES = sorted(p for p in (REPO / "roles").iterdir() if p.is_dir())
 # lint and syntax checks must not ask AWS anything: use the static example inventory
 STATIC_ENV = {"ANSIBLE_INVENTORY": str(REPO / "inventory" / "static-example")}
@@ -18,23 +20,46 @@ STATIC_ENV = {"ANSIBLE_INVENTORY": str(REPO / "inventory" / "static-example")}
 
 def test_ansible_lint_production_profile_passes():
     done = subprocess.run(
-        [tool("ansible-lint"), "--profile", "production", "--strict", "--offline",
-         "site.yml", "playbooks", "roles", "inventory"],
-        cwd=REPO, env=ansible_env(**STATIC_ENV), capture_output=True, text=True, timeout=600)
+        [
+            tool("ansible-lint"),
+            "--profile",
+            "production",
+            "--strict",
+            "--offline",
+            "site.yml",
+            "playbooks",
+            "roles",
+            "inventory",
+        ],
+        cwd=REPO,
+        env=ansible_env(**STATIC_ENV),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
     assert "Profile 'production' was required, and it passed" in done.stdout + done.stderr
 
 
 def test_no_lint_skips_anywhere():
-    assert not (REPO / ".ansible-lint").exists() or "skip_list" not in (REPO / ".ansible-lint").read_text()
+    assert (
+        not (REPO / ".ansible-lint").exists()
+        or "skip_list" not in (REPO / ".ansible-lint").read_text()
+    )
     for path in list((REPO / "roles").rglob("*.yml")) + list((REPO / "playbooks").glob("*.yml")):
         assert "noqa" not in path.read_text(), f"{path} silences ansible-lint"
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS)
 def test_syntax_check(playbook):
-    done = subprocess.run([tool("ansible-playbook"), "--syntax-check", playbook], cwd=REPO,
-                          env=ansible_env(**STATIC_ENV), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [tool("ansible-playbook"), "--syntax-check", playbook],
+        cwd=REPO,
+        env=ansible_env(**STATIC_ENV),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -81,12 +106,16 @@ def _tasks(items):
 
 
 def test_every_task_is_named_and_uses_fqcn():
-    for path in list((REPO / "roles").rglob("tasks/*.yml")) + list((REPO / "roles").rglob("handlers/*.yml")):
+    for path in list((REPO / "roles").rglob("tasks/*.yml")) + list(
+        (REPO / "roles").rglob("handlers/*.yml")
+    ):
         for task in _tasks(yaml.safe_load(path.read_text())):
             assert "name" in task, f"unnamed task in {path}: {task}"
             modules = [k for k in task if "." in k]
             assert modules, f"{path}: {task['name']} does not use a fully qualified module"
-            assert not any(k.endswith((".shell", ".raw")) for k in modules), f"{path}: {task['name']}"
+            assert not any(k.endswith((".shell", ".raw")) for k in modules), (
+                f"{path}: {task['name']}"
+            )
 
 
 def test_vault_example_decrypts_with_documented_password(tmp_path):
@@ -94,8 +123,13 @@ def test_vault_example_decrypts_with_documented_password(tmp_path):
     password.write_text("chestx-example-only\n")
     example = REPO / "inventory" / "production" / "group_vars" / "all" / "vault.yml.example"
     assert example.read_text().startswith("$ANSIBLE_VAULT;"), "the example must be encrypted"
-    done = subprocess.run([tool("ansible-vault"), "view", "--vault-password-file", str(password),
-                           str(example)], capture_output=True, text=True, cwd=REPO, env=ansible_env())
+    done = subprocess.run(
+        [tool("ansible-vault"), "view", "--vault-password-file", str(password), str(example)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ansible_env(),
+    )
     assert done.returncode == 0, done.stderr
     secrets = yaml.safe_load(done.stdout)
     assert set(secrets) == {"vault_kaggle_username", "vault_kaggle_key", "vault_github_token"}
@@ -106,7 +140,9 @@ def test_vault_example_decrypts_with_documented_password(tmp_path):
 
 def test_github_host_keys_match_published_fingerprints(tmp_path):
     known = REPO / "roles" / "app_code" / "files" / "github_known_hosts"
-    done = subprocess.run(["ssh-keygen", "-l", "-f", str(known)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(known)], capture_output=True, text=True, check=True
+    )
     fingerprints = {line.split()[1] for line in done.stdout.splitlines()}
     # https://docs.github.com/en/authentication/keeping-your-account-and-data-secure/githubs-ssh-key-fingerprints
     assert fingerprints == {

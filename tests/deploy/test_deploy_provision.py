@@ -11,7 +11,6 @@ import subprocess
 
 import boto3
 import pytest
-
 from deploy_helpers import REPO, ansible_env, run_playbook, tool
 
 pytestmark = pytest.mark.slow
@@ -23,28 +22,47 @@ AMI = "ami-12c6146b"  # one of moto's built-in images
 @pytest.fixture
 def aws(moto_url, tmp_path):
     env = ansible_env(
-        AWS_ENDPOINT_URL=moto_url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="eu-west-1", AWS_DEFAULT_REGION="eu-west-1",
+        AWS_ENDPOINT_URL=moto_url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION="eu-west-1",
+        AWS_DEFAULT_REGION="eu-west-1",
     )
-    ec2 = boto3.client("ec2", endpoint_url=moto_url, region_name="eu-west-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=moto_url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     inventory = tmp_path / "inventory.yml"
     inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
-    extra = {"chestx_ssh_cidr": SSH_CIDR, "chestx_ami_id": AMI, "chestx_instance_type": "t3.small",
-             "ec2_instance_volume_size": 12, "chestx_ssh_private_key_file": str(tmp_path / "key")}
+    extra = {
+        "chestx_ssh_cidr": SSH_CIDR,
+        "chestx_ami_id": AMI,
+        "chestx_instance_type": "t3.small",
+        "ec2_instance_volume_size": 12,
+        "chestx_ssh_private_key_file": str(tmp_path / "key"),
+    }
     return env, ec2, inventory, extra, tmp_path
 
 
 def _instances(ec2, states=("pending", "running", "stopping", "stopped")):
-    found = ec2.describe_instances(Filters=[{"Name": "tag:Project", "Values": ["chestx"]},
-                                            {"Name": "instance-state-name", "Values": list(states)}])
+    found = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:Project", "Values": ["chestx"]},
+            {"Name": "instance-state-name", "Values": list(states)},
+        ]
+    )
     return [i for r in found["Reservations"] for i in r["Instances"]]
 
 
 def _provision(aws, *more):
     env, _, inventory, extra, _ = aws
-    return run_playbook(["-i", str(inventory), "site.yml", "--tags", "provision",
-                         "-e", json.dumps(extra), *more], env)
+    return run_playbook(
+        ["-i", str(inventory), "site.yml", "--tags", "provision", "-e", json.dumps(extra), *more],
+        env,
+    )
 
 
 def test_provision_then_teardown(aws):
@@ -57,7 +75,9 @@ def test_provision_then_teardown(aws):
     (instance,) = _instances(ec2)
     assert instance["State"]["Name"] == "running"
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
-    assert tags["Project"] == "chestx" and tags["Name"] == "chestx" and tags["ManagedBy"] == "ansible"
+    assert (
+        tags["Project"] == "chestx" and tags["Name"] == "chestx" and tags["ManagedBy"] == "ansible"
+    )
     assert instance["InstanceType"] == "t3.small"
     assert instance["ImageId"] == AMI
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
@@ -83,9 +103,11 @@ def test_provision_then_teardown(aws):
     assert [g["GroupId"] for g in instance["SecurityGroups"]] == [group["GroupId"]]
     rules = {}
     for perm in group["IpPermissions"]:
-        sources = sorted([r["CidrIp"] for r in perm.get("IpRanges", [])]
-                         + [r["CidrIpv6"] for r in perm.get("Ipv6Ranges", [])]
-                         + [p["GroupId"] for p in perm.get("UserIdGroupPairs", [])])
+        sources = sorted(
+            [r["CidrIp"] for r in perm.get("IpRanges", [])]
+            + [r["CidrIpv6"] for r in perm.get("Ipv6Ranges", [])]
+            + [p["GroupId"] for p in perm.get("UserIdGroupPairs", [])]
+        )
         rules[(perm["IpProtocol"], perm["FromPort"], perm["ToPort"])] = sources
     assert rules == {
         ("tcp", 22, 22): [SSH_CIDR],
@@ -105,8 +127,14 @@ def test_provision_then_teardown(aws):
     assert [i["InstanceId"] for i in _instances(ec2)] == [instance["InstanceId"]]
 
     # the tag-based dynamic inventory finds it, in group chestx, at its public address
-    graph = subprocess.run([tool("ansible-inventory"), "-i", "inventory/production/aws_ec2.yml",
-                            "--list"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    graph = subprocess.run(
+        [tool("ansible-inventory"), "-i", "inventory/production/aws_ec2.yml", "--list"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert graph.returncode == 0, graph.stderr
     listed = json.loads(graph.stdout)
     assert instance["InstanceId"] in listed["chestx"]["hosts"]
@@ -120,7 +148,9 @@ def test_provision_then_teardown(aws):
     down = run_playbook(["-i", str(inventory), "site.yml", "--tags", "teardown"], env)
     assert down.rc == 0, down.output[-4000:]
     assert _instances(ec2) == []
-    assert [i["State"]["Name"] for i in _instances(ec2, ("terminated", "shutting-down"))] == ["terminated"]
+    assert [i["State"]["Name"] for i in _instances(ec2, ("terminated", "shutting-down"))] == [
+        "terminated"
+    ]
     assert [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]] == ["default"]
     assert ec2.describe_key_pairs()["KeyPairs"] == []
     assert ec2.describe_volumes()["Volumes"] == []
@@ -132,8 +162,9 @@ def test_provision_then_teardown(aws):
 def test_ssh_from_the_world_is_refused(aws):
     env, ec2, inventory, extra, _ = aws
     extra = {**extra, "chestx_ssh_cidr": "0.0.0.0/0"}
-    run = run_playbook(["-i", str(inventory), "site.yml", "--tags", "provision",
-                        "-e", json.dumps(extra)], env)
+    run = run_playbook(
+        ["-i", str(inventory), "site.yml", "--tags", "provision", "-e", json.dumps(extra)], env
+    )
     assert run.rc != 0
     assert "0.0.0.0/0 is refused" in run.output
     assert _instances(ec2) == []
@@ -142,8 +173,9 @@ def test_ssh_from_the_world_is_refused(aws):
 def test_missing_ssh_cidr_fails_before_anything_is_created(aws):
     env, ec2, inventory, extra, _ = aws
     extra = {k: v for k, v in extra.items() if k != "chestx_ssh_cidr"}
-    run = run_playbook(["-i", str(inventory), "site.yml", "--tags", "provision",
-                        "-e", json.dumps(extra)], env)
+    run = run_playbook(
+        ["-i", str(inventory), "site.yml", "--tags", "provision", "-e", json.dumps(extra)], env
+    )
     assert run.rc != 0
     assert "Set chestx_ssh_cidr" in run.output
     assert ec2.describe_key_pairs()["KeyPairs"] == []
