@@ -41,8 +41,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import keras
 
     from chestx.litert import export_litert
-    from chestx.models import build_model
     from chestx.modeldir import save_model
+    from chestx.models import build_model
 
     keras.utils.set_random_seed(0)
     out = tmp_path_factory.mktemp("tiny_model")
