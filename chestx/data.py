@@ -133,6 +133,12 @@ def make_splits(root: str | Path, seed: int = 42, limit: int | None = None):
     return splits, external
 
 
+def split_counts(splits: dict[str, list[Record]]) -> dict[str, dict[str, int]]:
+    """Images, pneumonia images and patients per split, as the model card reports them."""
+    return {s: {"n": len(r), "pneumonia": sum(x.label for x in r),
+                "patients": len({x.patient for x in r})} for s, r in splits.items()}
+
+
 def write_manifest(splits: dict[str, list[Record]], path: Path, root: Path) -> str:
     """Write the audit CSV (split, label, patient, path relative to the data root); return its
     SHA-256, which the model card records."""

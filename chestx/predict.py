@@ -111,9 +111,8 @@ class Predictor:
         """One dict per path, in order: the prediction, or ``{"path", "error"}``."""
         out: list[dict] = [{} for _ in paths]
         for start in range(0, len(paths), batch_size):
-            chunk = list(enumerate(paths))[start:start + batch_size]
             ready, images = [], []
-            for i, path in chunk:
+            for i, path in enumerate(paths[start:start + batch_size], start):
                 try:
                     images.append(self.prepare(Path(path).read_bytes()))
                     ready.append(i)

@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from chestx import __version__, config, modeldir
-from chestx.data import DecodeLog, augmenter, dataset, make_splits, write_manifest
+from chestx.data import (
+    DecodeLog,
+    augmenter,
+    dataset,
+    make_splits,
+    split_counts,
+    write_manifest,
+)
 from chestx.errors import DataError
 from chestx.metrics import binary_metrics, choose_threshold
 
@@ -185,8 +192,7 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
     manifest_sha = write_manifest(
         {**splits, **({"external": external} if external else {})},
         cfg.out / modeldir.MANIFEST, root=Path(cfg.data))
-    counts = {s: {"n": len(r), "pneumonia": sum(x.label for x in r),
-                  "patients": len({x.patient for x in r})} for s, r in splits.items()}
+    counts = split_counts(splits)
     log.info("split by patient: %s", counts)
 
     skipped = DecodeLog()
@@ -242,8 +248,7 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
         log.info("%s: accuracy %.3f  sensitivity %.3f  specificity %.3f  ROC AUC %.3f (n=%d)",
                  name, m["accuracy"], m["sensitivity"], m["specificity"], m["roc_auc"], m["n"])
 
-    n_train = len(splits["train"]) - sum(1 for f in skipped.failures
-                                         if any(str(r.path) == f for r in splits["train"]))
+    n_train = len({str(r.path) for r in splits["train"]} - skipped.failures.keys())
     digest = hashlib.sha256((cfg.out / modeldir.MODEL_FILE).read_bytes()).hexdigest()[:8]
     card = {
         **base_card,

@@ -10,7 +10,6 @@ itself is copied next to the card as ``search.yaml``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -25,7 +24,7 @@ log = logging.getLogger("chestx.tuning")
 
 def retrain_config(space: SearchSpace, values: dict, *, data: Path, out: Path, seed: int,
                    limit: int | None, min_sensitivity: float, epochs_cap: int | None = None):
-    """The ``TrainConfig`` that retrains ``values``; also returns notes on what differs."""
+    """The ``TrainConfig`` that retrains ``values`` by ``chestx train``'s recipe."""
     from chestx.train import Augmentation, TrainConfig
 
     cfg = space.resolve(values)
@@ -36,7 +35,6 @@ def retrain_config(space: SearchSpace, values: dict, *, data: Path, out: Path, s
     patience = space.retrain_patience or budget.patience or 6
     options = model_options(space.model, cfg)
     aug = augmentation(cfg)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     kwargs = dict(
         data=Path(data), out=Path(out), arch=space.model,
         model_options={k: v for k, v in options.items() if k not in ("backbone", "weights")},
@@ -45,14 +43,13 @@ def retrain_config(space: SearchSpace, values: dict, *, data: Path, out: Path, s
         intensity=cfg["intensity"], seed=seed, label_smoothing=float(cfg["label_smoothing"]),
         patience=patience, min_sensitivity=min_sensitivity, limit=limit,
         augmentation=Augmentation(**aug) if aug else None, verbose=2)
-    notes = []
     if space.model == "transfer":
         ft_layers = int(cfg["fine_tune_layers"])
         kwargs.update(backbone=cfg["backbone"], weights=cfg["weights"],
                       fine_tune_layers=ft_layers,
                       fine_tune_epochs=min(space.fine_tune_epochs, epochs) if ft_layers else 0,
                       fine_tune_lr=fine_tune_learning_rate(cfg))
-    return TrainConfig(**{k: v for k, v in kwargs.items() if k in fields}), notes
+    return TrainConfig(**kwargs)
 
 
 def export_best(run_dir: RunDir, space: SearchSpace, best: dict, *, data: Path, seed: int,
@@ -65,11 +62,8 @@ def export_best(run_dir: RunDir, space: SearchSpace, best: dict, *, data: Path, 
         raise TuningError(f"{run_dir.path}: no trial completed, so there is no best "
                           "configuration to export")
     values = {k: best[k] for k in space.params if best.get(k) is not None}
-    cfg, notes = retrain_config(space, values, data=data, out=run_dir.best, seed=seed,
-                                limit=limit, min_sensitivity=min_sensitivity,
-                                epochs_cap=epochs_cap)
-    for note in notes:
-        log.warning("best/: %s", note)
+    cfg = retrain_config(space, values, data=data, out=run_dir.best, seed=seed, limit=limit,
+                         min_sensitivity=min_sensitivity, epochs_cap=epochs_cap)
     if run_dir.best.exists():
         shutil.rmtree(run_dir.best)
     log.info("retraining the best configuration (trial %s, %s %.4f) into %s for up to %d epochs",
@@ -81,7 +75,7 @@ def export_best(run_dir: RunDir, space: SearchSpace, best: dict, *, data: Path, 
                       "search_value": best[space.objective]},
         "hyperparameters": values, "configuration": space.resolve(values),
         "pins": run_dir.run_info().get("pins") or {},
-        "space": space.summary(), "notes": notes,
+        "space": space.summary(),
     }
     card = train(cfg, command=command, extra_card={"name": f"chestx-tuned-{space.name}",
                                                    "tuning": tuning})

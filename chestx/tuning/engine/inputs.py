@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chestx.data import DecodeLog, array_dataset, dataset, make_splits
+from chestx.data import DecodeLog, array_dataset, dataset, make_splits, split_counts
 from chestx.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,7 @@ class SearchData:
         self._cache: OrderedDict = OrderedDict()
 
     def counts(self) -> dict:
-        return {s: {"n": len(r), "pneumonia": sum(x.label for x in r),
-                    "patients": len({x.patient for x in r})} for s, r in self.splits.items()}
+        return split_counts(self.splits)
 
     def arrays(self, image_size: int, intensity: str):
         """((x_train, y_train), (x_val, y_val)) as uint8 images and float labels."""
