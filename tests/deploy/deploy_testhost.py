@@ -48,6 +48,12 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
         ) from exc
 
 
+def make_ssh_key(path: Path, comment: str = "chestx-test") -> Path:
+    """An ed25519 key pair without passphrase at ``path`` (+ ``.pub``); returns ``path``."""
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+    return path
+
+
 @contextlib.contextmanager
 def _lock(name: str):
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -138,20 +144,7 @@ class TestHost:
         tarball = ensure_rootfs_tarball()
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.key.exists():
-            run(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    "chestx-test",
-                    "-f",
-                    str(self.key),
-                ]
-            )
+            make_ssh_key(self.key)
         self._network()
         self._rootfs(tarball)
         self._boot()
@@ -382,7 +375,7 @@ class GitServer:
         os.chmod(self.dir, 0o755)
         self._ensure_user()
         self.commit = self._make_repo()
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / "host_key")])
+        make_ssh_key(self.dir / "host_key", "chestx-git-server")
         self.authorized_keys.write_text("")
         os.chmod(self.authorized_keys, 0o644)
         config = self.dir / "sshd_config"

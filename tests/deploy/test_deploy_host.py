@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from deploy_helpers import REPO, ansible_env, run_playbook
-from deploy_testhost import FakeGitHubAPI, GitServer, TestHost
+from deploy_testhost import FakeGitHubAPI, GitServer, TestHost, make_ssh_key
 
 pytestmark = pytest.mark.slow
 
@@ -100,22 +100,7 @@ def deployed(tmp_path_factory):
             GitServer(host.gateway, REPO) as git,
             FakeGitHubAPI(host.gateway, TOKEN, git, "chestx-org", "chestx") as api,
         ):
-            admin_key = work / "admin_ed25519"
-            subprocess.run(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    "alice@test",
-                    "-f",
-                    str(admin_key),
-                ],
-                check=True,
-            )
+            admin_key = make_ssh_key(work / "admin_ed25519", "alice@test")
             group_vars = {
                 "chestx_ssh_cidr": f"{host.gateway}/32",
                 "chestx_admin_users": [
