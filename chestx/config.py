@@ -23,8 +23,9 @@ DEFAULT_MIN_SENSITIVITY = 0.95
 # plus shift and the intensity changes a different scanner or exposure brings.
 DEFAULT_AUGMENTATION = {
     "rotation": 10.0, "zoom": 0.15, "shift": 0.08, "flip": True, "brightness": 0.15,
-    "contrast": 0.3, "gamma": 0.3, "blur": 1.0, "noise": 4.0,
+    "contrast": 0.3, "gamma": 0.3, "blur": 1.0, "noise": 4.0, "crop": 0.0,
 }
+DEFAULT_MIXUP = 0.0
 DEFAULT_LABEL_SMOOTHING = 0.1
 DEFAULT_WEIGHT_DECAY = 1e-4
 SPLIT_RATIOS = {"train": 0.7, "val": 0.2, "test": 0.1}

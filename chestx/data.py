@@ -181,10 +181,12 @@ def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None):
 
 
 def augmenter(*, rotation=0.0, zoom=0.0, shift=0.0, flip=False, brightness=0.0, contrast=0.0,
-              gamma=0.0, blur=0.0, noise=0.0, seed: int | None = None):
+              gamma=0.0, blur=0.0, noise=0.0, crop=0.0, seed: int | None = None):
     """The tutorial's ImageDataGenerator (rotation, zoom, horizontal flip), rebuilt from Keras 3
     preprocessing layers, plus shift, brightness, contrast, gamma, blur and noise that mimic
-    other scanners and exposures. A zero (or False) switches a part off."""
+    other scanners and exposures, and ``crop``: a random tighter framing (zoom in by up to that
+    fraction, height and width drawn apart), as another technician or scanner frames the chest.
+    A zero (or False) switches a part off."""
     import keras
     from keras import layers
 
@@ -193,6 +195,9 @@ def augmenter(*, rotation=0.0, zoom=0.0, shift=0.0, flip=False, brightness=0.0, 
         parts.append(layers.RandomFlip("horizontal", seed=seed))
     if rotation:
         parts.append(layers.RandomRotation(rotation / 360.0, fill_mode="constant", seed=seed))
+    if crop:
+        parts.append(layers.RandomZoom((-crop, 0.0), (-crop, 0.0), fill_mode="reflect",
+                                       seed=seed, name="random_crop"))
     if zoom:
         parts.append(layers.RandomZoom((-zoom, zoom), fill_mode="constant", seed=seed))
     if shift:
@@ -243,7 +248,7 @@ def RandomGamma(factor: float, seed=None):  # noqa: N802  (reads like the Keras 
 
 def dataset(records: list[Record], *, image_size: int, intensity: str, batch_size: int,
             training: bool = False, augment=None, seed: int = 42,
-            skipped: DecodeLog | None = None):
+            skipped: DecodeLog | None = None, mixup: float = 0.0):
     """The tf.data input pipeline: parallel OpenCV decode, drop unreadable files, cache the
     decoded uint8 images in memory, shuffle, batch, augment in parallel, prefetch."""
     import tensorflow as tf
@@ -264,7 +269,7 @@ def dataset(records: list[Record], *, image_size: int, intensity: str, batch_siz
           .map(lambda image, label, ok: (image, label))
           .cache())
     return _batches(ds, batch_size=batch_size, training=training, augment=augment, seed=seed,
-                    size=len(records))
+                    size=len(records), mixup=mixup)
 
 
 def array_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool = False,
@@ -277,7 +282,24 @@ def array_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bo
                     size=len(x))
 
 
-def _batches(ds, *, batch_size, training, augment, seed, size):
+def mix_batch(images, labels, alpha: float, seed: int):
+    """mixup (Zhang et al. 2018): blend each image and label with another of the same batch,
+    weight ``lam ~ Beta(alpha, alpha)`` per pair; soft labels soften over-confidence."""
+    import tensorflow as tf
+
+    n = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    g1 = tf.random.stateless_gamma([n], seed=seeds[0], alpha=alpha)
+    g2 = tf.random.stateless_gamma([n], seed=seeds[1], alpha=alpha)
+    lam = g1 / (g1 + g2)
+    perm = tf.random.experimental.stateless_shuffle(tf.range(n), seed=seeds[2])
+    lam_x = tf.reshape(lam, [-1, 1, 1, 1])
+    images = lam_x * images + (1 - lam_x) * tf.gather(images, perm)
+    labels = lam * labels + (1 - lam) * tf.gather(labels, perm)
+    return images, labels
+
+
+def _batches(ds, *, batch_size, training, augment, seed, size, mixup: float = 0.0):
     import tensorflow as tf
 
     if training:
@@ -290,5 +312,12 @@ def _batches(ds, *, batch_size, training, augment, seed, size):
             images = tf.clip_by_value(augment(images, training=True), 0.0, 255.0)
         return images, labels
 
-    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and mixup:
+        # one stateless seed per batch, from a seeded counter: deterministic for --seed
+        seeds = tf.data.Dataset.counter().map(lambda i: tf.stack([tf.cast(seed, tf.int64), i]))
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda batch, s: mix_batch(*batch, alpha=mixup, seed=s),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 

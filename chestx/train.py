@@ -50,6 +50,7 @@ class Augmentation:
     gamma: float = config.DEFAULT_AUGMENTATION["gamma"]
     blur: float = config.DEFAULT_AUGMENTATION["blur"]
     noise: float = config.DEFAULT_AUGMENTATION["noise"]
+    crop: float = config.DEFAULT_AUGMENTATION["crop"]
 
 
 @dataclass
@@ -70,7 +71,9 @@ class TrainConfig:
     image_size: int = config.DEFAULT_IMAGE_SIZE
     intensity: str = config.DEFAULT_INTENSITY
     seed: int = 42
+    split_seed: int | None = None  # the patient split's (default: seed); ensemble members share it
     label_smoothing: float = config.DEFAULT_LABEL_SMOOTHING
+    mixup: float = config.DEFAULT_MIXUP  # Beta(alpha, alpha) mixup of training batches; 0 = off
     patience: int = 6
     min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY
     limit: int | None = None
@@ -83,14 +86,15 @@ def config_from_args(args) -> TrainConfig:
     aug = None if args.no_augment else Augmentation(
         rotation=args.rotation, zoom=args.zoom, shift=args.shift, flip=args.flip,
         brightness=args.brightness, contrast=args.contrast, gamma=args.gamma, blur=args.blur,
-        noise=args.noise)
+        noise=args.noise, crop=args.crop)
     return TrainConfig(
         data=Path(args.data), out=Path(args.out), arch=args.arch, backbone=args.backbone,
         weights=args.weights, fine_tune_layers=args.fine_tune_layers,
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_lr=args.fine_tune_lr,
         epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, image_size=args.image_size, intensity=args.intensity, seed=args.seed,
-        label_smoothing=args.label_smoothing, patience=args.patience,
+        split_seed=args.split_seed,
+        label_smoothing=args.label_smoothing, mixup=args.mixup, patience=args.patience,
         min_sensitivity=args.min_sensitivity, limit=args.limit, augmentation=aug,
         weight_decay=args.weight_decay)
 
@@ -184,7 +188,8 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    splits, external = make_splits(cfg.data, seed=cfg.seed, limit=cfg.limit)
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    splits, external = make_splits(cfg.data, seed=split_seed, limit=cfg.limit)
     if not splits["train"] or not splits["val"]:
         raise DataError(f"{cfg.data}: too few patients for a train/validation split")
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +205,8 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
                   skipped=skipped)
     aug = augmenter(**dataclasses.asdict(cfg.augmentation), seed=cfg.seed) \
         if cfg.augmentation else None
-    train_ds = dataset(splits["train"], training=True, augment=aug, seed=cfg.seed, **common)
+    train_ds = dataset(splits["train"], training=True, augment=aug, seed=cfg.seed,
+                       mixup=cfg.mixup, **common)
     val_ds = dataset(splits["val"], **common)
     weights = class_weights([r.label for r in splits["train"]])
 
@@ -270,7 +276,8 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
                  "skipped": len(skipped),
                  "skipped_files": dict(list(skipped.failures.items())[:50])},
         "training": {
-            "command": command, "seed": cfg.seed, "epochs_run": epochs_run,
+            "command": command, "seed": cfg.seed, "split_seed": split_seed,
+            "epochs_run": epochs_run,
             "interrupted": interrupted, "seconds": round(seconds, 1),
             "images_per_second": round(n_train * epochs_run / seconds, 1) if seconds else None,
             "class_weight": weights, "learning_rate": lr,
