@@ -62,13 +62,27 @@ class Explanation:
 
 
 class GradCAM:
-    """Grad-CAM for one Keras model, built once and reused (thread-safe)."""
+    """Grad-CAM for one Keras model, built once and reused (thread-safe).
+
+    For an ensemble (``chestx.models.ensemble``) the heatmap is the mean of its members' maps on
+    the image as given (not the mirrored view); the class explained is the ensemble's answer.
+    """
 
     def __init__(self, model):
         import keras
         import tensorflow as tf
 
+        from chestx.models.ensemble import members_of
+
         self.model = model
+        members = members_of(model)
+        self._members = [GradCAM(m) for m in members] if members[0] is not model else []
+        if self._members:
+            self.layer = self._members[0].layer
+            self._lock = threading.Lock()
+            spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+            self._prob = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+            return
         self.layer = feature_layer(model)
         features = _output_of(self.layer, model)
         last = model.layers[-1]
@@ -98,19 +112,34 @@ class GradCAM:
 
         self._cam = cam
 
+    def _heat_and_prob(self, batch, sign) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:  # the first call traces; later calls run concurrently-safe anyway
+            heat, prob = self._cam(batch, sign)
+        return heat.numpy()[0].astype(np.float32), prob.numpy()
+
+    def _heat(self, batch, sign) -> np.ndarray:
+        return self._heat_and_prob(batch, sign)[0]
+
     def explain(self, image: np.ndarray, threshold: float = 0.5) -> Explanation:
         """``image``: one (S, S, 1) model input. Explains the predicted class at ``threshold``."""
         import tensorflow as tf
 
         batch = tf.convert_to_tensor(np.asarray(image, np.float32)[np.newaxis])
-        with self._lock:  # the first call traces; later calls run concurrently-safe anyway
-            heat, prob = self._cam(batch, tf.constant(1.0))
-        p = float(prob.numpy()[0])
-        target = "PNEUMONIA" if p >= threshold else "NORMAL"
-        if target == "NORMAL":  # evidence against pneumonia: the negated logit's gradient
+        if self._members:
             with self._lock:
-                heat, _ = self._cam(batch, tf.constant(-1.0))
-        heat = heat.numpy()[0].astype(np.float32)
+                p = float(np.asarray(self._prob(batch)).reshape(-1)[0])
+            target = "PNEUMONIA" if p >= threshold else "NORMAL"
+            sign = tf.constant(1.0 if target == "PNEUMONIA" else -1.0)
+            maps = [member._heat(batch, sign) for member in self._members]
+            h, w = maps[0].shape
+            heat = np.mean([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+                            for m in maps], axis=0)
+        else:
+            heat, prob = self._heat_and_prob(batch, tf.constant(1.0))
+            p = float(prob[0])
+            target = "PNEUMONIA" if p >= threshold else "NORMAL"
+            if target == "NORMAL":  # evidence against pneumonia: the negated logit's gradient
+                heat, _ = self._heat_and_prob(batch, tf.constant(-1.0))
         peak = float(heat.max())
         heat = heat / peak if peak > 0 else np.zeros_like(heat)
         return Explanation(heat, p, target, self.layer.name)

@@ -22,3 +22,11 @@ class BackbonePreprocess(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone}
+
+
+@keras.saving.register_keras_serializable(package="chestx")
+class HorizontalFlip(keras.layers.Layer):
+    """Mirror images left-right, always (a test-time view, unlike ``RandomFlip``)."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)

@@ -1,0 +1,136 @@
+"""``chestx ensemble``: one model directory from several trained members (and a mirrored view).
+
+Members must come from ``chestx train`` runs on the same patient split (same ``--split-seed``
+and data, so the same manifest): the ensemble's threshold is then chosen on a validation split
+that none of its members trained on, by the same rule as ``chestx train``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+
+from chestx import modeldir
+from chestx.errors import ModelError
+from chestx.metrics import binary_metrics, choose_threshold
+from chestx.train import INTENDED_USE, _export_litert, library_versions
+
+log = logging.getLogger(__name__)
+
+
+def _member(path: Path) -> tuple[dict, object]:
+    import keras
+
+    import chestx.models  # noqa: F401  (custom layers)
+
+    card = modeldir.load_card(path)
+    try:
+        model = keras.saving.load_model(path / modeldir.MODEL_FILE, compile=False)
+    except Exception as exc:
+        raise ModelError(f"cannot load {path / modeldir.MODEL_FILE}: {exc}") from exc
+    return card, model
+
+
+def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path, *,
+                   flip: bool = False, min_sensitivity: float = 0.95, batch_size: int = 64,
+                   command: str | None = None) -> dict:
+    from chestx.evaluate import records_for, score
+    from chestx.models.ensemble import ensemble
+    from chestx.predict import Predictor
+
+    paths = [Path(m) for m in members]
+    loaded = [_member(p) for p in paths]
+    cards = [c for c, _ in loaded]
+    for key in ("image_size", "intensity"):
+        values = {c[key] for c in cards}
+        if len(values) != 1:
+            raise ModelError(f"members differ in {key}: {sorted(map(str, values))}")
+    shas = {c.get("data", {}).get("manifest_sha256") for c in cards}
+    if len(shas) != 1 or None in shas:
+        raise ModelError("members were trained on different patient splits (manifests differ); "
+                         "train them with the same --data and --split-seed")
+    for c in cards:
+        if c.get("temperature", 1.0) != 1.0:
+            raise ModelError("members must be uncalibrated; calibrate the ensemble instead")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelError(f"--out {out} already exists and is not empty")
+
+    model = ensemble([m for _, m in loaded], flip=flip)
+    first = cards[0]
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
+    try:
+        shutil.copy2(paths[0] / modeldir.MANIFEST, staging / modeldir.MANIFEST)
+        model.save(staging / modeldir.MODEL_FILE)
+        provisional = {"name": "chestx-ensemble", "image_size": first["image_size"],
+                       "intensity": first["intensity"], "threshold": 0.5}
+        modeldir.write_card(staging, provisional)
+        predictor = Predictor(staging)
+        metrics = {}
+        for split, key in (("internal-val", "val"), ("internal-test", "test")):
+            y, p, _ = score(predictor, records_for(data, split, staging), batch_size)
+            metrics[key] = (y, p)
+        threshold = choose_threshold(*metrics["val"], min_sensitivity)
+        metrics = {k: binary_metrics(y, p, threshold) for k, (y, p) in metrics.items()}
+        for name, m in metrics.items():
+            log.info("%s: sensitivity %.3f  specificity %.3f  ROC AUC %.3f (n=%d)", name,
+                     m["sensitivity"], m["specificity"], m["roc_auc"], m["n"])
+        model.save(staging / modeldir.H5_FILE)
+        _export_litert(model, staging)
+        digest = hashlib.sha256((staging / modeldir.MODEL_FILE).read_bytes()).hexdigest()[:8]
+        views = ["as given", "mirrored left-right"] if flip else ["as given"]
+        card = {
+            "name": "chestx-ensemble", "version": f"{dt.date.today():%Y.%m.%d}-{digest}",
+            "arch": "ensemble", "image_size": first["image_size"],
+            "intensity": first["intensity"], "threshold": threshold,
+            "threshold_rule": f"highest threshold keeping validation sensitivity >= "
+                              f"{min_sensitivity} (screening favours sensitivity)",
+            "min_sensitivity": min_sensitivity, "intended_use": INTENDED_USE,
+            "backbone": None, "parameters": int(model.count_params()),
+            "input": first.get("input"), "preprocessing": first.get("preprocessing"),
+            "ensemble": {
+                "combination": "mean of P(pneumonia) over members x views, inside one graph",
+                "views": views,
+                "members": [{"arch": c.get("arch"), "version": c.get("version"),
+                             "parameters": c.get("parameters"),
+                             "val_roc_auc": c.get("metrics", {}).get("val", {}).get("roc_auc"),
+                             "training": {k: c.get("training", {}).get(k) for k in
+                                          ("command", "seed", "split_seed", "epochs_run",
+                                           "interrupted", "seconds")}}
+                            for c in cards],
+            },
+            "metrics": metrics,
+            "data": first.get("data"),
+            "training": {"command": command,
+                         "member_commands": [c.get("training", {}).get("command")
+                                             for c in cards],
+                         "seconds": round(sum(c.get("training", {}).get("seconds") or 0
+                                              for c in cards), 1)},
+            "versions": library_versions(),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        modeldir.write_card(staging, card)
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("wrote %s (%d members, %d views, threshold %.3f)", out, len(cards), len(views),
+             threshold)
+    return card
+
+
+def ensemble_from_args(args) -> dict:
+    command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
+    return build_ensemble(args.member, args.data, args.out, flip=args.flip,
+                          min_sensitivity=args.min_sensitivity, batch_size=args.batch_size,
+                          command=command)

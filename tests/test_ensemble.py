@@ -1,0 +1,110 @@
+"""Ensembles and test-time views as one Keras model: the mean of the members' answers, saved and
+loaded as one file (.keras, .h5, LiteRT), explained by Grad-CAM, built by ``chestx ensemble``."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from chestx.models import build_model
+from chestx.models.ensemble import ensemble, members_of
+
+SIZE = 48
+
+
+@pytest.fixture(scope="module")
+def members():
+    keras.utils.set_random_seed(1)
+    return [build_model("chestnet", SIZE, filters=(8, 16)) for _ in range(2)]
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return np.random.default_rng(0).integers(0, 256, (4, SIZE, SIZE, 1)).astype("float32")
+
+
+def test_ensemble_is_the_mean_over_members_and_mirror(members, batch):
+    model = ensemble(members, flip=True)
+    want = np.mean([m(x, training=False).numpy() for m in members
+                    for x in (batch, batch[:, :, ::-1])], axis=0)
+    assert np.allclose(model(batch, training=False).numpy(), want, atol=1e-6)
+    assert members_of(model) == model.layers[2:4] or len(members_of(model)) == 2
+
+
+def test_single_member_without_views_is_that_member(members, batch):
+    model = ensemble(members[:1])
+    assert np.allclose(model(batch).numpy(), members[0](batch).numpy(), atol=1e-6)
+
+
+def test_members_must_share_an_input():
+    with pytest.raises(ValueError, match="different inputs"):
+        ensemble([build_model("chestnet", 48, filters=(8,)), build_model("chestnet", 64,
+                                                                         filters=(8,))])
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_round_trip(members, batch, tmp_path, fmt):
+    import chestx.models  # noqa: F401  (custom layers)
+
+    model = ensemble(members, flip=True)
+    path = tmp_path / f"model.{fmt}"
+    model.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    assert np.allclose(loaded(batch).numpy(), model(batch).numpy(), atol=1e-6)
+    assert [m.name for m in members_of(loaded)] == ["member_0", "member_1"]
+
+
+def test_litert_parity(members, batch, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from chestx.litert import export_litert, load_litert
+
+    model = ensemble(members, flip=True)
+    export_litert(model, tmp_path / "model.tflite")
+    (tmp_path / "card.json").write_text(json.dumps({"image_size": SIZE}))
+    lite = load_litert(tmp_path)
+    assert np.abs(np.asarray(lite(batch)).reshape(-1)
+                  - model(batch).numpy().reshape(-1)).max() < 1e-3
+
+
+def test_gradcam_explains_an_ensemble(members, batch):
+    from chestx.explain import GradCAM
+
+    exp = GradCAM(ensemble(members, flip=True)).explain(batch[0].astype("uint8"), 0.5)
+    assert exp.heatmap.ndim == 2 and 0.0 <= exp.heatmap.min() <= exp.heatmap.max() <= 1.0
+    assert exp.layer.startswith("block") and exp.target in ("NORMAL", "PNEUMONIA")
+
+
+@pytest.mark.slow
+def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
+    from chestx.cli import main
+
+    common = ["--data", str(xray_dir), "--image-size", "48", "--batch-size", "8",
+              "--epochs", "1", "--split-seed", "7"]
+    for seed in ("1", "2"):
+        assert main(["train", *common, "--out", str(tmp_path / seed), "--seed", seed,
+                     "--crop", "0.2", "--mixup", "0.2"]) == 0
+    first = json.loads((tmp_path / "1" / "card.json").read_text())
+    second = json.loads((tmp_path / "2" / "card.json").read_text())
+    assert first["data"]["manifest_sha256"] == second["data"]["manifest_sha256"]
+
+    out = tmp_path / "ens"
+    assert main(["ensemble", "--member", str(tmp_path / "1"), "--member", str(tmp_path / "2"),
+                 "--data", str(xray_dir), "--out", str(out), "--flip"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["arch"] == "ensemble" and len(card["ensemble"]["members"]) == 2
+    assert card["ensemble"]["views"] == ["as given", "mirrored left-right"]
+    assert len(card["training"]["member_commands"]) == 2
+    assert {"val", "test"} <= card["metrics"].keys()
+    capsys.readouterr()
+    image = sorted((xray_dir / "NORMAL").iterdir())[0]
+    assert main(["predict", "--model", str(out), str(image)]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in ("NORMAL", "PNEUMONIA")
+
+    # members on different splits are refused with one line
+    assert main(["train", *common[:-1], "99", "--out", str(tmp_path / "3")]) == 0
+    capsys.readouterr()
+    assert main(["ensemble", "--member", str(tmp_path / "1"), "--member", str(tmp_path / "3"),
+                 "--data", str(xray_dir), "--out", str(tmp_path / "bad")]) == 2
+    assert "different patient splits" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
