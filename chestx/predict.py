@@ -38,17 +38,24 @@ class Predictor:
     """A loaded model with its card; call ``predict_bytes`` or ``predict_batch`` many times.
 
     ``runtime`` is ``"tensorflow"`` (Keras model through a ``tf.function``) or ``"litert"``
-    (the model's LiteRT export, for small hosts). ``threshold`` overrides the card's.
+    (the model's LiteRT export, for small hosts). ``threshold`` overrides the card's. The card's
+    ``temperature`` (site calibration, ``chestx calibrate``) rescales every probability, whatever
+    the runtime; ``temperature=1.0`` gives the model's raw output.
     """
 
     def __init__(self, model_dir: str | Path | None = None, *, runtime: str = "tensorflow",
-                 threshold: float | None = None,
+                 threshold: float | None = None, temperature: float | None = None,
                  max_pixels: int = config.DEFAULT_MAX_PIXELS):
         self.model_dir = config.model_dir(model_dir)
         self.card = load_card(self.model_dir)
         self.image_size = int(self.card["image_size"])
         self.intensity = self.card.get("intensity", "none")
         self.threshold = float(self.card["threshold"] if threshold is None else threshold)
+        self.temperature = float(self.card.get("temperature", 1.0) if temperature is None
+                                 else temperature)
+        if not self.temperature > 0:
+            raise ModelError(f"{self.model_dir}: temperature must be positive, "
+                             f"not {self.temperature}")
         self.max_pixels = max_pixels
         self.runtime = runtime
         self.name = self.card.get("name", self.model_dir.name)
@@ -88,7 +95,18 @@ class Predictor:
     @property
     def info(self) -> dict:
         return {"name": self.name, "version": self.version, "threshold": self.threshold,
-                "image_size": self.image_size, "runtime": self.runtime}
+                "temperature": self.temperature, "image_size": self.image_size,
+                "runtime": self.runtime}
+
+    @property
+    def raw_threshold(self) -> float:
+        """The threshold on the model's own (uncalibrated) output: the same decisions, for
+        code that reads the network directly (Grad-CAM)."""
+        from chestx.calibrate import logit
+
+        if self.temperature == 1.0:
+            return self.threshold
+        return float(1.0 / (1.0 + np.exp(-self.temperature * logit(self.threshold))))
 
     def prepare(self, data: bytes) -> np.ndarray:
         """File bytes -> (S, S, 1) uint8 exactly as in training; raises ``ImageError``."""
@@ -99,7 +117,12 @@ class Predictor:
         """(N, S, S, 1) pixels -> (N,) P(pneumonia)."""
         if len(images) == 0:
             return np.zeros(0, np.float32)
-        return np.asarray(self._infer(np.asarray(images, np.float32))).reshape(-1)
+        prob = np.asarray(self._infer(np.asarray(images, np.float32))).reshape(-1)
+        if self.temperature != 1.0:
+            from chestx.calibrate import apply_temperature
+
+            prob = apply_temperature(prob, self.temperature)
+        return prob
 
     def result(self, probability: float) -> Prediction:
         return Prediction(float(probability), self.threshold)

@@ -161,7 +161,8 @@ class ModelService:
     def model_info(self) -> dict:
         p = self.require_ready()
         return {"name": p.name, "version": p.version, "runtime": p.runtime,
-                "threshold": p.threshold, "image_size": p.image_size}
+                "threshold": p.threshold, "temperature": p.temperature,
+                "image_size": p.image_size}
 
     # -- explanation ----------------------------------------------------------------------
     @property
@@ -185,7 +186,7 @@ class ModelService:
         with self._gradcam_lock:
             if self._gradcam is None:
                 self._gradcam = explain.GradCAM(predictor.model)
-        exp = self._gradcam.explain(image, predictor.threshold)
+        exp = self._gradcam.explain(image, predictor.raw_threshold)
         png = explain.png_bytes(explain.overlay(image, exp.heatmap,
                                                 size=self.display_size))
         return {"method": "grad-cam", "target": exp.target, "layer": exp.layer,

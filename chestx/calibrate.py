@@ -1,0 +1,204 @@
+"""``chestx calibrate``: site calibration of a trained model on a hospital's own labelled X-rays.
+
+Two things change, nothing else: one temperature ``T`` (Guo et al. 2017, "On Calibration of
+Modern Neural Networks") that rescales the model's logit, ``p' = sigmoid(logit(p) / T)``, fitted
+by maximum likelihood so that probabilities mean what they say on that site; and the decision
+threshold, re-chosen by the card's rule (highest threshold keeping the requested sensitivity) on
+the calibrated probabilities. The weights are untouched; ``T`` lives in the card and the
+``Predictor`` applies it for every runtime. The new directory's card records the calibration
+set, the rule and the metrics before and after, next to a reliability diagram.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from chestx import config, modeldir
+from chestx.data import find_data
+from chestx.errors import DataError
+from chestx.metrics import binary_metrics, choose_threshold
+
+log = logging.getLogger(__name__)
+
+MIN_PER_CLASS = 20
+RELIABILITY_PNG = "reliability.png"
+_EPS = 1e-7
+
+
+def logit(prob) -> np.ndarray:
+    p = np.clip(np.asarray(prob, np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def apply_temperature(prob, temperature: float) -> np.ndarray:
+    """``sigmoid(logit(p) / T)``: the calibrated probability (``T == 1`` leaves ``p`` as is)."""
+    prob = np.asarray(prob, np.float32)
+    if temperature == 1.0:
+        return prob
+    return (1.0 / (1.0 + np.exp(-logit(prob) / temperature))).astype(np.float32)
+
+
+def fit_temperature(y_true, prob) -> float:
+    """The temperature that minimises the binary cross-entropy of ``sigmoid(logit(p) / T)``."""
+    from scipy.optimize import minimize_scalar
+
+    y = np.asarray(y_true, np.float64)
+    z = logit(prob)
+
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        # log(1 + e^-s) for y=1, log(1 + e^s) for y=0, computed stably
+        return float(np.mean(np.logaddexp(0.0, -s) * y + np.logaddexp(0.0, s) * (1 - y)))
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded",
+                          options={"xatol": 1e-5})
+    return float(np.exp(res.x))
+
+
+def file_list_sha256(root: Path, paths: list[Path]) -> str:
+    """SHA-256 of the sorted lines ``<path relative to root>  <SHA-256 of its bytes>``: names
+    the exact calibration set without copying it."""
+    lines = sorted(f"{p.relative_to(root).as_posix()}  {hashlib.sha256(p.read_bytes()).hexdigest()}"
+                   for p in paths)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _check_out(src: Path, out: Path) -> None:
+    if out.resolve() == src.resolve():
+        raise DataError("--out must be a new directory: calibration never changes its source")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"--out {out} already exists and is not empty")
+
+
+def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
+              min_sensitivity: float | None = None, internal_data: str | Path | None = None,
+              batch_size: int = 64, command: str | None = None) -> dict:
+    """Fit ``T`` and the threshold on the labelled folder ``data``; write model ``out``."""
+    from chestx.evaluate import score
+    from chestx.predict import Predictor
+
+    src = config.model_dir(model)
+    out = Path(out)
+    card = modeldir.load_card(src)
+    _check_out(src, out)
+    data = Path(data)
+    found = find_data(data)
+    if "all" not in found:
+        raise DataError(f"{data}: give a NORMAL/ + PNEUMONIA/ folder of the site's X-rays")
+    records = found["all"]
+    counts = [sum(r.label == c for r in records) for c in (0, 1)]
+    if min(counts) < MIN_PER_CLASS:
+        raise DataError(f"{data} has {counts[0]} NORMAL and {counts[1]} PNEUMONIA X-rays; "
+                        f"calibration needs at least {MIN_PER_CLASS} of each")
+    rule_sens = float(min_sensitivity if min_sensitivity is not None
+                      else card.get("min_sensitivity", config.DEFAULT_MIN_SENSITIVITY))
+
+    raw = Predictor(src, temperature=1.0)
+    y, p_raw, skipped = score(raw, records, batch_size)
+    old_t = float(card.get("temperature", 1.0))
+    before = binary_metrics(y, apply_temperature(p_raw, old_t), float(card["threshold"]))
+    temperature = fit_temperature(y, p_raw)
+    p_new = apply_temperature(p_raw, temperature)
+    threshold = choose_threshold(y, p_new, rule_sens)
+    after = binary_metrics(y, p_new, threshold)
+    log.info("temperature %.3f (was %.3f); threshold %.3f (was %.3f); ECE %.3f -> %.3f",
+             temperature, old_t, threshold, card["threshold"], before["ece"], after["ece"])
+
+    read = [r.path for r in records if str(r.path) not in skipped.failures]
+    calib_set = {"name": data.name, "n": int(len(y)), "n_normal": int((y == 0).sum()),
+                 "n_pneumonia": int((y == 1).sum()), "skipped": len(skipped),
+                 "files_sha256": file_list_sha256(data, read),
+                 "files_sha256_of": "sorted lines '<relative path>  <sha256 of file>'"}
+    rule = (f"highest threshold keeping sensitivity >= {rule_sens} on the calibration set "
+            f"'{data.name}' (screening favours sensitivity)")
+    new = {**card, "temperature": temperature, "threshold": threshold, "threshold_rule": rule,
+           "min_sensitivity": rule_sens}
+    new["calibration"] = {
+        "method": "temperature scaling (one scalar on the logit), maximum likelihood",
+        "temperature": temperature, "previous_temperature": old_t,
+        "previous_threshold": float(card["threshold"]), "rule": rule, "set": calib_set,
+        "before": before, "after": after, "reliability_diagram": RELIABILITY_PNG,
+        "source_model": card.get("version"), "command": command,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    metrics = dict(card.get("metrics", {}))
+    metrics[f"calibration:{data.name}"] = {
+        **after, "note": "the calibration set itself: T and the threshold were chosen on it, "
+                         "so these figures are flattered (used for selection, not a test)"}
+    if internal_data is not None:
+        metrics.update(_internal_metrics(raw, src, internal_data, temperature, threshold,
+                                         batch_size))
+    new["metrics"] = metrics
+    new["version"] = f"{card.get('version', 'model')}-cal{dt.date.today():%Y%m%d}"
+
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
+    try:
+        for f in src.iterdir():
+            if f.is_file() and f.name != modeldir.CARD:
+                shutil.copy2(f, staging / f.name)
+        _reliability_png(y, apply_temperature(p_raw, old_t), p_new, staging / RELIABILITY_PNG,
+                         old_t, temperature)
+        modeldir.write_card(staging, new)
+        if out.exists():
+            out.rmdir()  # checked empty above
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("wrote %s", out)
+    return new
+
+
+def _internal_metrics(raw, src: Path, data, temperature: float, threshold: float,
+                      batch_size: int) -> dict:
+    """The model's own validation and internal test split, re-scored under the calibration."""
+    from chestx.evaluate import records_for, score
+
+    out = {}
+    for split, key in (("internal-val", "val"), ("internal-test", "test")):
+        y, p, _ = score(raw, records_for(data, split, src), batch_size)
+        out[key] = binary_metrics(y, apply_temperature(p, temperature), threshold)
+    return out
+
+
+def _reliability_png(y, p_before, p_after, path: Path, t_before: float, t_after: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+
+    from chestx.metrics import expected_calibration_error as ece
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], ls=":", c="grey", label="perfect")
+    for p, label in ((p_before, f"before (T={t_before:.2f}, ECE {ece(y, p_before):.3f})"),
+                     (p_after, f"after (T={t_after:.2f}, ECE {ece(y, p_after):.3f})")):
+        frac, mean = calibration_curve(y, p, n_bins=10, strategy="uniform")
+        ax.plot(mean, frac, marker="o", label=label)
+    ax.set_xlabel("predicted P(pneumonia)")
+    ax.set_ylabel("observed fraction pneumonia")
+    ax.set_title("Reliability on the calibration set")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def calibrate_from_args(args) -> dict:
+    command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
+    card = calibrate(args.model, args.data, args.out, min_sensitivity=args.min_sensitivity,
+                     internal_data=args.internal_data, batch_size=args.batch_size,
+                     command=command)
+    return card
