@@ -74,7 +74,8 @@ def score(predictor: Predictor, records: list[Record], batch_size: int = 64):
     return np.concatenate(ys).astype(int), np.concatenate(ps), skipped
 
 
-def evaluate(model_dir, data, *, split=None, batch_size=64, json_path=None, plots=None) -> dict:
+def evaluate(model_dir, data, *, split=None, batch_size=64, json_path=None, plots=None,
+             robustness: bool = False) -> dict:
     predictor = Predictor(model_dir)
     records = records_for(data, split, predictor.model_dir)
     y, p, skipped = score(predictor, records, batch_size)
@@ -82,6 +83,10 @@ def evaluate(model_dir, data, *, split=None, batch_size=64, json_path=None, plot
     result.update({"model": predictor.info, "data": str(data), "split": split,
                    "patients": len({patient_id(r.path.name) for r in records}),
                    "skipped": len(skipped), "skipped_files": skipped.failures})
+    if robustness:
+        from chestx.robustness import robustness as graded
+
+        result["robustness"] = graded(predictor, records, batch_size=batch_size)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
@@ -89,6 +94,10 @@ def evaluate(model_dir, data, *, split=None, batch_size=64, json_path=None, plot
         from chestx.plots import write_plots
 
         write_plots(y, p, predictor.threshold, Path(plots))
+        if robustness:
+            from chestx.robustness import plot
+
+            plot(result["robustness"], Path(plots) / "robustness.png")
     return result
 
 
@@ -110,6 +119,11 @@ def summary(m: dict) -> str:
 
 def evaluate_from_args(args) -> dict:
     result = evaluate(args.model, args.data, split=args.split, batch_size=args.batch_size,
-                      json_path=args.json, plots=args.plots)
+                      json_path=args.json, plots=args.plots, robustness=args.robustness)
     print(summary(result))
+    if args.robustness:
+        from chestx.robustness import table
+
+        print("\nrobustness (graded corruptions; metrics at the stored threshold)")
+        print(table(result["robustness"]))
     return result

@@ -490,7 +490,13 @@ def prepare(
         raise ValueError(f"image_size must be positive, not {image_size}")
     if intensity not in INTENSITY_METHODS:
         raise ValueError(f"unknown intensity method {intensity!r}; choose from {INTENSITY_METHODS}")
-    gray = decode_gray(data, max_pixels=max_pixels)
+    return model_input(decode_gray(data, max_pixels=max_pixels), image_size=image_size,
+                       intensity=intensity)
+
+
+def model_input(gray: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE,
+                intensity: str = DEFAULT_INTENSITY) -> np.ndarray:
+    """A decoded grey uint8 image -> (image_size, image_size, 1): resize, then normalise."""
     if gray.shape != (image_size, image_size):
         gray = cv2.resize(gray, (image_size, image_size), interpolation=cv2.INTER_AREA)
     return normalise_intensity(gray, intensity)[..., np.newaxis]
