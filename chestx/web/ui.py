@@ -22,26 +22,40 @@ def _service() -> ModelService:
     return current_app.extensions["chestx"]
 
 
-def performance_context(card: dict, threshold: float) -> dict | None:
-    """Sensitivity/specificity the model card reports, and whether they apply at ``threshold``."""
-    metrics = card.get("metrics") or {}
-    for split, title in (("external", "an external test set"),
-                         ("test", "the internal test split (patients held out, same hospital "
-                                  "as the training data; other collections score lower)"),
-                         ("val", "the validation split")):
-        m = metrics.get(split)
-        if isinstance(m, dict) and "sensitivity" in m and "specificity" in m:
-            measured_at = m.get("threshold", card.get("threshold"))
-            return {
-                "split": title,
-                "n": m.get("n"),
-                "sensitivity": m.get("sensitivity"),
-                "specificity": m.get("specificity"),
-                "roc_auc": m.get("roc_auc"),
-                "threshold": measured_at,
-                "applies": measured_at is None or abs(float(measured_at) - threshold) < 1e-9,
-            }
-    return None
+def _row(m: dict, title: str, card: dict, threshold: float, note: str | None = None) -> dict:
+    measured_at = m.get("threshold", card.get("threshold"))
+    return {
+        "split": title,
+        "note": note,
+        "n": m.get("n"),
+        "sensitivity": m.get("sensitivity"),
+        "specificity": m.get("specificity"),
+        "roc_auc": m.get("roc_auc"),
+        "threshold": measured_at,
+        "applies": measured_at is None or abs(float(measured_at) - threshold) < 1e-9,
+    }
+
+
+def performance_context(card: dict, threshold: float) -> list[dict]:
+    """What the model card reports, one row per data set: the internal test split, any
+    calibration set from another collection (flagged: chosen on it, so flattered) and an
+    external test set; the validation split only when nothing else is there."""
+    metrics = {k: m for k, m in (card.get("metrics") or {}).items()
+               if isinstance(m, dict) and "sensitivity" in m and "specificity" in m}
+    rows = []
+    if "test" in metrics:
+        rows.append(_row(metrics["test"], "the internal test split (patients held out, same "
+                         "hospital as the training data)", card, threshold))
+    for key, m in metrics.items():
+        if key.startswith("calibration:"):
+            rows.append(_row(m, f"{key.split(':', 1)[1]}, X-rays from another collection",
+                             card, threshold, note="used to calibrate this model and choose "
+                             "its threshold, so these figures flatter it; they are not a test"))
+    if "external" in metrics:
+        rows.append(_row(metrics["external"], "an external test set", card, threshold))
+    if not rows and "val" in metrics:
+        rows.append(_row(metrics["val"], "the validation split", card, threshold))
+    return rows
 
 
 def page_context() -> dict:

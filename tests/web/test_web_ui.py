@@ -78,3 +78,20 @@ def test_form_page_when_model_failed(app_factory, tmp_path):
     (tmp_path / "card.json").write_text('{"image_size": 64, "threshold": 0.5}')
     html = app_factory(MODEL_DIR=str(tmp_path)).test_client().get("/").get_data(as_text=True)
     assert "not available" in html
+
+
+def test_trust_panel_shows_internal_and_other_collection_figures():
+    from chestx.web.ui import performance_context
+
+    card = {"threshold": 0.4, "metrics": {
+        "val": {"n": 50, "threshold": 0.4, "sensitivity": 0.97, "specificity": 0.96},
+        "test": {"n": 516, "threshold": 0.4, "sensitivity": 0.96, "specificity": 0.99,
+                 "roc_auc": 0.998},
+        "calibration:external-dev": {"n": 313, "threshold": 0.4, "sensitivity": 0.96,
+                                     "specificity": 0.88, "roc_auc": 0.97}}}
+    rows = performance_context(card, 0.4)
+    assert [r["split"].split(" ")[0] for r in rows] == ["the", "external-dev,"]
+    assert rows[0]["note"] is None and "flatter" in rows[1]["note"]
+    assert all(r["applies"] for r in rows)
+    assert not performance_context(card, 0.5)[0]["applies"]
+    assert performance_context({"metrics": {"val": card["metrics"]["val"]}}, 0.4)[0]["n"] == 50
