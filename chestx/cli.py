@@ -47,7 +47,11 @@ def _add_train(sub) -> None:
     p.add_argument("--intensity", default=config.DEFAULT_INTENSITY,
                    choices=config.INTENSITY_METHODS,
                    help="intensity normalisation applied before the model, at train and serve time")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42,
+                   help="seed of the weights, shuffling and augmentation (and of the split)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the patient split alone (default: --seed); members of one "
+                        "ensemble share it")
     p.add_argument("--label-smoothing", type=float, default=config.DEFAULT_LABEL_SMOOTHING)
     p.add_argument("--weight-decay", type=float, default=config.DEFAULT_WEIGHT_DECAY,
                    help="AdamW weight decay (0 = plain Adam)")
@@ -74,6 +78,10 @@ def _add_train(sub) -> None:
                      help="max Gaussian blur sigma, pixels")
     aug.add_argument("--noise", type=float, default=defaults["noise"],
                      help="Gaussian noise std, grey levels")
+    aug.add_argument("--crop", type=float, default=defaults["crop"],
+                     help="random tighter framing: zoom in by up to this fraction (aspect varies)")
+    aug.add_argument("--mixup", type=float, default=config.DEFAULT_MIXUP,
+                     help="mixup Beta(alpha, alpha) of training batches (0 = off)")
     aug.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.set_defaults(handler=_run_train)
 
@@ -94,6 +102,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
     p.add_argument("--plots", default=None, help="write PNG plots into this folder")
     p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--robustness", action="store_true",
+                   help="also score graded corruptions (gamma, contrast, blur, noise, JPEG, "
+                        "rotation, crop, zoom-out): ROC AUC and specificity per level")
     p.set_defaults(handler=_run_evaluate)
 
 
@@ -101,6 +112,55 @@ def _run_evaluate(args) -> int:
     from chestx import evaluate
 
     evaluate.evaluate_from_args(args)
+    return 0
+
+
+def _add_calibrate(sub) -> None:
+    from chestx import config
+
+    p = sub.add_parser("calibrate", help="site calibration: temperature and threshold fitted on "
+                                         "a site's labelled X-rays, written as a new model")
+    p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--data", required=True,
+                   help="NORMAL/ + PNEUMONIA/ folder of the site's labelled X-rays "
+                        "(at least 20 of each)")
+    p.add_argument("--out", required=True, help="new model directory to write")
+    p.add_argument("--min-sensitivity", type=float, default=None,
+                   help="threshold rule: highest threshold keeping at least this sensitivity "
+                        f"on --data (default: the card's, else {config.DEFAULT_MIN_SENSITIVITY})")
+    p.add_argument("--internal-data", default=None,
+                   help="the folder the model was trained on: re-score its internal "
+                        "validation and test splits under the new calibration")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.set_defaults(handler=_run_calibrate)
+
+
+def _run_calibrate(args) -> int:
+    from chestx import calibrate
+
+    calibrate.calibrate_from_args(args)
+    return 0
+
+
+def _add_ensemble(sub) -> None:
+    from chestx import config
+
+    p = sub.add_parser("ensemble", help="combine trained models (same split) into one model")
+    p.add_argument("--member", action="append", required=True, metavar="MODEL_DIR",
+                   help="a member's model directory (repeat)")
+    p.add_argument("--data", required=True, help="the folder the members were trained on")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--flip", action="store_true",
+                   help="also average over the left-right mirrored X-ray (test-time augmentation)")
+    p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.set_defaults(handler=_run_ensemble)
+
+
+def _run_ensemble(args) -> int:
+    from chestx import ensemble
+
+    ensemble.ensemble_from_args(args)
     return 0
 
 
@@ -147,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
+    _add_calibrate(sub)
+    _add_ensemble(sub)
     _add_data(sub)
     from chestx.tuning.cli import add_tune
     from chestx.web.cli import add_serve
