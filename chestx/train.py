@@ -270,7 +270,8 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
         "threshold_rule": f"highest threshold keeping validation sensitivity >= "
                           f"{cfg.min_sensitivity} (screening favours sensitivity)",
         "metrics": metrics,
-        "data": {"root": str(cfg.data), "manifest": modeldir.MANIFEST,
+        # the data by folder name and manifest hash: no path of the machine that trained it
+        "data": {"root": Path(cfg.data).resolve().name, "manifest": modeldir.MANIFEST,
                  "manifest_sha256": manifest_sha, "split": "by patient, stratified, 70/20/10",
                  "counts": counts, "external_test": len(external),
                  "skipped": len(skipped),
@@ -281,7 +282,7 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
             "interrupted": interrupted, "seconds": round(seconds, 1),
             "images_per_second": round(n_train * epochs_run / seconds, 1) if seconds else None,
             "class_weight": weights, "learning_rate": lr,
-            "config": {k: (str(v) if isinstance(v, Path) else v)
+            "config": {k: (Path(v).resolve().name if isinstance(v, Path) else v)
                        for k, v in dataclasses.asdict(cfg).items()},
         },
         "versions": library_versions(),
