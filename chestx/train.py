@@ -228,7 +228,7 @@ def _train(cfg: TrainConfig, ctrl_c: GracefulInterrupt, *, command: str | None,
         "image_size": cfg.image_size, "intensity": cfg.intensity, "threshold": 0.5,
         "threshold_rule": "provisional (training in progress)", "intended_use": INTENDED_USE,
     }
-    modeldir.write_card(cfg.out, base_card)  # the checkpoint is usable from the first epoch
+    modeldir.write_card(cfg.out, base_card)  # "training": predict/serve refuse it until done
 
     start = time.perf_counter()
     epochs_run, interrupted = _fit(model, cfg, train_ds, val_ds, weights, ctrl_c,
