@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo install test lint bench
+.PHONY: demo install test test-busy lint bench
 
 $(BIN)/chestx: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,11 @@ test:
 	bash .ci/install $(VENV)
 	$(BIN)/ruff check chestx tests benchmarks
 	$(BIN)/pytest
+
+## test-busy: `make test` while stress-ng keeps both cores busy, with its time (not in CI;
+## RUNS=3 for three consecutive runs)
+test-busy:
+	bash .ci/test-busy $(MAKE) test VENV=$(VENV)
 
 lint:
 	$(BIN)/ruff check chestx tests benchmarks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import random
 import re
@@ -21,6 +22,7 @@ import numpy as np
 from chestx import imaging
 from chestx.config import CLASS_NAMES, SPLIT_RATIOS
 from chestx.errors import DataError, ImageError
+from chestx.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -142,15 +144,16 @@ def split_counts(splits: dict[str, list[Record]]) -> dict[str, dict[str, int]]:
 def write_manifest(splits: dict[str, list[Record]], path: Path, root: Path) -> str:
     """Write the audit CSV (split, label, patient, path relative to the data root); return its
     SHA-256, which the model card records."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["split", "label", "patient", "path"])
-        for split, recs in splits.items():
-            for r in recs:
-                rel = r.path.relative_to(root) if r.path.is_relative_to(root) else r.path
-                writer.writerow([split, CLASS_NAMES[r.label], r.patient, rel.as_posix()])
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(["split", "label", "patient", "path"])
+    for split, recs in splits.items():
+        for r in recs:
+            rel = r.path.relative_to(root) if r.path.is_relative_to(root) else r.path
+            writer.writerow([split, CLASS_NAMES[r.label], r.patient, rel.as_posix()])
+    data = out.getvalue().encode()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 class DecodeLog:
@@ -165,7 +168,8 @@ class DecodeLog:
 
 def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None):
     """A NumPy function for tf.data: path -> (image, ok). A bad file yields ok=False and is
-    logged once, so one unreadable X-ray never stops a run."""
+    logged once, so one unreadable X-ray never stops a run. Only file and image errors count as
+    a bad file: anything else, a KeyboardInterrupt or SystemExit above all, propagates."""
 
     def decode(path):
         path = path.decode() if isinstance(path, bytes) else str(path)

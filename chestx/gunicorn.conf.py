@@ -124,6 +124,11 @@ def check_structure(folder: Path, runtime: str) -> dict:
     for key in ("image_size", "threshold"):
         if key not in card:
             raise ValueError(f"card.json lacks {key!r}")
+    from chestx.modeldir import card_status  # plain Python, no TensorFlow
+
+    if card_status(card) != "complete":
+        raise ValueError(f"the model is not finished (card status {card_status(card)!r}: a "
+                         "training run is still writing it, or was aborted)")
     if runtime == "litert":
         path = folder / "model.tflite"
         if not path.is_file() or path.read_bytes()[4:8] != b"TFL3":

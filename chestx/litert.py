@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from chestx.errors import ModelError
+from chestx.fileio import atomic_write_bytes
 from chestx.modeldir import LITERT_FILE
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,7 @@ def export_litert(keras_model, out_path: str | os.PathLike) -> Path | None:
         except Exception as exc:  # converter bugs, unsupported ops, missing TF: never fatal
             errors.append(f"{convert.__name__}: {type(exc).__name__}: {exc}")
             continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tflite.tmp")
-        tmp.write_bytes(flatbuffer)
-        tmp.replace(out)  # never leave a half-written model.tflite behind
+        atomic_write_bytes(out, flatbuffer)  # never leave a half-written model.tflite behind
         log.info("wrote LiteRT model %s (%.1f MB)", out, len(flatbuffer) / 1e6)
         return out
     log.warning("LiteRT export failed, the model serves on TensorFlow only: %s",

@@ -6,6 +6,10 @@
     card.json     the model card: architecture, preprocessing, threshold, metrics, provenance
     manifest.csv  the patient-grouped split, for audit
     history.csv   the per-epoch training log
+
+Every file is written atomically (``chestx.fileio``), and the card is written last: a card
+whose ``status`` is not ``"complete"`` (``"training"`` while ``chestx train`` runs, or after it
+was aborted) marks a directory that must not be served.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from chestx import config
 from chestx.errors import ModelError
+from chestx.fileio import atomic_path, atomic_write_text
 
 CARD = "card.json"
 MODEL_FILE = "model.keras"
@@ -22,6 +27,10 @@ H5_FILE = "model.h5"
 MANIFEST = "manifest.csv"
 HISTORY = "history.csv"
 LITERT_FILE = "model.tflite"
+
+STATUS = "status"  # card key: "training" while a run writes the directory, then "complete"
+TRAINING = "training"
+COMPLETE = "complete"
 
 
 def load_card(model_dir: str | Path | None = None) -> dict:
@@ -35,10 +44,24 @@ def load_card(model_dir: str | Path | None = None) -> dict:
         raise ModelError(f"{path} is not valid JSON: {exc}") from None
 
 
+def card_status(card: dict) -> str:
+    """``"complete"``, or why the directory is not finished. Cards older than the ``status``
+    key are complete, except the provisional card of a run (version ``"training"``)."""
+    default = TRAINING if card.get("version") == TRAINING else COMPLETE
+    return str(card.get(STATUS, default))
+
+
+def check_finished(card: dict, where: str | Path) -> None:
+    """Raise ``ModelError`` (one line) unless ``card`` describes a finished model."""
+    status = card_status(card)
+    if status != COMPLETE:
+        raise ModelError(f"{where} is not a finished model (card status {status!r}: a "
+                         "training run is still writing it, or was aborted)")
+
+
 def write_card(model_dir: str | Path, card: dict) -> Path:
     path = Path(model_dir) / CARD
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -51,9 +74,8 @@ def save_model(model, model_dir: str | Path, card: dict, *, h5: bool = True) -> 
     if missing:
         raise ValueError(f"card lacks {sorted(missing)}")
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model.save(model_dir / MODEL_FILE)
-    if h5:
-        model.save(model_dir / H5_FILE)
-    write_card(model_dir, card)
+    for name in (MODEL_FILE, H5_FILE) if h5 else (MODEL_FILE,):
+        with atomic_path(model_dir / name) as tmp:
+            model.save(tmp)
+    write_card(model_dir, {**card, STATUS: card.get(STATUS, COMPLETE)})  # last: the commit
     return model_dir

@@ -16,7 +16,7 @@ import numpy as np
 
 from chestx import config, imaging
 from chestx.errors import ChestxError, ImageError, ModelError
-from chestx.modeldir import MODEL_FILE, load_card
+from chestx.modeldir import MODEL_FILE, check_finished, load_card
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Predictor:
                  max_pixels: int = config.DEFAULT_MAX_PIXELS):
         self.model_dir = config.model_dir(model_dir)
         self.card = load_card(self.model_dir)
+        check_finished(self.card, self.model_dir)  # never serve a run that is still writing
         self.image_size = int(self.card["image_size"])
         self.intensity = self.card.get("intensity", "none")
         self.threshold = float(self.card["threshold"] if threshold is None else threshold)
@@ -83,7 +84,8 @@ class Predictor:
         try:
             self.model = keras.saving.load_model(path, compile=False)
         except Exception as exc:  # a truncated or foreign file: say which, not a traceback
-            raise ModelError(f"cannot load {path}: {exc}") from exc
+            reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+            raise ModelError(f"cannot load {path}: {reason}") from exc
         spec = tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.float32)
 
         @tf.function(input_signature=[spec], reduce_retracing=True)

@@ -1,8 +1,11 @@
 """``chestx train``: fit a model on a patient-grouped split and write a full model directory.
 
-Checkpoints go straight into the model directory, so a run stopped with Ctrl-C still leaves
-the best model so far, with a card, usable by ``chestx predict``; a first Ctrl-C even finishes
-the run properly (threshold, metrics, card) from that checkpoint.
+Checkpoints go straight into the model directory, each written atomically, so a run stopped
+at any moment still leaves the best model so far. A first Ctrl-C (SIGINT) stops training after
+the current batch (that epoch's validation and checkpoint still run) and finishes the run
+properly from the best checkpoint: threshold, metrics, a card with ``"interrupted": true``. A
+second Ctrl-C aborts (exit 130); the card then still says ``"status": "training"``, so nothing
+serves the unfinished directory.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from chestx.data import (
     write_manifest,
 )
 from chestx.errors import DataError
+from chestx.fileio import atomic_path
+from chestx.interrupts import GracefulInterrupt
 from chestx.metrics import binary_metrics, choose_threshold
 
 log = logging.getLogger(__name__)
@@ -131,19 +136,21 @@ def _model_options(cfg: TrainConfig) -> dict:
     return options
 
 
-def _callbacks(cfg: TrainConfig, checkpoint: Path):
+def _callbacks(cfg: TrainConfig, checkpoint: Path, ctrl_c: GracefulInterrupt):
     import keras
 
+    from chestx.callbacks import AtomicCheckpoint, AtomicHistory, StopOnInterrupt
+
     return [
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_auc", mode="max",
-                                        save_best_only=True, verbose=0),
+        AtomicCheckpoint(checkpoint, monitor="val_auc", mode="max"),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience,
                                       restore_best_weights=True, verbose=1),
         keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5,
                                           patience=max(1, cfg.patience // 3), min_lr=1e-6,
                                           verbose=1),
-        keras.callbacks.CSVLogger(cfg.out / modeldir.HISTORY, append=True),
+        AtomicHistory(cfg.out / modeldir.HISTORY),
         keras.callbacks.TerminateOnNaN(),
+        StopOnInterrupt(ctrl_c),
     ]
 
 
@@ -161,24 +168,30 @@ def predict_dataset(model, ds) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ys), np.concatenate(ps)
 
 
-def _fit(model, cfg, train_ds, val_ds, weights, *, epochs, initial_epoch=0):
-    """One ``model.fit``; returns (epochs run, interrupted?)."""
+def _fit(model, cfg, train_ds, val_ds, weights, ctrl_c, *, epochs, initial_epoch=0):
+    """One ``model.fit``; returns (epochs run, interrupted?). A first Ctrl-C ends it after the
+    current batch; a second one raises ``KeyboardInterrupt`` out of it (abort)."""
     import keras
 
+    if ctrl_c.requested:  # pressed before this phase began
+        return 0, True
     history = keras.callbacks.History()
-    try:
-        model.fit(train_ds, validation_data=val_ds, epochs=initial_epoch + epochs,
-                  initial_epoch=initial_epoch, class_weight=weights,
-                  callbacks=[*_callbacks(cfg, cfg.out / modeldir.MODEL_FILE), history],
-                  verbose=cfg.verbose)
-    except KeyboardInterrupt:
-        log.warning("interrupted: finishing from the best checkpoint (Ctrl-C again to abort)")
-        return len(history.epoch), True
-    return len(history.epoch), False
+    model.fit(train_ds, validation_data=val_ds, epochs=initial_epoch + epochs,
+              initial_epoch=initial_epoch, class_weight=weights,
+              callbacks=[*_callbacks(cfg, cfg.out / modeldir.MODEL_FILE, ctrl_c), history],
+              verbose=cfg.verbose)
+    return len(history.epoch), ctrl_c.requested
 
 
 def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | None = None) -> dict:
     """Train as ``cfg`` says; write and return the model card."""
+    message = "interrupted: finishing from the best checkpoint (Ctrl-C again to abort)"
+    with GracefulInterrupt(message) as ctrl_c:
+        return _train(cfg, ctrl_c, command=command, extra_card=extra_card)
+
+
+def _train(cfg: TrainConfig, ctrl_c: GracefulInterrupt, *, command: str | None,
+           extra_card: dict | None) -> dict:
     import keras
 
     from chestx.models import DEFAULT_LR, build_model, compile_model, unfreeze_top
@@ -193,7 +206,8 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
     if not splits["train"] or not splits["val"]:
         raise DataError(f"{cfg.data}: too few patients for a train/validation split")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / modeldir.HISTORY).unlink(missing_ok=True)
+    for stale in (modeldir.HISTORY, modeldir.MODEL_FILE, modeldir.H5_FILE, modeldir.LITERT_FILE):
+        (cfg.out / stale).unlink(missing_ok=True)  # an earlier run's: never finish from those
     manifest_sha = write_manifest(
         {**splits, **({"external": external} if external else {})},
         cfg.out / modeldir.MANIFEST, root=Path(cfg.data))
@@ -215,14 +229,16 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
     compile_model(model, learning_rate=lr, label_smoothing=cfg.label_smoothing,
                   weight_decay=cfg.weight_decay)
     base_card = {
+        modeldir.STATUS: modeldir.TRAINING,
         "name": f"chestx-{model.name}", "version": "training", "arch": cfg.arch,
         "image_size": cfg.image_size, "intensity": cfg.intensity, "threshold": 0.5,
         "threshold_rule": "provisional (training in progress)", "intended_use": INTENDED_USE,
     }
-    modeldir.write_card(cfg.out, base_card)  # the checkpoint is usable from the first epoch
+    modeldir.write_card(cfg.out, base_card)  # "training": predict/serve refuse it until done
 
     start = time.perf_counter()
-    epochs_run, interrupted = _fit(model, cfg, train_ds, val_ds, weights, epochs=cfg.epochs)
+    epochs_run, interrupted = _fit(model, cfg, train_ds, val_ds, weights, ctrl_c,
+                                   epochs=cfg.epochs)
     if cfg.arch == "transfer" and cfg.fine_tune_layers and cfg.fine_tune_epochs \
             and not interrupted:
         model = keras.saving.load_model(cfg.out / modeldir.MODEL_FILE, compile=False)
@@ -231,12 +247,13 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
         log.info("fine-tuning the top %d backbone layers at lr %.2g", n, fine_lr)
         compile_model(model, learning_rate=fine_lr, label_smoothing=cfg.label_smoothing,
                       weight_decay=cfg.weight_decay)
-        more, interrupted = _fit(model, cfg, train_ds, val_ds, weights,
+        more, interrupted = _fit(model, cfg, train_ds, val_ds, weights, ctrl_c,
                                  epochs=cfg.fine_tune_epochs, initial_epoch=epochs_run)
         epochs_run += more
     seconds = time.perf_counter() - start
     if not (cfg.out / modeldir.MODEL_FILE).is_file():
-        raise DataError("training stopped before the first checkpoint was written")
+        raise DataError("training stopped before the first checkpoint was written"
+                        + (" (interrupted)" if interrupted else ""))
 
     import chestx.models  # noqa: F401  (custom layers)
 
@@ -258,6 +275,7 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
     digest = hashlib.sha256((cfg.out / modeldir.MODEL_FILE).read_bytes()).hexdigest()[:8]
     card = {
         **base_card,
+        modeldir.STATUS: modeldir.COMPLETE,
         "version": f"{dt.date.today():%Y.%m.%d}-{digest}",
         "backbone": cfg.backbone if cfg.arch == "transfer" else None,
         "parameters": int(best.count_params()),
@@ -289,10 +307,11 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **(extra_card or {}),
     }
-    best.save(cfg.out / modeldir.MODEL_FILE)  # again, without the optimizer state: 3x smaller
-    best.save(cfg.out / modeldir.H5_FILE)
+    for name in (modeldir.MODEL_FILE, modeldir.H5_FILE):  # without the optimizer: 3x smaller
+        with atomic_path(cfg.out / name) as tmp:
+            best.save(tmp)
     _export_litert(best, cfg.out)
-    modeldir.write_card(cfg.out, card)
+    modeldir.write_card(cfg.out, card)  # last: the card marks the directory finished
     log.info("wrote %s (threshold %.3f)", cfg.out, threshold)
     return card
 

@@ -328,7 +328,7 @@ table ip {self.nft_table} {{
     ) -> subprocess.CompletedProcess:
         return run(self.ssh_cmd(user) + [command], check=check)
 
-    def wait_for_ssh(self, timeout: float = 90) -> None:
+    def wait_for_ssh(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
@@ -402,11 +402,14 @@ LogLevel VERBOSE
             stdout=open(self.log, "w"),
             stderr=subprocess.STDOUT,
         )
-        for _ in range(50):
-            if subprocess.run(
-                ["ss", "-ltn", f"sport = :{self.port}"], capture_output=True, text=True
-            ).stdout.count(self.listen_ip):
-                break
+        deadline = time.monotonic() + 120  # a deadline on readiness, not a speed check
+        while not subprocess.run(
+            ["ss", "-ltn", f"sport = :{self.port}"], capture_output=True, text=True
+        ).stdout.count(self.listen_ip):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                log = self.log.read_text(errors="replace")[-3000:]
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"the git server's sshd is not listening:\n{log}")
             time.sleep(0.1)
         return self
 

@@ -166,7 +166,7 @@ def test_resume_after_a_killed_search(tmp_path, xray_dir):
     argv = tune_argv(SMOKE, xray_dir, out, "--max-trials", "3", "--no-best")
     first = _tune_process(argv, tmp_path / "first.log")
     try:
-        _wait_for(tmp_path / "first.log", "trial 0 end", first, timeout=180)
+        _wait_for(tmp_path / "first.log", "trial 0 end", first, timeout=600)
         os.killpg(first.pid, signal.SIGKILL)  # a crash: no clean-up at all
         first.wait(timeout=30)
     finally:
@@ -178,7 +178,7 @@ def test_resume_after_a_killed_search(tmp_path, xray_dir):
 
     second = _tune_process([*argv, "--resume"], tmp_path / "second.log")
     try:
-        assert second.wait(timeout=240) == 0, (tmp_path / "second.log").read_text()[-3000:]
+        assert second.wait(timeout=900) == 0, (tmp_path / "second.log").read_text()[-3000:]
     finally:
         if second.poll() is None:
             os.killpg(second.pid, signal.SIGKILL)

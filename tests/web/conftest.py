@@ -115,7 +115,7 @@ class LiveServer:
 
         return requests.post(self.url + path, timeout=kw.pop("timeout", 60), **kw)
 
-    def wait_ready(self, timeout: float = 90.0) -> float:
+    def wait_ready(self, timeout: float = 600.0) -> float:
         """Seconds from start until /readyz answered 200."""
         import requests
 
@@ -159,7 +159,10 @@ def live_server(tiny_model_dir, tmp_path_factory):
     model = tmp_path_factory.mktemp("served") / "model"
     shutil.copytree(tiny_model_dir, model)
     logs = tmp_path_factory.mktemp("logs")
-    server = LiveServer(model, workers=2, log_path=logs / "live_server.log")
+    # a long batch window: concurrent uploads meet in one model call however slow the
+    # machine (a lone request never waits for it), and a generous inference deadline
+    server = LiveServer(model, workers=2, log_path=logs / "live_server.log",
+                        env={"CHESTX_BATCH_TIMEOUT_MS": "10000", "CHESTX_INFERENCE_TIMEOUT": "600"})
     try:
         server.ready_after = server.wait_ready()
         yield server

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -48,11 +47,10 @@ def test_bad_settings_stop_start_up(monkeypatch, key, value, words):
     assert words in str(info.value)
 
 
-def test_help_is_instant_and_lists_serve():
-    start = time.perf_counter()
+def test_help_lists_serve_and_loads_no_heavy_module():
+    # "instant" is checked by what --help imports, not by a stopwatch a busy machine beats
     out = subprocess.run([sys.executable, "-m", "chestx", "serve", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    assert time.perf_counter() - start < 5
     for option in ("--host", "--port", "--model", "--workers", "--dev", "--runtime"):
         assert option in out
     probe = ("import sys, chestx.cli; chestx.cli.build_parser(); "

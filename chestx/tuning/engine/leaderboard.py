@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import math
 from pathlib import Path
 
+from chestx.fileio import atomic_write_text
 from chestx.tuning.engine.rundir import RunDir
 from chestx.tuning.engine.space import OBJECTIVES, SearchSpace
 
@@ -100,13 +102,12 @@ def write(run_dir: RunDir, space: SearchSpace, *, search_seconds: float | None =
     """Write ``leaderboard.csv`` and ``leaderboard.json`` (atomically); return the rows."""
     rows = collect(run_dir, space)
     cols = columns(rows, space)
-    tmp = run_dir.leaderboard_csv.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: _cell(r.get(k)) for k in cols})
-    tmp.replace(run_dir.leaderboard_csv)
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _cell(r.get(k)) for k in cols})
+    atomic_write_text(run_dir.leaderboard_csv, out.getvalue())
     doc = {
         "search": space.name, "space_file": run_dir.space_copy.name, "model": space.model,
         "tuner": space.tuner, "objective": {"name": space.objective,
@@ -123,9 +124,7 @@ def write(run_dir: RunDir, space: SearchSpace, *, search_seconds: float | None =
                 "search_seconds")
         except (OSError, json.JSONDecodeError):
             pass
-    tmp = run_dir.leaderboard_json.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    tmp.replace(run_dir.leaderboard_json)
+    atomic_write_text(run_dir.leaderboard_json, json.dumps(doc, indent=2, default=str) + "\n")
     return rows
 
 

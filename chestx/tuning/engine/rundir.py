@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
+from chestx.fileio import atomic_write_text
 from chestx.tuning.engine.space import SearchSpace, parse_space
 from chestx.tuning.errors import RunDirError, SpaceError
 
@@ -85,7 +85,7 @@ class RunDir:
         """Create RUN_DIR (or reopen it on resume) and record how the search runs."""
         self.path.mkdir(parents=True, exist_ok=True)
         if not self.space_copy.is_file():  # atomic: workers may be reading it already
-            _write_atomic(self.space_copy, space.text)
+            atomic_write_text(self.space_copy, space.text)
         record = self.run_info() or {k: info[k] for k in ("data", "seed", "limit", "pins")}
         record.setdefault("space_file", str(space.path))
         record.setdefault("sessions", []).append(
@@ -100,13 +100,9 @@ class RunDir:
             self.write_run_info(record)
 
     def write_run_info(self, record: dict) -> None:
-        _write_atomic(self.run_json, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(self.run_json, json.dumps(record, indent=2) + "\n")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _identity(space: SearchSpace) -> dict:
