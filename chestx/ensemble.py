@@ -89,7 +89,7 @@ def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path,
         views = ["as given", "mirrored left-right"] if flip else ["as given"]
         card = {
             "name": "chestx-ensemble", "version": f"{dt.date.today():%Y.%m.%d}-{digest}",
-            "arch": "ensemble", "image_size": first["image_size"],
+            modeldir.STATUS: modeldir.COMPLETE, "arch": "ensemble", "image_size": first["image_size"],
             "intensity": first["intensity"], "threshold": threshold,
             "threshold_rule": f"highest threshold keeping validation sensitivity >= "
                               f"{min_sensitivity} (screening favours sensitivity)",
