@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import platform
 import shlex
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chestx import __version__, config, modeldir
+from chestx import config, modeldir
 from chestx.data import (
     DecodeLog,
     augmenter,
@@ -110,13 +109,10 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
 
 
 def library_versions() -> dict:
-    import cv2
-    import keras
-    import tensorflow as tf
+    """chestx, Python and the libraries this model is trained with (for the card)."""
+    from chestx.versions import installed_versions
 
-    return {"chestx": __version__, "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "opencv": cv2.__version__}
+    return installed_versions()
 
 
 def _model_options(cfg: TrainConfig) -> dict:

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from chestx import __version__
+from chestx.versions import installed_versions
 from chestx.web.errors import ServiceError
 from chestx.web.service import ModelService
 
@@ -129,7 +130,8 @@ def model_card():
     predictor = svc.require_ready()
     return jsonify(card=predictor.card, serving={**svc.model_info(),
                                                  "explain": svc.can_explain,
-                                                 "threshold_source": threshold_source()})
+                                                 "threshold_source": threshold_source(),
+                                                 "versions": installed_versions()})
 
 
 def threshold_source() -> str:
