@@ -14,8 +14,10 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +101,7 @@ def train_from_args(args) -> dict:
     return train(config_from_args(args), command=command)
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
+def class_weights(labels: Sequence[int] | np.ndarray) -> dict[int, float]:
     """Balanced weights, n / (2 * n_class): each class contributes equally to the loss."""
     labels = np.asarray(labels).astype(int)
     counts = np.bincount(labels, minlength=2)
@@ -192,8 +194,8 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
     log.info("split by patient: %s", counts)
 
     skipped = DecodeLog()
-    common = dict(image_size=cfg.image_size, intensity=cfg.intensity, batch_size=cfg.batch_size,
-                  skipped=skipped)
+    common: dict[str, Any] = dict(image_size=cfg.image_size, intensity=cfg.intensity,
+                                  batch_size=cfg.batch_size, skipped=skipped)
     aug = augmenter(**dataclasses.asdict(cfg.augmentation), seed=cfg.seed) \
         if cfg.augmentation else None
     train_ds = dataset(splits["train"], training=True, augment=aug, seed=cfg.seed, **common)
