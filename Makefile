@@ -20,6 +20,8 @@ define install_locked
 	$(PIP) install -q --upgrade "pip>=25.1"
 	$(PIP) install -q --require-hashes -r $<
 	$(PIP) install -q --no-deps --no-build-isolation -e .
+	! $(BIN)/chestx --version | grep "not installed" || \
+	    { echo "the lock covers CPython 3.11-3.13; $(BIN)/python is not one of them"; exit 1; }
 	touch $@
 endef
 
