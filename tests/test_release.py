@@ -26,7 +26,7 @@ GIT_ENV = {
 
 def test_licence_file_matches_the_declared_licence_and_names_the_data_licence():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert project["license"] == {"text": "MIT"}
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
     text = (REPO / "LICENSE").read_text()
     assert text.startswith("MIT License")
     assert "Permission is hereby granted, free of charge" in text
