@@ -8,6 +8,7 @@ difference. `make check-lock` runs the same checks on the real files.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -139,15 +140,25 @@ def test_a_fresh_venv_from_the_lock_matches_it_exactly(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
+    # away from the checkout: python -m puts the working directory (and its chestx.egg-info)
+    # on sys.path, and so would PYTHONPATH
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
         [python, "-m", "pip", "install", "-q", "--require-hashes", "-r", str(APP)],
         capture_output=True,
         text=True,
         timeout=1800,
+        cwd=tmp_path,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     freeze = subprocess.run(
-        [python, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True
+        [python, "-m", "pip", "freeze", "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env=env,
     ).stdout
     installed = freeze_versions(freeze)
     installed.pop(canonicalize_name("pip"))
