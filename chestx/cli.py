@@ -11,8 +11,8 @@ import argparse
 import logging
 import sys
 
-from chestx import __version__
 from chestx.errors import ChestxError
+from chestx.versions import VersionAction
 
 log = logging.getLogger("chestx")
 
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chestx",
         description="Pneumonia detection on chest X-rays. Research use only, not for clinical use.",
     )
-    parser.add_argument("--version", action="version", version=f"chestx {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_MAX_PIXELS = 50_000_000  # refuse larger images before decoding them
@@ -21,7 +22,7 @@ DEFAULT_EPOCHS = 20
 DEFAULT_MIN_SENSITIVITY = 0.95
 # The augmentation the shipped model was trained with: the tutorial's rotation, zoom and flip,
 # plus shift and the intensity changes a different scanner or exposure brings.
-DEFAULT_AUGMENTATION = {
+DEFAULT_AUGMENTATION: dict[str, Any] = {
     "rotation": 10.0, "zoom": 0.15, "shift": 0.08, "flip": True, "brightness": 0.15,
     "contrast": 0.3, "gamma": 0.3, "blur": 1.0, "noise": 4.0, "crop": 0.0,
 }

@@ -14,16 +14,17 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import platform
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from chestx import __version__, config, modeldir
+from chestx import config, modeldir
 from chestx.data import (
     DecodeLog,
     augmenter,
@@ -109,7 +110,7 @@ def train_from_args(args) -> dict:
     return train(config_from_args(args), command=command)
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
+def class_weights(labels: Sequence[int] | np.ndarray) -> dict[int, float]:
     """Balanced weights, n / (2 * n_class): each class contributes equally to the loss."""
     labels = np.asarray(labels).astype(int)
     counts = np.bincount(labels, minlength=2)
@@ -119,13 +120,10 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
 
 
 def library_versions() -> dict:
-    import cv2
-    import keras
-    import tensorflow as tf
+    """chestx, Python and the libraries this model is trained with (for the card)."""
+    from chestx.versions import installed_versions
 
-    return {"chestx": __version__, "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "opencv": cv2.__version__}
+    return installed_versions()
 
 
 def _model_options(cfg: TrainConfig) -> dict:
@@ -215,8 +213,8 @@ def _train(cfg: TrainConfig, ctrl_c: GracefulInterrupt, *, command: str | None,
     log.info("split by patient: %s", counts)
 
     skipped = DecodeLog()
-    common = dict(image_size=cfg.image_size, intensity=cfg.intensity, batch_size=cfg.batch_size,
-                  skipped=skipped)
+    common: dict[str, Any] = dict(image_size=cfg.image_size, intensity=cfg.intensity,
+                                  batch_size=cfg.batch_size, skipped=skipped)
     aug = augmenter(**dataclasses.asdict(cfg.augmentation), seed=cfg.seed) \
         if cfg.augmentation else None
     train_ds = dataset(splits["train"], training=True, augment=aug, seed=cfg.seed,

@@ -109,6 +109,7 @@ def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
     assert card["training"]["command"].startswith(f"chestx train --data {xray_dir}")
     assert card["metrics"]["val"]["n"] > 0
     assert len(card["data"]["manifest_sha256"]) == 64
+    assert card["versions"]["keras_tuner"] and card["versions"]["litert"]  # chestx.versions
 
     report = tmp_path / "metrics.json"
     code, text, _ = run(capsys, "evaluate", "--model", str(out), "--data", str(xray_dir),

@@ -89,6 +89,7 @@ def apply(role: Role, environ: dict | None = None) -> None:
     """Set the variables Keras Tuner reads (or clear them for a local search)."""
     env = os.environ if environ is None else environ
     if role.distributed:
+        assert role.host is not None  # a distributed role always has the chief's address
         env.update({ENV_ID: role.tuner_id, ENV_IP: role.host, ENV_PORT: str(role.port)})
         if environ is None:
             _silence_proto_print()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from chestx.tuning.engine import leaderboard
 from chestx.tuning.engine.rundir import RunDir
@@ -85,7 +86,8 @@ def plot(rows: list[dict], space, out):
 
     for ax, key in zip(axes[1:], keys, strict=False):
         param = space.params[key]
-        pts = [(r.get(key), r[objective]) for r in done if r.get(key) is not None]
+        pts: list[tuple[Any, Any]] = [(r.get(key), r[objective]) for r in done
+                                      if r.get(key) is not None]
         numeric = param.type in ("int", "float") or (
             param.type == "choice" and not isinstance(param.values[0], str))
         if numeric:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from chestx import __version__
+from chestx.versions import installed_versions
 from chestx.web.errors import ServiceError
 from chestx.web.service import ModelService
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +70,7 @@ def flag_arg(name: str) -> bool:
     raise ServiceError(400, f"query parameter {name} must be 1 or 0, got {value!r}")
 
 
-def classify_upload(data: bytes, *, explain: bool) -> tuple[dict, object]:
+def classify_upload(data: bytes, *, explain: bool) -> tuple[dict, np.ndarray]:
     """Upload bytes -> the API's answer (and the prepared image, for the UI)."""
     svc = service()
     start = time.perf_counter()
@@ -129,7 +134,8 @@ def model_card():
     predictor = svc.require_ready()
     return jsonify(card=predictor.card, serving={**svc.model_info(),
                                                  "explain": svc.can_explain,
-                                                 "threshold_source": threshold_source()})
+                                                 "threshold_source": threshold_source(),
+                                                 "versions": installed_versions()})
 
 
 def threshold_source() -> str:

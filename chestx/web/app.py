@@ -102,7 +102,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     if config:
         app.config.update(config)
     app.config["MAX_CONTENT_LENGTH"] = _number(app.config, "MAX_CONTENT_LENGTH", int, 1)
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's
     settings = settings_from_config(app.config)
 
     metrics = Metrics()

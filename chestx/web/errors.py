@@ -92,7 +92,7 @@ def _http_message(exc: HTTPException) -> str:
         if limit:
             return f"the upload is larger than the limit of {limit / 1e6:g} MB"
     if exc.code == 405:
-        allowed = ", ".join(exc.valid_methods or [])
+        allowed = ", ".join(getattr(exc, "valid_methods", None) or [])
         return f"{request.method} is not allowed here" + (f"; use {allowed}" if allowed else "")
     if exc.code == 404:
         return f"no such page or endpoint: {request.path}"
@@ -115,8 +115,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         headers = {}
-        if exc.code == 405 and exc.valid_methods:
-            headers["Allow"] = ", ".join(exc.valid_methods)
+        allowed = getattr(exc, "valid_methods", None)  # a MethodNotAllowed's
+        if exc.code == 405 and allowed:
+            headers["Allow"] = ", ".join(allowed)
         return error_response(exc.code or 500, _http_message(exc), headers=headers)
 
     @app.errorhandler(Exception)

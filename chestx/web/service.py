@@ -13,11 +13,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from chestx.web.batching import BatcherClosed, MicroBatcher
 from chestx.web.errors import ServiceError
+
+if TYPE_CHECKING:  # both import TensorFlow: the service loads them when the model loads
+    from chestx.explain import GradCAM
+    from chestx.predict import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +49,11 @@ class ModelService:
         self.metrics = metrics
         self.state = IDLE
         self.error: str | None = None
-        self.predictor = None
+        self.predictor: Predictor | None = None
         self.batcher: MicroBatcher | None = None
         self.loaded_at: float | None = None
         self.load_seconds: float | None = None
-        self._gradcam = None
+        self._gradcam: GradCAM | None = None
         self._gradcam_lock = threading.Lock()
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
@@ -94,7 +99,7 @@ class ModelService:
 
     def _warm_explainer(self) -> None:
         try:
-            size = self.predictor.image_size
+            size = self.require_ready().image_size
             self.explain(np.zeros((size, size, 1), np.uint8))
         except Exception:  # an architecture Grad-CAM cannot handle: say so once, keep serving
             log.exception("Grad-CAM warm-up failed; heatmaps may be unavailable")
@@ -121,8 +126,8 @@ class ModelService:
     def ready(self) -> bool:
         return self.state == READY
 
-    def require_ready(self):
-        if self.state == READY:
+    def require_ready(self) -> Predictor:
+        if self.state == READY and self.predictor is not None:
             return self.predictor
         if self.state == FAILED:
             raise ServiceError(503, f"the model could not be loaded: {self.error}",
@@ -134,6 +139,7 @@ class ModelService:
     def prepare(self, data: bytes) -> np.ndarray:
         """Upload bytes -> model input; raises ``ImageError`` (a 4xx) for bad files."""
         predictor = self.require_ready()
+        assert self.batcher is not None  # set together with the predictor
         self.batcher.reserve()
         try:
             return predictor.prepare(data)
@@ -144,6 +150,7 @@ class ModelService:
     def classify(self, image: np.ndarray):
         """A prepared image (after ``prepare``) -> ``Prediction``, through the micro-batcher."""
         predictor = self.require_ready()
+        assert self.batcher is not None  # set together with the predictor
         try:
             p = self.batcher.predict(image, timeout=self.settings.inference_timeout,
                                      reserved=True)
@@ -168,7 +175,7 @@ class ModelService:
     @property
     def display_size(self) -> int:
         """Pixels per side of the images shown to people (at least 256, for tiny models)."""
-        return self.settings.explain_size or max(self.predictor.image_size, 256)
+        return self.settings.explain_size or max(self.require_ready().image_size, 256)
 
     @property
     def can_explain(self) -> bool:

@@ -63,7 +63,7 @@ def page_context() -> dict:
     ctx = {"notice": NOTICE, "accept": ACCEPT, "ready": svc.ready, "model": None,
            "max_mb": current_app.config["MAX_CONTENT_LENGTH"] / 1e6, "load_error": svc.error}
     if svc.ready:
-        p = svc.predictor
+        p = svc.require_ready()
         ctx["model"] = {**svc.model_info(), "threshold_source": threshold_source(),
                         "threshold_rule": p.card.get("threshold_rule"),
                         "performance": performance_context(p.card, p.threshold),

@@ -14,6 +14,7 @@ package registries (through this machine's own connection): ``bash .ci/deploy-se
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -30,6 +31,9 @@ from pathlib import Path
 import pytest
 from deploy_helpers import REPO, ansible_env, run_playbook
 from deploy_testhost import FakeGitHubAPI, GitServer, TestHost, make_ssh_key
+from locked import APP, freeze_versions, locked_versions
+
+from chestx import __version__
 
 pytestmark = pytest.mark.slow
 
@@ -277,6 +281,31 @@ def test_service_runs_unprivileged_behind_nginx(testinfra_host):
     assert testinfra_host.file("/opt/chestx/data/chest_xray/train/NORMAL").is_directory
     journal = testinfra_host.check_output("journalctl -u chestx --no-pager -n 200")
     assert "chestx" in journal
+
+
+def test_host_runs_exactly_the_locked_versions(deployed, testinfra_host):
+    """The venv holds requirements/app.txt (exported from uv.lock) and nothing else, and
+    /opt/chestx/installed.json records the commit, the lock's hash and the versions."""
+    venv_python = "/opt/chestx/venv/bin/python"
+    version = testinfra_host.check_output(
+        f"{venv_python} -c 'import platform; print(platform.python_version())'"
+    )
+    expected = locked_versions(
+        APP, {"python_full_version": version, "python_version": version.rsplit(".", 1)[0]}
+    )
+    installed = freeze_versions(testinfra_host.check_output(f"{venv_python} -m pip freeze --all"))
+    installed.pop("pip")
+    assert installed == expected
+    record = json.loads(testinfra_host.file("/opt/chestx/installed.json").content_string)
+    assert record["commit"] == deployed["git"].commit
+    assert record["requested"] == "main"
+    assert record["lock_sha256"] == hashlib.sha256((REPO / "uv.lock").read_bytes()).hexdigest()
+    assert record["requirements_sha256"] == hashlib.sha256(APP.read_bytes()).hexdigest()
+    versions = [line.split() for line in record["versions"]]
+    assert versions[0] == ["chestx", __version__]
+    assert ["keras", expected["keras"]] in [v[:2] for v in versions]
+    assert ["keras-tuner", expected["keras-tuner"]] in [v[:2] for v in versions]
+    assert ["tensorflow", expected["tensorflow-cpu"]] in [v[:2] for v in versions]
 
 
 def test_form_and_prediction_through_port_80(deployed):

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-class DefaultsFirst:
+if TYPE_CHECKING:  # for the type checker, the Oracle this is mixed into (untyped: Any)
+    from keras_tuner import Oracle as _MixedInto
+else:
+    _MixedInto = object
+
+
+class DefaultsFirst(_MixedInto):
     """Mixin for an ``Oracle``: the first trial runs the file's defaults.
 
     The defaults of ``hyperparams/cnn.yaml`` are ``chestx train``'s recipe, so every search
@@ -15,7 +22,7 @@ class DefaultsFirst:
 
     def populate_space(self, trial_id):
         if self.default_first and not self.start_order and self.hyperparameters.space:
-            values = {}
+            values: dict = {}
             for hp in self.hyperparameters.space:
                 if _active(hp, values):  # the space lists parents first
                     values[hp.name] = hp.default

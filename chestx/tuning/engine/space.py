@@ -67,10 +67,12 @@ class Param:
     def declare(self, hp):
         """Register this parameter on a ``keras_tuner.HyperParameters``; return its value."""
         if self.type == "int":
+            assert self.min is not None and self.max is not None  # checked when loaded
             return hp.Int(self.name, int(self.min), int(self.max),
                           step=int(self.step) if self.step else None, sampling=self.sampling,
                           default=self.default)
         if self.type == "float":
+            assert self.min is not None and self.max is not None  # checked when loaded
             return hp.Float(self.name, float(self.min), float(self.max), step=self.step,
                             sampling=self.sampling, default=self.default)
         if self.type == "choice":
@@ -89,6 +91,7 @@ class Param:
         if self.type == "fixed":
             return (self.default,)
         if self.type == "int" and self.sampling == "linear":
+            assert self.min is not None and self.max is not None  # checked when loaded
             return tuple(range(int(self.min), int(self.max) + 1, int(self.step or 1)))
         return None
 
@@ -153,7 +156,7 @@ class SearchSpace:
     def with_caps(self, *, max_trials: int | None = None, epochs: int | None = None):
         """The same space with the command line's ``--max-trials`` / ``--epochs`` applied:
         they override the file's budget, so a quick search stays quick whatever it says."""
-        changes = {}
+        changes: dict[str, Any] = {}
         if max_trials:
             changes["max_trials"] = max_trials
         if epochs:
@@ -366,7 +369,7 @@ def parse_space(text: str, path: str | Path = "<string>") -> SearchSpace:
 
 
 def _objective(c: _Checker, value) -> tuple[str, str]:
-    key = ("objective",)
+    key: tuple[str, ...] = ("objective",)
     if isinstance(value, str):
         name, direction = value, None
     else:
@@ -604,7 +607,8 @@ def _check_conditions(c: _Checker, p: Param, params: dict[str, Param]) -> None:
         possible = q.possible()
         for v in allowed:
             ok = (v in possible) if possible is not None else (
-                isinstance(v, int) and not isinstance(v, bool) and q.min <= v <= q.max)
+                isinstance(v, int) and not isinstance(v, bool)
+                and q.min is not None and q.max is not None and q.min <= v <= q.max)
             if isinstance(v, bool) != isinstance(q.default, bool):
                 ok = False
             if not ok:
