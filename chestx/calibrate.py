@@ -120,8 +120,8 @@ def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
                  "files_sha256_of": "sorted lines '<relative path>  <sha256 of file>'"}
     rule = (f"highest threshold keeping sensitivity >= {rule_sens} on the calibration set "
             f"'{data.name}' (screening favours sensitivity)")
-    new = {**card, modeldir.STATUS: modeldir.COMPLETE, "temperature": temperature, "threshold": threshold, "threshold_rule": rule,
-           "min_sensitivity": rule_sens}
+    new = {**card, modeldir.STATUS: modeldir.COMPLETE, "temperature": temperature,
+           "threshold": threshold, "threshold_rule": rule, "min_sensitivity": rule_sens}
     new["calibration"] = {
         "method": "temperature scaling (one scalar on the logit), maximum likelihood",
         "temperature": temperature, "previous_temperature": old_t,

@@ -321,7 +321,7 @@ def _batches(ds, *, batch_size, training, augment, seed, size, mixup: float = 0.
         # one stateless seed per batch, from a seeded counter: deterministic for --seed
         seeds = tf.data.Dataset.counter().map(lambda i: tf.stack([tf.cast(seed, tf.int64), i]))
         ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda batch, s: mix_batch(*batch, alpha=mixup, seed=s),
+            lambda batch, s: mix_batch(batch[0], batch[1], alpha=mixup, seed=s),
             num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -74,12 +74,11 @@ def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path,
                        "intensity": first["intensity"], "threshold": 0.5}
         modeldir.write_card(staging, provisional)
         predictor = Predictor(staging)
-        metrics = {}
-        for split, key in (("internal-val", "val"), ("internal-test", "test")):
-            y, p, _ = score(predictor, records_for(data, split, staging), batch_size)
-            metrics[key] = (y, p)
-        threshold = choose_threshold(*metrics["val"], min_sensitivity)
-        metrics = {k: binary_metrics(y, p, threshold) for k, (y, p) in metrics.items()}
+        scores = {key: score(predictor, records_for(data, split, staging), batch_size)[:2]
+                  for split, key in (("internal-val", "val"), ("internal-test", "test"))}
+        y_val, p_val = scores["val"]
+        threshold = choose_threshold(y_val, p_val, min_sensitivity)
+        metrics = {k: binary_metrics(y, p, threshold) for k, (y, p) in scores.items()}
         for name, m in metrics.items():
             log.info("%s: sensitivity %.3f  specificity %.3f  ROC AUC %.3f (n=%d)", name,
                      m["sensitivity"], m["specificity"], m["roc_auc"], m["n"])
@@ -89,8 +88,9 @@ def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path,
         views = ["as given", "mirrored left-right"] if flip else ["as given"]
         card = {
             "name": "chestx-ensemble", "version": f"{dt.date.today():%Y.%m.%d}-{digest}",
-            modeldir.STATUS: modeldir.COMPLETE, "arch": "ensemble", "image_size": first["image_size"],
-            "intensity": first["intensity"], "threshold": threshold,
+            modeldir.STATUS: modeldir.COMPLETE, "arch": "ensemble",
+            "image_size": first["image_size"], "intensity": first["intensity"],
+            "threshold": threshold,
             "threshold_rule": f"highest threshold keeping validation sensitivity >= "
                               f"{min_sensitivity} (screening favours sensitivity)",
             "min_sensitivity": min_sensitivity, "intended_use": INTENDED_USE,

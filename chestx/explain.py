@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -76,7 +77,9 @@ class GradCAM:
 
         self.model = model
         members = members_of(model)
-        self._members = [GradCAM(m) for m in members] if members[0] is not model else []
+        self._members: list[GradCAM] = ([GradCAM(m) for m in members]
+                                         if members[0] is not model else [])
+        self.layer: Any
         if self._members:
             self.layer = self._members[0].layer
             self._lock = threading.Lock()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class GracefulInterrupt:
                                       "(Ctrl-C again to abort)"):
         self.message = message
         self.count = 0
-        self._previous = None
+        self._previous: Any = None  # a handler, SIG_IGN/SIG_DFL, or None
         self._installed = False
 
     @property
