@@ -154,10 +154,11 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(tiny_model_dir, tmp_path_factory):
-    """One server for the HTTP and browser tests: 2 workers, the tiny model."""
+def live_server(gated_model_dir, tmp_path_factory):
+    """One server for the HTTP and browser tests: 2 workers, the tiny model with the shipped
+    model's input gate."""
     model = tmp_path_factory.mktemp("served") / "model"
-    shutil.copytree(tiny_model_dir, model)
+    shutil.copytree(gated_model_dir, model)
     logs = tmp_path_factory.mktemp("logs")
     server = LiveServer(model, workers=2, log_path=logs / "live_server.log")
     try:
