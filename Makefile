@@ -25,7 +25,8 @@ test:
 lint:
 	$(BIN)/ruff check chestx tests benchmarks
 
-## bench: the core and serving benchmarks (print Markdown tables)
+## bench: the core, serving and input-gate benchmarks (print Markdown tables)
 bench: install
 	$(BIN)/python benchmarks/core_bench.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/gate_bench.py
