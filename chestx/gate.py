@@ -76,9 +76,12 @@ def _stats(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return g, np.array([g.mean(), g.std(), p1, p99], np.float32)
 
 
-def raw_features(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(standardised 32 x 32 image, scalar features) of the grey image: the detector's input."""
-    g, stats = _stats(gray)
+def raw_features(gray: np.ndarray, g_stats=None) -> tuple[np.ndarray, np.ndarray]:
+    """(standardised 32 x 32 image, scalar features) of the grey image: the detector's input.
+
+    ``g_stats`` is ``_stats(gray)`` when the caller has it already.
+    """
+    g, stats = _stats(gray) if g_stats is None else g_stats
     z = (g - stats[0]) / (stats[1] + 1.0)
     z32 = cv2.resize(z, (PCA_SIDE, PCA_SIDE), interpolation=cv2.INTER_AREA)
     hist = np.bincount(np.minimum(g, 255).astype(np.int32).ravel() * HIST_BINS // 256,
@@ -174,9 +177,9 @@ class Gate:
             raise ModelError(f"cannot load {path}: {exc}") from exc
 
     # -- judging ---------------------------------------------------------------------------
-    def detector(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
+    def detector(self, gray: np.ndarray, g_stats=None) -> tuple[np.ndarray, float]:
         """(class probabilities in ``CLASSES`` order, PCA distance) of a grey image."""
-        z, scalars = raw_features(gray)
+        z, scalars = raw_features(gray, g_stats)
         x, distance = detector_input(z[None], scalars[None], self.pca_mean,
                                      self.pca_components, self.pca_scale)
         return mlp(x, self.feat_mean, self.feat_scale, self.layers)[0], float(distance[0])
@@ -192,12 +195,13 @@ class Gate:
         if chroma > t["colour_max"]:
             return Verdict(False, "colour", f"it is a colour image (mean chroma {chroma:.0f}, "
                                             f"X-rays are grey)", 0.0)
-        _, stats = _stats(gray)
+        g_stats = _stats(gray)
+        stats = g_stats[1]
         if stats[1] < t["std_min"]:
             return Verdict(False, "blank", "it is blank or nearly uniform", 0.0)
         if stats[3] - stats[2] < t["range_min"]:
             return Verdict(False, "contrast", "its grey levels span too narrow a range", 0.0)
-        probs, distance = self.detector(gray)
+        probs, distance = self.detector(gray, g_stats)
         score = float(probs[0])
         if score >= t["p_min"] and distance <= t["distance_max"]:
             return Verdict(True, "ok", "", score)
