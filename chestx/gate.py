@@ -61,10 +61,6 @@ class Verdict:
     reason: str
     score: float  # P(frontal chest X-ray) from the detector; 0 when a cheap check refused
 
-    def as_dict(self) -> dict:
-        return {"accepted": self.accepted, "check": self.check, "reason": self.reason,
-                "score": round(self.score, 4)}
-
 
 # --------------------------------------------------------------------------- features
 
