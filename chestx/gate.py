@@ -65,11 +65,20 @@ class Verdict:
 # --------------------------------------------------------------------------- features
 
 
+# np.percentile(x, (1, 99)) of SIDE * SIDE values ("linear" method), by one partition: the
+# same numbers at a fraction of the cost.
+_P_AT = (0.01 * (SIDE * SIDE - 1), 0.99 * (SIDE * SIDE - 1))
+_P_IDX = sorted({int(np.floor(p)) for p in _P_AT} | {int(np.ceil(p)) for p in _P_AT})
+
+
 def _stats(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(64 x 64 float grey, [mean, std, p1, p99]) of a decoded grey image."""
     g = cv2.resize(gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
-    p1, p99 = np.percentile(g, (1, 99))
-    return g, np.array([g.mean(), g.std(), p1, p99], np.float32)
+    part = np.partition(g.ravel(), _P_IDX)
+    p1, p99 = (part[int(np.floor(p))] + (p - np.floor(p)) *
+               (part[int(np.ceil(p))] - part[int(np.floor(p))]) for p in _P_AT)
+    mean, std = cv2.meanStdDev(g)
+    return g, np.array([mean[0, 0], std[0, 0], p1, p99], np.float32)
 
 
 def raw_features(gray: np.ndarray, g_stats=None) -> tuple[np.ndarray, np.ndarray]:

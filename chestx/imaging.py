@@ -315,11 +315,12 @@ def _colour_thumb(bgr: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _jpeg_colour_thumb(data: bytes, header: ImageHeader) -> np.ndarray | None:
-    """libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost of a full decode."""
+    """libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost of a full decode;
+    a thumbnail of 16 px or more a side is enough to tell colour from grey."""
     flag = cv2.IMREAD_COLOR
     for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                             (2, cv2.IMREAD_REDUCED_COLOR_2)):
-        if max(header.width, header.height) >= factor * COLOUR_THUMB:
+        if max(header.width, header.height) >= factor * 16:
             flag = reduced
             break
     try:
