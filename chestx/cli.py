@@ -125,7 +125,7 @@ def _add_gate(sub) -> None:
     f.add_argument("--data", required=True,
                    help="the training folder (NORMAL/ + PNEUMONIA/); never a test set")
     f.add_argument("--model", required=True, help="model directory to write the gate into")
-    f.add_argument("--negatives", type=_positive_int, default=300,
+    f.add_argument("--negatives", type=_positive_int, default=400,
                    help="rendered or packaged negatives per family")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--limit", type=_positive_int, default=None,

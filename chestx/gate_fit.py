@@ -158,7 +158,7 @@ def _train_mlp(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60,
 # --------------------------------------------------------------------------- fitting
 
 
-def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: int = 300,
+def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: int = 400,
              seed: int = negatives.FIT_SEED, augment_copies: int = 2,
              limit: int | None = None) -> dict:
     """Fit the gate on the X-rays of ``data`` and write it into ``model_dir``; returns the
@@ -194,7 +194,10 @@ def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: i
         items = _decode_all(negatives.family(name, negatives_per_family, seed, half="fit"))
         counts[name] = len(items)
         others += items
+    # ... and each again with an X-ray's augmentation (exposure, tilt, zoom, blur, mirror), so
+    # that no family is told apart by a detail an upload does not share.
     other_grays = [d.gray for d in others]
+    other_grays += [augment(g, rng) for g in other_grays]
     log.info("gate: %d positives, %d rotated, %d inverted, %d others %s (%.0f s)", len(pos),
              len(rotated), len(inverted), len(others), counts, time.perf_counter() - start)
 
@@ -254,7 +257,8 @@ def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: i
             "xray_split": "manifest train (fit) / val (calibration)"
             if (model_dir / MANIFEST).is_file() else "folder 80/20 (seeded)",
             "augmented_copies": augment_copies, "rotated": len(rotated),
-            "inverted": len(inverted), "negatives": counts, "seed": seed,
+            "inverted": len(inverted), "negatives": counts,
+            "negatives_augmented": len(other_grays) - len(others), "seed": seed,
             "rules": {"colour_max": f"max({COLOUR_FLOOR}, 2 x the largest X-ray chroma "
                                     f"{chroma:.2f})",
                       "std_min / range_min": "half the smallest of all fitting and "
