@@ -1,7 +1,7 @@
 """Input-gate benchmark: accept rate on real chest X-rays, refusal rate per negative family, cost.
 
     .venv/bin/python benchmarks/gate_bench.py [--model DIR] [--data DIR] [--external DIR]
-                                              [--per-family 30] [--json out.json]
+                                              [--per-family 100] [--json out.json]
 
 Not a test: it prints measurements and checks them against the targets of the gate issue:
   * accepts >= 99.5 % of the internal test split (the model's manifest) and of external-dev
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=str(REPO / "chestx" / "default_model"))
     parser.add_argument("--data", default=str(DATA), help="the model's training folder")
     parser.add_argument("--external", default=str(EXTERNAL))
-    parser.add_argument("--per-family", type=int, default=30)
+    parser.add_argument("--per-family", type=int, default=100)
     parser.add_argument("--seed", type=int, default=negatives.EVAL_SEED)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
