@@ -8,7 +8,7 @@ retrained model can carry the same gate (``copy_gate``) or a refitted one (``che
 Checks, cheapest first; the first that fails names the reason:
 
 1. ``shape``     the image is no wider or taller than ``aspect_max`` : 1
-2. ``colour``    mean chroma (max - min of B, G, R) of a 64 px colour thumbnail <= ``colour_max``
+2. ``colour``    mean chroma (max - min of B, G, R) of a small colour thumbnail <= ``colour_max``
 3. ``blank``     the grey levels' standard deviation (64 x 64 grey) >= ``std_min``
 4. ``contrast``  1st to 99th percentile of the grey levels >= ``range_min``
 5. ``detector``  a learned detector on the 64 x 64 grey image: the distance to the training
