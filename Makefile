@@ -90,7 +90,8 @@ release: check-lock
 	git diff --quiet HEAD || { echo "uncommitted changes: commit them first"; exit 1; }; \
 	git tag -a "v$$v" -m "chestx $$v" && echo "tagged v$$v; publish it: git push origin v$$v"
 
-## bench: the core and serving benchmarks (print Markdown tables)
+## bench: the core, serving and input-gate benchmarks (print Markdown tables)
 bench: install-dev
 	$(BIN)/python benchmarks/core_bench.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/gate_bench.py

@@ -1,14 +1,17 @@
 """Serving benchmark: in-process latency/throughput, then Gunicorn over HTTP at concurrency
-1, 8 and 32, with memory per worker, for the TensorFlow and LiteRT runtimes.
+1, 8 and 32, with memory per worker, for the TensorFlow and LiteRT runtimes, with the model's
+input gate on and off (``CHESTX_GATE``).
 
     .venv/bin/python benchmarks/serve_bench.py [--model DIR] [--runtimes tensorflow litert]
-                                               [--json out.json]
+                                               [--gate on off] [--json out.json]
 
 Not a test: it prints real measurements of this machine and checks them against the targets
 of the web-service issue:
   * HTTP throughput at concurrency 32 >= 0.8 x in-process batched images/s
   * HTTP p50 at concurrency 1 <= in-process single-image latency + 15 ms
   * ready (GET /readyz = 200) within 15 s of start
+  * the input gate adds <= 3 ms per image at concurrency 1 (in-process single-image p50, gate
+    on minus off) and costs <= 10 % of HTTP throughput at concurrency 32
 
 "In-process" means the same work per image as the server does: decode + resize + CLAHE
 (``Predictor.prepare``) and the model (``predict_batch``); model-only figures are printed too.
@@ -81,13 +84,14 @@ def ensure_model(path: str | None, workdir: Path) -> Path:
 
 # -- in-process ----------------------------------------------------------------------------
 def in_process(model_dir: Path, runtime: str, files: list[bytes], batch: int,
-               repeats: int) -> dict:
+               repeats: int, gate: bool = True) -> dict:
     """Run in a child process so each runtime's memory is measured alone."""
     code = f"""
 import json, sys, time, numpy as np
 sys.path.insert(0, {str(REPO / 'benchmarks')!r})
 from serve_bench import _in_process_child
-print(json.dumps(_in_process_child({str(model_dir)!r}, {runtime!r}, {batch}, {repeats})))
+print(json.dumps(_in_process_child({str(model_dir)!r}, {runtime!r}, {batch}, {repeats},
+                                   {gate!r})))
 """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
@@ -97,12 +101,13 @@ print(json.dumps(_in_process_child({str(model_dir)!r}, {runtime!r}, {batch}, {re
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _in_process_child(model_dir: str, runtime: str, batch: int, repeats: int) -> dict:
+def _in_process_child(model_dir: str, runtime: str, batch: int, repeats: int,
+                      gate: bool = True) -> dict:
     from chestx.predict import Predictor
 
     files = [p.read_bytes() for p in sorted(XRAYS.glob("*/*.jpeg"))]
     t0 = time.perf_counter()
-    predictor = Predictor(model_dir, runtime=runtime)
+    predictor = Predictor(model_dir, runtime=runtime, gate=gate)
     predictor.warm_up()
     load_s = time.perf_counter() - t0
     for data in files[:3]:
@@ -133,11 +138,48 @@ def _in_process_child(model_dir: str, runtime: str, batch: int, repeats: int) ->
             predictor.predict_batch(images[start:start + batch])
         model_batched.append(len(images) / (time.perf_counter() - t))
     batched, model_batched = max(batched), max(model_batched)
-    return {"runtime": runtime, "load_s": load_s,
+    gate_cost = _gate_cost(predictor, files, stream, batch, repeats) if predictor.gating else None
+    return {"runtime": runtime, "gate": predictor.gate_info["status"], "load_s": load_s,
+            "gate_cost": gate_cost,
             "single_p50_ms": percentile(single, 50), "single_p95_ms": percentile(single, 95),
             "model_single_p50_ms": percentile(model_single, 50),
             "batched_ips": batched, "model_batched_ips": model_batched,
             "memory_mb": rss_mb(), "batch": batch}
+
+
+def _gate_cost(predictor, files: list[bytes], stream: list[bytes], batch: int,
+               repeats: int) -> dict:
+    """The gate's cost, measured with the gate on and off *interleaved* in one process, so both
+    sides see the same load from whatever else runs on the machine: single-image latency
+    (median of paired differences) and batched images/s (best of TRIALS each)."""
+    def single() -> float:
+        t = time.perf_counter()
+        predictor.predict_bytes(data)
+        return time.perf_counter() - t
+
+    diffs, on_ms, off_ms = [], [], []
+    for i in range(repeats):
+        data = files[i % len(files)]
+        predictor.gate_enabled = True
+        on = single()
+        predictor.gate_enabled = False
+        off = single()
+        diffs.append(on - off)
+        on_ms.append(on)
+        off_ms.append(off)
+    rates = {True: [], False: []}
+    for _ in range(TRIALS):
+        for enabled in (True, False):
+            predictor.gate_enabled = enabled
+            t = time.perf_counter()
+            for start in range(0, len(stream), batch):
+                chunk = stream[start:start + batch]
+                predictor.predict_batch(np.stack([predictor.prepare(d) for d in chunk]))
+            rates[enabled].append(len(stream) / (time.perf_counter() - t))
+    predictor.gate_enabled = True
+    return {"single_on_p50_ms": percentile(on_ms, 50), "single_off_p50_ms": percentile(off_ms, 50),
+            "single_added_ms": percentile(diffs, 50),
+            "batched_on_ips": max(rates[True]), "batched_off_ips": max(rates[False])}
 
 
 # -- over HTTP -----------------------------------------------------------------------------
@@ -157,9 +199,10 @@ def multipart(data: bytes) -> tuple[bytes, str]:
 
 class Server:
     def __init__(self, model_dir: Path, runtime: str, workers: int, threads: int, batch: int,
-                 log: Path):
+                 log: Path, gate: bool = True):
         self.port = free_port()
         env = {**os.environ, "CHESTX_MODEL_DIR": str(model_dir), "CHESTX_RUNTIME": runtime,
+               "CHESTX_GATE": "on" if gate else "off",
                "CHESTX_WORKERS": str(workers), "CHESTX_THREADS": str(threads),
                "CHESTX_BATCH_SIZE": str(batch), "CHESTX_BIND": f"127.0.0.1:{self.port}",
                "CHESTX_ACCESS_LOG": "0", "CHESTX_MAX_REQUESTS": "0"}
@@ -260,9 +303,9 @@ def load(port: int, bodies: list[tuple[bytes, str]], concurrency: int, requests:
 
 
 def over_http(model_dir: Path, runtime: str, workers: int, threads: int, batch: int,
-              files: list[bytes], scale: float, logdir: Path) -> dict:
+              files: list[bytes], scale: float, logdir: Path, gate: bool = True) -> dict:
     server = Server(model_dir, runtime, workers, threads, batch,
-                    logdir / f"server-{runtime}-{workers}w.log")
+                    logdir / f"server-{runtime}-{workers}w-gate{int(gate)}.log", gate)
     try:
         ready = server.wait_ready()
         server.workers_ready(workers)
@@ -294,7 +337,8 @@ def machine() -> str:
         pass
     return (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB "
             f"RAM, no GPU, {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}")
+            f"{platform.python_version()}, load average at start "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def report(results: dict) -> str:
@@ -307,7 +351,7 @@ def report(results: dict) -> str:
         ip, h = r["in_process"], r["http"]
         workers = h["memory_mb"]["workers"]
         rss = " / ".join(f"{w['rss']:.0f} ({w['pss']:.0f})" for w in workers)
-        head = [f"{rt} ({h['workers']} w)",
+        head = [f"{rt} ({h['workers']} w, gate {ip['gate']})",
                 f"{ip['single_p50_ms']:.1f} ms ({ip['model_single_p50_ms']:.1f})",
                 f"{ip['batched_ips']:.0f} ({ip['model_batched_ips']:.0f})",
                 f"{h['ready_s']:.1f} s"]
@@ -333,6 +377,27 @@ def report(results: dict) -> str:
             (f"no failed requests ({sum(lv['errors'] for lv in h['levels'])})",
              not any(lv["errors"] for lv in h["levels"])),
         ]
+        cost = ip.get("gate_cost")
+        if cost:
+            ratio = cost["batched_on_ips"] / cost["batched_off_ips"]
+            checks += [
+                (f"gate adds {cost['single_added_ms']:.2f} ms per image (in-process, gate on/off "
+                 f"interleaved: single p50 {cost['single_on_p50_ms']:.1f} vs "
+                 f"{cost['single_off_p50_ms']:.1f} ms) <= 3 ms", cost["single_added_ms"] <= 3),
+                (f"gate keeps {ratio:.3f} of batched throughput (in-process, interleaved: "
+                 f"{cost['batched_on_ips']:.1f} vs {cost['batched_off_ips']:.1f} img/s) >= 0.9",
+                 ratio >= 0.9),
+            ]
+        off = results["runtimes"].get(f"{rt}, gate off") if not rt.endswith("gate off") else None
+        if off and ip["gate"] == "on":
+            added = ip["single_p50_ms"] - off["in_process"]["single_p50_ms"]
+            c32_off = off["http"]["levels"][-1]["rps"]
+            checks += [
+                (f"gate adds {added:.2f} ms <= 3 ms (in-process single p50, separate runs)",
+                 added <= 3),
+                (f"gate c32 HTTP throughput {c32['rps']:.1f} >= 0.9 x gate-off {c32_off:.1f} "
+                 f"= {0.9 * c32_off:.1f}", c32["rps"] >= 0.9 * c32_off),
+            ]
         for text, ok in checks:
             lines.append(f"{rt}: {'PASS' if ok else 'FAIL'} {text}")
     return "\n".join(lines)
@@ -343,6 +408,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=None, help="model directory (default: shipped)")
     parser.add_argument("--runtimes", nargs="+", default=["tensorflow", "litert"],
                         choices=["tensorflow", "litert"])
+    parser.add_argument("--gate", nargs="+", default=["on", "off"], choices=["on", "off"],
+                        help="run with the input gate on, off, or both (CHESTX_GATE)")
     parser.add_argument("--workers", type=int, default=None,
                         help="Gunicorn workers (default: CHESTX_WORKERS or 2)")
     parser.add_argument("--threads", type=int, default=32)
@@ -366,12 +433,14 @@ def main(argv=None) -> int:
         if runtime == "litert" and not (model_dir / "model.tflite").is_file():
             print(f"# skipping litert: {model_dir} has no model.tflite")
             continue
-        print(f"# {runtime}: in-process ...", flush=True)
-        ip = in_process(model_dir, runtime, files, args.batch, args.repeats)
-        print(f"# {runtime}: over HTTP with {workers} worker(s) ...", flush=True)
-        h = over_http(model_dir, runtime, workers, args.threads, args.batch, files,
-                      args.scale, work)
-        results["runtimes"][runtime] = {"in_process": ip, "http": h}
+        for gate in args.gate:
+            key = runtime if gate == "on" else f"{runtime}, gate off"
+            print(f"# {key}: in-process ...", flush=True)
+            ip = in_process(model_dir, runtime, files, args.batch, args.repeats, gate == "on")
+            print(f"# {key}: over HTTP with {workers} worker(s) ...", flush=True)
+            h = over_http(model_dir, runtime, workers, args.threads, args.batch, files,
+                          args.scale, work, gate == "on")
+            results["runtimes"][key] = {"in_process": ip, "http": h}
     text = report(results)
     print(text)
     if args.json:

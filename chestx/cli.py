@@ -178,6 +178,38 @@ def _run_predict(args) -> int:
     return predict.predict_from_args(args)
 
 
+def _add_gate(sub) -> None:
+    p = sub.add_parser("gate", help="the input gate that refuses images that are not chest X-rays")
+    gsub = p.add_subparsers(dest="gate_command", required=True, metavar="COMMAND")
+    f = gsub.add_parser("fit", help="fit the gate on a training folder, into a model directory")
+    f.add_argument("--data", required=True,
+                   help="the training folder (NORMAL/ + PNEUMONIA/); never a test set")
+    f.add_argument("--model", required=True, help="model directory to write the gate into")
+    f.add_argument("--negatives", type=_positive_int, default=400,
+                   help="rendered or packaged negatives per family")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--limit", type=_positive_int, default=None,
+                   help="use at most this many training X-rays (quick runs and tests)")
+    f.set_defaults(handler=_run_gate_fit)
+    c = gsub.add_parser("copy", help="copy the gate of one model directory into another")
+    c.add_argument("src", help="model directory with a gate")
+    c.add_argument("dst", help="model directory to copy it into")
+    c.set_defaults(handler=_run_gate_copy)
+
+
+def _run_gate_fit(args) -> int:
+    from chestx import gate_fit
+
+    return gate_fit.fit_from_args(args)
+
+
+def _run_gate_copy(args) -> int:
+    from chestx.gate import copy_gate
+
+    print(copy_gate(args.src, args.dst))
+    return 0
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="get the Kaggle chest X-ray data set")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -209,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_calibrate(sub)
     _add_ensemble(sub)
+    _add_gate(sub)
     _add_data(sub)
     from chestx.tuning.cli import add_tune
     from chestx.web.cli import add_serve

@@ -35,6 +35,19 @@ class ImageTooLargeError(ImageError):
     status = 413
 
 
+class NotAChestXrayError(ImageError):
+    """The input gate refused the image: not a frontal chest X-ray the model can judge.
+
+    ``verdict`` is the gate's ``chestx.gate.Verdict`` (which check refused it, why, the score).
+    """
+
+    status = 422
+
+    def __init__(self, verdict):
+        super().__init__(f"not a chest X-ray: {verdict.reason}")
+        self.verdict = verdict
+
+
 class DataError(ChestxError):
     """A data folder is missing, empty or not laid out as NORMAL/ and PNEUMONIA/."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from chestx.data import DecodeLog, Record, dataset, find_data, patient_id
-from chestx.errors import DataError
+from chestx.errors import DataError, ImageError
 from chestx.metrics import binary_metrics
 from chestx.modeldir import MANIFEST
 from chestx.predict import Predictor
@@ -74,19 +74,42 @@ def score(predictor: Predictor, records: list[Record], batch_size: int = 64):
     return np.concatenate(ys).astype(int), np.concatenate(ps), skipped
 
 
+def gate_refusals(predictor: Predictor, records: list[Record]) -> list[dict]:
+    """The labelled X-rays the input gate refuses: errors of the gate, kept out of the metrics
+    (the service gives them no diagnosis either)."""
+    refused = []
+    for r in records:
+        try:
+            verdict = predictor.verdict(r.path.read_bytes())
+        except (ImageError, OSError):  # unreadable: the scorer counts it as skipped
+            continue
+        if verdict is not None and not verdict.accepted:
+            refused.append({"path": str(r.path), "label": r.label, "check": verdict.check,
+                            "reason": verdict.reason})
+    return refused
+
+
 def evaluate(model_dir, data, *, split=None, batch_size=64, json_path=None, plots=None,
              robustness: bool = False) -> dict:
     predictor = Predictor(model_dir)
     records = records_for(data, split, predictor.model_dir)
-    y, p, skipped = score(predictor, records, batch_size)
+    refused = gate_refusals(predictor, records)
+    if refused and len(refused) == len(records):
+        raise DataError(f"the input gate refused all {len(records)} images, e.g. "
+                        f"{refused[0]['path']}: {refused[0]['reason']}")
+    gated = {r["path"] for r in refused}
+    scored = [r for r in records if str(r.path) not in gated]
+    y, p, skipped = score(predictor, scored, batch_size)
     result = binary_metrics(y, p, predictor.threshold)
     result.update({"model": predictor.info, "data": str(data), "split": split,
                    "patients": len({patient_id(r.path.name) for r in records}),
-                   "skipped": len(skipped), "skipped_files": skipped.failures})
+                   "skipped": len(skipped), "skipped_files": skipped.failures,
+                   "gate": {**predictor.gate_info, "images": len(records),
+                            "refused": len(refused), "refused_files": refused}})
     if robustness:
         from chestx.robustness import robustness as graded
 
-        result["robustness"] = graded(predictor, records, batch_size=batch_size)
+        result["robustness"] = graded(predictor, scored, batch_size=batch_size)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
@@ -108,6 +131,14 @@ def summary(m: dict) -> str:
         f"images {m['n']} ({m['n_normal']} normal, {m['n_pneumonia']} pneumonia), "
         f"skipped {m['skipped']}",
     ]
+    gate = m.get("gate") or {}
+    if gate.get("status") == "on":
+        lines.append(f"input gate: refused {gate['refused']} of {gate['images']} labelled X-rays "
+                     f"({100 * gate['refused'] / max(gate['images'], 1):.2f} %), errors of the "
+                     "gate, left out of the metrics below")
+        lines += [f"  gate error: {f['path']}: {f['reason']}" for f in gate["refused_files"][:10]]
+    else:
+        lines.append(f"input gate: {gate.get('status', 'absent')}")
     for key in ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "roc_auc",
                 "pr_auc", "brier", "ece"):
         lines.append(f"  {key:<12} {m[key]:.4f}")

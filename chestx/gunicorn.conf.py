@@ -33,11 +33,14 @@ import time
 import zipfile
 from pathlib import Path
 
+from chestx.modeldir import GATE_FILES  # plain constants, no TensorFlow
+
 log = logging.getLogger("chestx.gunicorn")
 
 SNAPSHOT_ENV = "CHESTX_MODEL_SNAPSHOT"  # internal: master -> workers
-MODEL_FILES = {"tensorflow": ("card.json", "model.keras"),
-               "litert": ("card.json", "model.tflite")}
+# Copied into the snapshot when present (the input gate is optional: without it, none runs).
+MODEL_FILES = {"tensorflow": ("card.json", "model.keras", *GATE_FILES),
+               "litert": ("card.json", "model.tflite", *GATE_FILES)}
 
 
 def _env_int(name: str, default: int, low: int = 1) -> int:

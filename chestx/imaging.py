@@ -52,9 +52,12 @@ from chestx.errors import (
 
 __all__ = [
     "FORMATS",
+    "Decoded",
     "ImageHeader",
+    "decode",
     "decode_gray",
     "inspect_header",
+    "model_input",
     "normalise_intensity",
     "prepare",
     "read_file",
@@ -256,14 +259,34 @@ def _check_pixels(header: ImageHeader, max_pixels: int) -> None:
 # --------------------------------------------------------------------------- decoding
 
 
+class Decoded(NamedTuple):
+    """A decoded file: the grey image every stage uses, and a glimpse of its colour.
+
+    ``colour`` is a small BGR uint8 thumbnail (at most ``COLOUR_THUMB`` pixels a side) when the
+    file stores colour channels, else ``None``; the input gate looks at it, nothing else does.
+    """
+
+    gray: np.ndarray
+    colour: np.ndarray | None = None
+
+
+COLOUR_THUMB = 64
+
+
 def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode any supported file to a 2-D uint8 grey image (refusing oversized ones first)."""
+    return decode(data, max_pixels=max_pixels, colour=False).gray
+
+
+def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+           colour: bool = True) -> Decoded:
+    """``decode_gray`` plus, with ``colour``, a colour thumbnail of colour files."""
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, not {max_pixels}")
     data = _as_bytes(data)
     fmt = sniff_format(data)
     if fmt == "dicom":
-        return _decode_dicom(data, max_pixels)
+        return _decode_dicom(data, max_pixels, colour)
     header = inspect_header(data)
     _check_pixels(header, max_pixels)
     # JPEG straight to luma is twice as fast as BGR + cvtColor, and gives the same grey.
@@ -274,7 +297,37 @@ def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
         img = None
     if img is None or img.size == 0:
         raise CorruptImageError(f"the {_NAMES[fmt]} file is damaged or truncated")
-    return _raster_to_gray(img)
+    thumb = None
+    if colour and fmt == "jpeg":
+        thumb = _jpeg_colour_thumb(data, header)
+    elif colour and img.ndim == 3 and img.shape[2] >= 3:
+        thumb = _colour_thumb(img[..., :3], *_value_range(img.dtype))
+    return Decoded(_raster_to_gray(img), thumb)
+
+
+def _colour_thumb(bgr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    scale = min(1.0, COLOUR_THUMB / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    return _scale_to_uint8(bgr, lo, hi)
+
+
+def _jpeg_colour_thumb(data: bytes, header: ImageHeader) -> np.ndarray | None:
+    """libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost of a full decode;
+    a thumbnail of 16 px or more a side is enough to tell colour from grey."""
+    flag = cv2.IMREAD_COLOR
+    for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                            (2, cv2.IMREAD_REDUCED_COLOR_2)):
+        if max(header.width, header.height) >= factor * 16:
+            flag = reduced
+            break
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    except cv2.error:
+        return None
+    return None if bgr is None or bgr.ndim != 3 else _colour_thumb(bgr, 0, 255)
 
 
 def _value_range(dtype: np.dtype) -> tuple[float, float]:
@@ -351,7 +404,7 @@ def _dicom_header(ds) -> ImageHeader:
     return ImageHeader("dicom", cols, rows, frames)
 
 
-def _decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
+def _decode_dicom(data: bytes, max_pixels: int, colour: bool = False) -> Decoded:
     header = _dicom_header(_read_dicom(data, stop_before_pixels=True))
     _check_pixels(header, max_pixels)
 
@@ -380,7 +433,11 @@ def _decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
             f"the DICOM pixels are {arr.shape[1]}x{arr.shape[0]}, "
             f"the header says {header.width}x{header.height}"
         )
-    return _dicom_to_gray(arr, ds)
+    thumb = None
+    if colour and arr.ndim == 3 and arr.shape[2] == 3:  # RGB, as pydicom hands it over
+        bits = int(ds.get("BitsStored") or 8)
+        thumb = _colour_thumb(np.ascontiguousarray(arr[..., ::-1]), 0, 2**bits - 1)
+    return Decoded(_dicom_to_gray(arr, ds), thumb)
 
 
 def _check_decoder(syntax, bits_stored: int) -> None:
@@ -496,7 +553,7 @@ def prepare(
 
 def model_input(gray: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE,
                 intensity: str = DEFAULT_INTENSITY) -> np.ndarray:
-    """A decoded grey uint8 image -> (image_size, image_size, 1): resize, then normalise."""
+    """A decoded grey image -> (image_size, image_size, 1) uint8, the second half of ``prepare``."""
     if gray.shape != (image_size, image_size):
         gray = cv2.resize(gray, (image_size, image_size), interpolation=cv2.INTER_AREA)
     return normalise_intensity(gray, intensity)[..., np.newaxis]

@@ -4,6 +4,8 @@
     model.h5      the same model in the legacy HDF5 format the tutorial asks for
     model.tflite  LiteRT export for small hosts (when the converter is available)
     card.json     the model card: architecture, preprocessing, threshold, metrics, provenance
+                  (and, under "gate", the input gate's thresholds and how it was fitted)
+    gate.npz      the input gate's weights (chestx.gate; optional: without it no gate runs)
     manifest.csv  the patient-grouped split, for audit
     history.csv   the per-epoch training log
 
@@ -27,6 +29,8 @@ H5_FILE = "model.h5"
 MANIFEST = "manifest.csv"
 HISTORY = "history.csv"
 LITERT_FILE = "model.tflite"
+GATE_FILE = "gate.npz"
+GATE_FILES = (GATE_FILE,)  # what a copy of a model directory must take along for its gate
 
 STATUS = "status"  # card key: "training" while a run writes the directory, then "complete"
 TRAINING = "training"

@@ -16,6 +16,7 @@ import numpy as np
 
 from chestx import config, imaging
 from chestx.errors import ChestxError, ImageError, ModelError
+from chestx.gate import Gate, Verdict, gate_status
 from chestx.modeldir import MODEL_FILE, check_finished, load_card
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,12 @@ class Predictor:
     (the model's LiteRT export, for small hosts). ``threshold`` overrides the card's. The card's
     ``temperature`` (site calibration, ``chestx calibrate``) rescales every probability, whatever
     the runtime; ``temperature=1.0`` gives the model's raw output.
+    ``gate=False`` switches the model directory's input gate off (research use only).
     """
 
     def __init__(self, model_dir: str | Path | None = None, *, runtime: str = "tensorflow",
                  threshold: float | None = None, temperature: float | None = None,
-                 max_pixels: int = config.DEFAULT_MAX_PIXELS):
+                 max_pixels: int = config.DEFAULT_MAX_PIXELS, gate: bool = True):
         self.model_dir = config.model_dir(model_dir)
         self.card = load_card(self.model_dir)
         check_finished(self.card, self.model_dir)  # never serve a run that is still writing
@@ -61,6 +63,8 @@ class Predictor:
         self.runtime = runtime
         self.name = self.card.get("name", self.model_dir.name)
         self.version = self.card.get("version", "unknown")
+        self.gate = Gate.load(self.model_dir, self.card)
+        self.gate_enabled = gate
         if runtime == "tensorflow":
             self._infer = self._load_keras()
         elif runtime == "litert":
@@ -69,8 +73,8 @@ class Predictor:
             self._infer = load_litert(self.model_dir)
         else:
             raise ModelError(f"unknown runtime {runtime!r}; choose tensorflow or litert")
-        log.info("loaded model %s %s from %s (%s, threshold %.3f)", self.name, self.version,
-                 self.model_dir, runtime, self.threshold)
+        log.info("loaded model %s %s from %s (%s, threshold %.3f, input gate %s)", self.name,
+                 self.version, self.model_dir, runtime, self.threshold, self.gate_info["status"])
 
     def _load_keras(self):
         import keras
@@ -98,7 +102,7 @@ class Predictor:
     def info(self) -> dict:
         return {"name": self.name, "version": self.version, "threshold": self.threshold,
                 "temperature": self.temperature, "image_size": self.image_size,
-                "runtime": self.runtime}
+                "runtime": self.runtime, "gate": self.gate_info["status"]}
 
     @property
     def raw_threshold(self) -> float:
@@ -110,10 +114,29 @@ class Predictor:
             return self.threshold
         return float(1.0 / (1.0 + np.exp(-self.temperature * logit(self.threshold))))
 
+    @property
+    def gate_info(self) -> dict:
+        """The input gate: status ``on``, ``off`` (switched off) or ``absent``, its version."""
+        return gate_status(self.gate, self.gate_enabled)
+
+    @property
+    def gating(self) -> bool:
+        return self.gate is not None and self.gate_enabled
+
+    def verdict(self, data: bytes) -> Verdict | None:
+        """The input gate's verdict on file bytes (``None`` with the gate off or absent)."""
+        if not self.gating:
+            return None
+        return self.gate.verdict(imaging.decode(data, max_pixels=self.max_pixels))
+
     def prepare(self, data: bytes) -> np.ndarray:
-        """File bytes -> (S, S, 1) uint8 exactly as in training; raises ``ImageError``."""
-        return imaging.prepare(data, image_size=self.image_size, intensity=self.intensity,
-                               max_pixels=self.max_pixels)
+        """File bytes -> (S, S, 1) uint8 exactly as in training; raises ``ImageError``, and
+        ``NotAChestXrayError`` when the input gate refuses the image."""
+        decoded = imaging.decode(data, max_pixels=self.max_pixels, colour=self.gating)
+        if self.gating:
+            self.gate.check(decoded)
+        return imaging.model_input(decoded.gray, image_size=self.image_size,
+                                   intensity=self.intensity)
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """(N, S, S, 1) pixels -> (N,) P(pneumonia)."""

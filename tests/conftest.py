@@ -54,3 +54,31 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     save_model(model, out, card, h5=False)
     export_litert(model, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def gated_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with the shipped model's input gate copied in (``chestx.gate.copy_gate``).
+
+    The gate is independent of the classifier, so the tiny model refuses what the shipped one
+    refuses; ``tiny_model_dir`` itself has no gate (the "absent" case).
+    """
+    import shutil
+
+    from chestx.config import DEFAULT_MODEL_DIR
+    from chestx.gate import copy_gate
+
+    out = tmp_path_factory.mktemp("gated") / "model"
+    shutil.copytree(tiny_model_dir, out)
+    copy_gate(DEFAULT_MODEL_DIR, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def negative_images(xray_dir: Path) -> dict[str, list[bytes]]:
+    """Three images of every negative family (measuring seed), as file bytes."""
+    from chestx import negatives
+
+    xrays = [p.read_bytes() for p in sorted(xray_dir.glob("*/*.jpeg"))]
+    return {name: negatives.family(name, 3, negatives.EVAL_SEED, xrays=xrays)
+            for name in negatives.FAMILIES}

@@ -135,7 +135,8 @@ def model_card():
     return jsonify(card=predictor.card, serving={**svc.model_info(),
                                                  "explain": svc.can_explain,
                                                  "threshold_source": threshold_source(),
-                                                 "versions": installed_versions()})
+                                                 "versions": installed_versions(),
+                                                 "gate": svc.gate_info()})
 
 
 def threshold_source() -> str:
@@ -183,6 +184,8 @@ def openapi_spec() -> dict:
                     "405": err("Method not allowed"),
                     "413": err("Body over the upload limit, or more pixels than allowed"),
                     "415": err("Not an image format chestx reads"),
+                    "422": err("Not a frontal chest X-ray (reason not_a_chest_xray): the "
+                               "input gate refused it, and no probability is given"),
                     "503": err("Model not loaded yet, or overloaded"),
                 }}},
             "/healthz": {"get": {"summary": "Liveness",

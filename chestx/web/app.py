@@ -37,6 +37,7 @@ DEFAULTS = {
     "BATCH_TIMEOUT_MS": 5.0,  # ... waiting at most this long for more to arrive
     "INFERENCE_TIMEOUT": 30.0,  # seconds a request waits for its batch before a 503
     "EXPLAIN_SIZE": 0,  # pixels per side of the Grad-CAM overlay; 0: the model's input size
+    "GATE": "on",  # the model directory's input gate; off: research use, logged and shown
     "LOAD_MODEL": True,
 }
 
@@ -75,6 +76,14 @@ def _flag(value) -> bool:
     return bool(value)
 
 
+def _switch(config: Mapping, key: str) -> bool:
+    value = config.get(key)
+    text = str(value).strip().lower()
+    if isinstance(value, bool) or text in ("on", "off", "1", "0", "true", "false", "yes", "no"):
+        return _flag(value)
+    raise ChestxError(f"CHESTX_{key} must be on or off, got {value!r}")
+
+
 def settings_from_config(config: Mapping) -> Settings:
     """Validate the app config; a bad value stops start-up with a message naming the variable."""
     runtime = str(config.get("RUNTIME") or "tensorflow").lower()
@@ -90,6 +99,7 @@ def settings_from_config(config: Mapping) -> Settings:
         batch_timeout_ms=_number(config, "BATCH_TIMEOUT_MS", float, 0.0, 10_000.0),
         inference_timeout=_number(config, "INFERENCE_TIMEOUT", float, 0.1),
         explain_size=_number(config, "EXPLAIN_SIZE", int, 0, 2048),
+        gate=_switch(config, "GATE"),
     )
 
 
@@ -168,7 +178,7 @@ def register_request_hooks(app: Flask, metrics: Metrics) -> None:
         start = g.get("chestx_start")
         if start is not None and rule != "/metrics":
             metrics.latency.labels(rule).observe(time.perf_counter() - start)
-        if response.status_code in (400, 413, 415) and request.endpoint in (
+        if response.status_code in (400, 413, 415, 422) and request.endpoint in (
                 "api.predict", "ui.classify"):
-            metrics.image_errors.labels(status).inc()
+            metrics.image_errors.labels(status, g.get("chestx_error_reason", "")).inc()
         return response

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from chestx.errors import (
@@ -18,6 +18,7 @@ from chestx.errors import (
     EmptyImageError,
     ImageError,
     ImageTooLargeError,
+    NotAChestXrayError,
     UnsupportedImageError,
 )
 
@@ -39,6 +40,7 @@ _IMAGE_REASONS = {
     UnsupportedImageError: "unsupported_image",
     CorruptImageError: "corrupt_image",
     ImageTooLargeError: "image_too_large",
+    NotAChestXrayError: "not_a_chest_xray",
 }
 
 
@@ -65,9 +67,15 @@ def wants_html() -> bool:
         request.accept_mimetypes["application/json"]
 
 
+def note_reason(reason: str) -> None:
+    """Remember why this request was refused, for ``chestx_rejected_uploads_total{reason}``."""
+    g.chestx_error_reason = reason
+
+
 def error_response(status: int, message: str, reason: str | None = None,
                    headers: dict | None = None) -> Response:
     reason = reason or REASONS.get(status, "error")
+    note_reason(reason)
     if wants_html():
         body = render_template("error.html", status=status, reason=reason, message=message)
         response = Response(body, status=status, mimetype="text/html")

@@ -53,8 +53,9 @@ class Metrics:
         self.predictions = Counter("chestx_predictions", "Predictions by label", ["label"],
                                    registry=r)
         self.image_errors = Counter("chestx_rejected_uploads",
-                                    "Uploads refused before inference, by HTTP status",
-                                    ["status"], registry=r)
+                                    "Uploads refused before inference, by HTTP status and "
+                                    "reason (not_a_chest_xray: the input gate)",
+                                    ["status", "reason"], registry=r)
         self.model_info = Gauge("chestx_model_info",
                                 "The served model (value 1), by name, version and runtime",
                                 ["name", "version", "runtime"], registry=r,

@@ -41,6 +41,7 @@ class Settings:
     batch_timeout_ms: float
     inference_timeout: float
     explain_size: int
+    gate: bool = True  # CHESTX_GATE: False switches the model's input gate off
 
 
 class ModelService:
@@ -71,8 +72,12 @@ class ModelService:
                 from chestx.predict import Predictor
 
                 s = self.settings
+                if not s.gate:
+                    log.warning("CHESTX_GATE=off: the input gate is switched off, every upload "
+                                "gets a diagnosis whatever it shows (research use only)")
                 predictor = Predictor(model_dir or s.model_dir, runtime=s.runtime,
-                                      threshold=s.threshold, max_pixels=s.max_pixels)
+                                      threshold=s.threshold, max_pixels=s.max_pixels,
+                                      gate=s.gate)
                 predictor.warm_up()
                 batcher = MicroBatcher(predictor.predict_batch, max_batch=s.batch_size,
                                        max_wait_ms=s.batch_timeout_ms,
@@ -88,9 +93,9 @@ class ModelService:
             self.state = READY
             if self.metrics:
                 self.metrics.set_model(predictor.name, predictor.version, predictor.runtime)
-            log.info("model %s %s ready (%s runtime, threshold %.3f) in %.1f s",
-                     predictor.name, predictor.version, predictor.runtime,
-                     predictor.threshold, self.load_seconds)
+            log.info("model %s %s ready (%s runtime, threshold %.3f, input gate %s) in %.1f s",
+                     predictor.name, predictor.version, predictor.runtime, predictor.threshold,
+                     predictor.gate_info["status"], self.load_seconds)
         if self.can_explain:  # trace Grad-CAM off the request path (the first trace is slow)
             self._warmer = threading.Thread(target=self._warm_explainer, daemon=True,
                                             name="chestx-gradcam-warm-up")
@@ -171,6 +176,13 @@ class ModelService:
                 "threshold": p.threshold, "temperature": p.temperature,
                 "image_size": p.image_size}
 
+    def gate_info(self) -> dict:
+        """The input gate as served: on, off (``CHESTX_GATE=off``) or absent, and its version."""
+        info = self.require_ready().gate_info
+        if info["status"] == "off":
+            info = {**info, "switched_off_by": "CHESTX_GATE"}
+        return info
+
     # -- explanation ----------------------------------------------------------------------
     @property
     def display_size(self) -> int:
@@ -198,6 +210,28 @@ class ModelService:
                                                 size=self.display_size))
         return {"method": "grad-cam", "target": exp.target, "layer": exp.layer,
                 "png_base64": base64.b64encode(png).decode("ascii")}
+
+
+def upload_png_base64(data: bytes, size: int) -> str:
+    """An upload as a PNG at most ``size`` pixels a side, in colour when it has colour: what a
+    refused upload looked like (the bytes have been decoded once already, so this succeeds)."""
+    import cv2
+
+    from chestx import imaging
+    from chestx.explain import png_bytes
+
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None:  # DICOM, or a format OpenCV reads only as grey
+        image = imaging.decode_gray(data)
+    h, w = image.shape[:2]
+    scale = min(1.0, size / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def input_png_base64(image: np.ndarray, size: int) -> str:

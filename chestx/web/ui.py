@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from chestx.errors import NotAChestXrayError
 from chestx.web.api import NOTICE, classify_upload, read_upload, threshold_source
-from chestx.web.service import ModelService, input_png_base64
+from chestx.web.errors import image_error_reason, note_reason
+from chestx.web.service import ModelService, input_png_base64, upload_png_base64
 
 bp = Blueprint("ui", __name__)  # templates/ and static/ are the app's (chestx/web/)
 
@@ -80,7 +82,15 @@ def index():
 def classify():
     """The no-JavaScript path: the form posts here and gets a result page."""
     svc = _service()
-    body, image = classify_upload(read_upload("image"), explain=True)
+    data = read_upload("image")
+    try:
+        body, image = classify_upload(data, explain=True)
+    except NotAChestXrayError as exc:  # the gate refused it: say so, show it, no result
+        note_reason(image_error_reason(exc))
+        html = render_template("refused.html", reason=exc.verdict.reason,
+                               upload_png=upload_png_base64(data, svc.display_size),
+                               **page_context())
+        return html, 422
     size = svc.display_size
     return render_template("result.html", result=body,
                            input_png=input_png_base64(image, size), **page_context())

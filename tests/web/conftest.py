@@ -154,10 +154,11 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(tiny_model_dir, tmp_path_factory):
-    """One server for the HTTP and browser tests: 2 workers, the tiny model."""
+def live_server(gated_model_dir, tmp_path_factory):
+    """One server for the HTTP and browser tests: 2 workers, the tiny model with the shipped
+    model's input gate."""
     model = tmp_path_factory.mktemp("served") / "model"
-    shutil.copytree(tiny_model_dir, model)
+    shutil.copytree(gated_model_dir, model)
     logs = tmp_path_factory.mktemp("logs")
     # a long batch window: concurrent uploads meet in one model call however slow the
     # machine (a lone request never waits for it), and a generous inference deadline

@@ -85,3 +85,46 @@ def test_bad_upload_shows_a_friendly_message(browser, live_server, tmp_path):
     alert = page.wait_for_selector("[role=alert]")
     assert "not an image" in alert.inner_text()
     _shot(page, "ui-error.png")
+
+
+def _document_png(path: Path) -> Path:
+    import cv2
+    import numpy as np
+
+    from chestx import negatives
+
+    page = negatives.document(np.random.default_rng(7))
+    path.write_bytes(cv2.imencode(".png", page)[1].tobytes())
+    return path
+
+
+def test_document_upload_shows_the_refusal_panel(browser, live_server, tmp_path):
+    """The live server's model carries the shipped input gate: a scanned report is refused."""
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(live_server.url + "/")
+    page.set_input_files("#image", str(_document_png(tmp_path / "report.png")))
+    page.wait_for_selector("#preview:not([hidden])")
+    page.click("#submit")
+    panel = page.wait_for_selector("#refusal", timeout=30_000)
+    assert panel.inner_text().startswith("No result")
+    text = page.inner_text("#result")
+    assert "This does not look like a frontal chest X-ray:" in text
+    assert "so no result is given" in text
+    page.wait_for_function("document.getElementById('upload').naturalWidth > 0")
+    assert page.locator("#heatmap").count() == 0 and "P(pneumonia)" not in text
+    _shot(page, "ui-refused-js.png")
+    assert not errors, errors
+
+
+def test_document_upload_without_javascript(browser, live_server, tmp_path):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live_server.url + "/")
+    page.set_input_files("#image", str(_document_png(tmp_path / "report.png")))
+    page.click("#submit")
+    page.wait_for_selector("h1#refusal")
+    assert "so no result is given" in page.inner_text("[role=alert]")
+    assert page.locator("#upload").is_visible() and page.locator("#heatmap").count() == 0
+    context.close()

@@ -113,6 +113,34 @@
     h.focus({preventScroll: true});
   }
 
+  // The input gate refused the upload (HTTP 422, reason not_a_chest_xray): no result, the
+  // upload shown back, and why.
+  function refuse(message) {
+    var why = message.replace(/^not a chest X-ray: /, "");
+    result.textContent = "";
+    var h = el("h2", {id: "refusal", "class": "verdict refused"}, "No result");
+    h.appendChild(el("small", {}, "this does not look like a frontal chest X-ray"));
+    result.appendChild(h);
+    result.appendChild(el("p", {"class": "refusal-message", role: "alert"},
+      "This does not look like a frontal chest X-ray: " + why + ", so no result is given."));
+    var images = el("div", {"class": "images"});
+    if (previewUrl) {
+      var f1 = el("figure");
+      f1.appendChild(el("img", {id: "upload", src: previewUrl, alt: "Your upload"}));
+      f1.appendChild(el("figcaption", {}, "Your upload"));
+      images.appendChild(f1);
+    }
+    var f2 = el("figure");
+    f2.appendChild(el("p", {"class": "help"}, "chestx was trained on frontal chest radiographs " +
+      "only, and checks every upload before judging it. Upload an upright, frontal chest X-ray " +
+      "with normal (not inverted) grey levels."));
+    images.appendChild(f2);
+    result.appendChild(images);
+    result.hidden = false;
+    h.setAttribute("tabindex", "-1");
+    h.focus({preventScroll: true});
+  }
+
   function fail(message) {
     result.textContent = "";
     result.appendChild(el("h2", {}, "That upload could not be analysed"));
@@ -133,6 +161,10 @@
       })
       .then(function (r) {
         if (r.ok) { render(r.body); status.textContent = "Done."; }
+        else if (r.status === 422 && r.body.error && r.body.error.reason === "not_a_chest_xray") {
+          refuse(r.body.error.message || "");
+          status.textContent = "";
+        }
         else {
           fail((r.body.error && r.body.error.message) || ("HTTP " + r.status));
           status.textContent = "";
