@@ -267,7 +267,7 @@ def save_gate(model_dir: str | Path, params: dict[str, np.ndarray], spec: dict) 
     model_dir = Path(model_dir)
     card = load_card(model_dir)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **params)
+    np.savez_compressed(buf, **params)  # type: ignore[arg-type]  # numpy stub: **kwds as bool
     data = buf.getvalue()
     path = model_dir / GATE_FILE
     tmp = path.with_suffix(".npz.tmp")

@@ -75,7 +75,7 @@ def split_xrays(data: str | Path, model_dir: Path, seed: int) -> tuple[list[Path
 
 def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Another plausible frontal chest X-ray: exposure, tilt, zoom, shift, blur, noise, flip."""
-    g = gray.astype(np.float32) / 255.0
+    g: np.ndarray = gray.astype(np.float32) / 255.0
     g = g ** rng.uniform(0.6, 1.6)
     g = (g - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.12, 0.12)
     h, w = g.shape
@@ -273,6 +273,7 @@ def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: i
     }
     save_gate(model_dir, params, spec)
     gate = Gate.load(model_dir)
+    assert gate is not None  # just written
     accepted = sum(gate.verdict(d).accepted for d in calib_xrays)
     log.info("gate %s written to %s: accepts %d of %d calibration X-rays; thresholds %s",
              spec["version"], model_dir, accepted, len(calib_xrays), thresholds)

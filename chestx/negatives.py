@@ -137,7 +137,7 @@ def document(rng: np.random.Generator) -> np.ndarray:
     """A page of text: a report, a letter, a scanned form (sometimes tilted, sometimes grey)."""
     h, w = _size(rng, 200, 1000)
     paper = int(rng.integers(200, 256))
-    img = np.full((h, w, 3), paper, np.uint8)
+    img: np.ndarray = np.full((h, w, 3), paper, np.uint8)
     if rng.random() < 0.3:  # off-white or tinted paper
         img[:] = np.clip(np.array([paper, paper, paper]) - rng.integers(0, 40, 3), 0, 255)
     ink = tuple(int(v) for v in rng.integers(0, 90, 3))
@@ -222,7 +222,7 @@ def chart(rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         ax.grid(True)
     fig.canvas.draw()
-    rgba = np.asarray(fig.canvas.buffer_rgba())
+    rgba = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]  # Agg canvas
     img = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
     return _grey_or_colour(img, rng, 0.3)
 
@@ -230,7 +230,7 @@ def chart(rng: np.random.Generator) -> np.ndarray:
 def shapes(rng: np.random.Generator) -> np.ndarray:
     """Circles, rectangles, lines and polygons on a plain or noisy background."""
     h, w = _size(rng, 64, 700)
-    img = np.full((h, w, 3), rng.integers(0, 256, 3), np.uint8)
+    img: np.ndarray = np.full((h, w, 3), rng.integers(0, 256, 3), np.uint8)
     for _ in range(int(rng.integers(1, 25))):
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         kind = rng.integers(0, 4)
@@ -275,7 +275,7 @@ def noise(rng: np.random.Generator) -> np.ndarray:
     channels = 3 if rng.random() < 0.5 else 1
     kind = rng.integers(0, 4)
     if kind == 0:
-        img = rng.integers(0, 256, (h, w, channels))
+        img: np.ndarray = rng.integers(0, 256, (h, w, channels))
     elif kind == 1:
         img = rng.normal(rng.uniform(60, 200), rng.uniform(10, 80), (h, w, channels))
     elif kind == 2:

@@ -125,7 +125,7 @@ class Predictor:
 
     def verdict(self, data: bytes) -> Verdict | None:
         """The input gate's verdict on file bytes (``None`` with the gate off or absent)."""
-        if not self.gating:
+        if self.gate is None or not self.gate_enabled:
             return None
         return self.gate.verdict(imaging.decode(data, max_pixels=self.max_pixels))
 
@@ -133,7 +133,7 @@ class Predictor:
         """File bytes -> (S, S, 1) uint8 exactly as in training; raises ``ImageError``, and
         ``NotAChestXrayError`` when the input gate refuses the image."""
         decoded = imaging.decode(data, max_pixels=self.max_pixels, colour=self.gating)
-        if self.gating:
+        if self.gate is not None and self.gate_enabled:
             self.gate.check(decoded)
         return imaging.model_input(decoded.gray, image_size=self.image_size,
                                    intensity=self.intensity)
