@@ -38,8 +38,8 @@ def _member(path: Path) -> tuple[dict, object]:
 
 
 def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path, *,
-                   flip: bool = False, min_sensitivity: float = 0.95, batch_size: int = 64,
-                   command: str | None = None) -> dict:
+                   flip: bool = False, zoom_out: float = 0.0, min_sensitivity: float = 0.95,
+                   batch_size: int = 64, command: str | None = None) -> dict:
     from chestx.evaluate import records_for, score
     from chestx.models.ensemble import ensemble
     from chestx.predict import Predictor
@@ -62,11 +62,12 @@ def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path,
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ModelError(f"--out {out} already exists and is not empty")
 
-    model = ensemble([m for _, m in loaded], flip=flip)
+    model = ensemble([m for _, m in loaded], flip=flip, zoom_out=zoom_out)
     first = cards[0]
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model directory is for everyone to read
     try:
         shutil.copy2(paths[0] / modeldir.MANIFEST, staging / modeldir.MANIFEST)
         model.save(staging / modeldir.MODEL_FILE)
@@ -85,7 +86,8 @@ def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path,
         model.save(staging / modeldir.H5_FILE)
         _export_litert(model, staging)
         digest = hashlib.sha256((staging / modeldir.MODEL_FILE).read_bytes()).hexdigest()[:8]
-        views = ["as given", "mirrored left-right"] if flip else ["as given"]
+        base = f"zoomed out {zoom_out:g} of its side per side" if zoom_out else "as given"
+        views = [base, f"{base}, mirrored left-right"] if flip else [base]
         card = {
             "name": "chestx-ensemble", "version": f"{dt.date.today():%Y.%m.%d}-{digest}",
             modeldir.STATUS: modeldir.COMPLETE, "arch": "ensemble",
@@ -133,5 +135,6 @@ def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path,
 def ensemble_from_args(args) -> dict:
     command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
     return build_ensemble(args.member, args.data, args.out, flip=args.flip,
+                          zoom_out=args.zoom_out,
                           min_sensitivity=args.min_sensitivity, batch_size=args.batch_size,
                           command=command)

@@ -93,7 +93,7 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
                  "--data", str(xray_dir), "--out", str(out), "--flip"]) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["arch"] == "ensemble" and len(card["ensemble"]["members"]) == 2
-    assert card["ensemble"]["views"] == ["as given", "mirrored left-right"]
+    assert card["ensemble"]["views"] == ["as given", "as given, mirrored left-right"]
     assert len(card["training"]["member_commands"]) == 2
     assert {"val", "test"} <= card["metrics"].keys()
     capsys.readouterr()

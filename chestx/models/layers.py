@@ -30,3 +30,27 @@ class HorizontalFlip(keras.layers.Layer):
 
     def call(self, inputs):
         return keras.ops.flip(inputs, axis=2)
+
+
+@keras.saving.register_keras_serializable(package="chestx")
+class ZoomOut(keras.layers.Layer):
+    """Shrink square images by ``fraction`` of their side on every side and pad with black: the
+    same X-ray, framed more loosely (a test-time view; ``chestx evaluate --robustness`` measures
+    what framing does to a model)."""
+
+    def __init__(self, fraction: float, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < fraction < 0.5:
+            raise ValueError(f"fraction must be in (0, 0.5), not {fraction}")
+        self.fraction = float(fraction)
+
+    def call(self, inputs):
+        size = inputs.shape[1]
+        pad = round(size * self.fraction)
+        inner = size - 2 * pad
+        small = keras.ops.image.resize(inputs, (inner, inner), interpolation="bilinear",
+                                       antialias=False)
+        return keras.ops.pad(small, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+
+    def get_config(self):
+        return {**super().get_config(), "fraction": self.fraction}
