@@ -4,9 +4,12 @@ Two things change, nothing else: one temperature ``T`` (Guo et al. 2017, "On Cal
 Modern Neural Networks") that rescales the model's logit, ``p' = sigmoid(logit(p) / T)``, fitted
 by maximum likelihood so that probabilities mean what they say on that site; and the decision
 threshold, re-chosen by the card's rule (highest threshold keeping the requested sensitivity) on
-the calibrated probabilities. The weights are untouched; ``T`` lives in the card and the
-``Predictor`` applies it for every runtime. The new directory's card records the calibration
-set, the rule and the metrics before and after, next to a reliability diagram.
+the calibrated probabilities. ``--bias`` also fits an offset of the logit,
+``p' = sigmoid(logit(p) / T + b)`` (Platt scaling): a site whose share of pneumonia or whose
+images shift every score one way needs it, which one temperature cannot express. The weights are
+untouched; ``T`` (and ``b``) live in the card and the ``Predictor`` applies them for every
+runtime. The new directory's card records the calibration set, the rule and the metrics before
+and after, next to a reliability diagram.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import shlex
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,29 +43,56 @@ def logit(prob) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def apply_temperature(prob, temperature: float) -> np.ndarray:
-    """``sigmoid(logit(p) / T)``: the calibrated probability (``T == 1`` leaves ``p`` as is)."""
+def apply_temperature(prob, temperature: float, bias: float = 0.0) -> np.ndarray:
+    """``sigmoid(logit(p) / T + b)``: the calibrated probability (``T=1, b=0`` leave ``p``)."""
     prob = np.asarray(prob, np.float32)
-    if temperature == 1.0:
+    if temperature == 1.0 and bias == 0.0:
         return prob
-    return (1.0 / (1.0 + np.exp(-logit(prob) / temperature))).astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-(logit(prob) / temperature + bias)))).astype(np.float32)
 
 
-def fit_temperature(y_true, prob) -> float:
-    """The temperature that minimises the binary cross-entropy of ``sigmoid(logit(p) / T)``."""
-    from scipy.optimize import minimize_scalar
+@dataclass(frozen=True)
+class Calibration:
+    """The card's ``temperature`` and ``logit_bias``, as one transform of probabilities."""
+
+    temperature: float = 1.0
+    bias: float = 0.0
+
+    @classmethod
+    def from_card(cls, card: dict) -> Calibration:
+        return cls(float(card.get("temperature", 1.0)), float(card.get("logit_bias", 0.0)))
+
+    @property
+    def identity(self) -> bool:
+        return self.temperature == 1.0 and self.bias == 0.0
+
+    def apply(self, prob) -> np.ndarray:
+        return apply_temperature(prob, self.temperature, self.bias)
+
+    def raw_threshold(self, threshold: float) -> float:
+        """The threshold on the uncalibrated output that makes the same decisions."""
+        if self.identity:
+            return threshold
+        z = self.temperature * (float(logit(threshold)) - self.bias)
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def fit_temperature(y_true, prob, *, bias: bool = False) -> tuple[float, float]:
+    """``(T, b)`` minimising the binary cross-entropy of ``sigmoid(logit(p) / T + b)``; ``b`` is
+    0 unless ``bias``."""
+    from scipy.optimize import minimize
 
     y = np.asarray(y_true, np.float64)
     z = logit(prob)
 
-    def nll(log_t: float) -> float:
-        s = z / np.exp(log_t)
+    def nll(params) -> float:
+        s = z / np.exp(params[0]) + (params[1] if bias else 0.0)
         # log(1 + e^-s) for y=1, log(1 + e^s) for y=0, computed stably
         return float(np.mean(np.logaddexp(0.0, -s) * y + np.logaddexp(0.0, s) * (1 - y)))
 
-    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded",
-                          options={"xatol": 1e-5})
-    return float(np.exp(res.x))
+    res = minimize(nll, x0=np.zeros(2), method="L-BFGS-B",
+                   bounds=[(np.log(0.05), np.log(20.0)), (-10.0, 10.0)])
+    return float(np.exp(res.x[0])), float(res.x[1]) if bias else 0.0
 
 
 def file_list_sha256(root: Path, paths: list[Path]) -> str:
@@ -81,7 +112,7 @@ def _check_out(src: Path, out: Path) -> None:
 
 def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
               min_sensitivity: float | None = None, internal_data: str | Path | None = None,
-              batch_size: int = 64, command: str | None = None) -> dict:
+              bias: bool = False, batch_size: int = 64, command: str | None = None) -> dict:
     """Fit ``T`` and the threshold on the labelled folder ``data``; write model ``out``."""
     from chestx.evaluate import score
     from chestx.predict import Predictor
@@ -102,16 +133,18 @@ def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
     rule_sens = float(min_sensitivity if min_sensitivity is not None
                       else card.get("min_sensitivity", config.DEFAULT_MIN_SENSITIVITY))
 
-    raw = Predictor(src, temperature=1.0)
+    raw = Predictor(src, temperature=1.0, bias=0.0)
     y, p_raw, skipped = score(raw, records, batch_size)
-    old_t = float(card.get("temperature", 1.0))
-    before = binary_metrics(y, apply_temperature(p_raw, old_t), float(card["threshold"]))
-    temperature = fit_temperature(y, p_raw)
-    p_new = apply_temperature(p_raw, temperature)
+    old = Calibration.from_card(card)
+    before = binary_metrics(y, old.apply(p_raw), float(card["threshold"]))
+    new_cal = Calibration(*fit_temperature(y, p_raw, bias=bias))
+    temperature = new_cal.temperature
+    p_new = new_cal.apply(p_raw)
     threshold = choose_threshold(y, p_new, rule_sens)
     after = binary_metrics(y, p_new, threshold)
-    log.info("temperature %.3f (was %.3f); threshold %.3f (was %.3f); ECE %.3f -> %.3f",
-             temperature, old_t, threshold, card["threshold"], before["ece"], after["ece"])
+    log.info("temperature %.3f, logit bias %.3f (were %.3f, %.3f); threshold %.3f (was %.3f); "
+             "ECE %.3f -> %.3f", temperature, new_cal.bias, old.temperature, old.bias,
+             threshold, card["threshold"], before["ece"], after["ece"])
 
     read = [r.path for r in records if str(r.path) not in skipped.failures]
     calib_set = {"name": data.name, "n": int(len(y)), "n_normal": int((y == 0).sum()),
@@ -121,10 +154,13 @@ def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
     rule = (f"highest threshold keeping sensitivity >= {rule_sens} on the calibration set "
             f"'{data.name}' (screening favours sensitivity)")
     new = {**card, modeldir.STATUS: modeldir.COMPLETE, "temperature": temperature,
-           "threshold": threshold, "threshold_rule": rule, "min_sensitivity": rule_sens}
+           "logit_bias": new_cal.bias, "threshold": threshold, "threshold_rule": rule,
+           "min_sensitivity": rule_sens}
     new["calibration"] = {
-        "method": "temperature scaling (one scalar on the logit), maximum likelihood",
-        "temperature": temperature, "previous_temperature": old_t,
+        "method": ("temperature and logit bias (Platt scaling), maximum likelihood" if bias
+                   else "temperature scaling (one scalar on the logit), maximum likelihood"),
+        "temperature": temperature, "logit_bias": new_cal.bias,
+        "previous_temperature": old.temperature, "previous_logit_bias": old.bias,
         "previous_threshold": float(card["threshold"]), "rule": rule, "set": calib_set,
         "before": before, "after": after, "reliability_diagram": RELIABILITY_PNG,
         "source_model": card.get("version"), "command": command,
@@ -135,7 +171,7 @@ def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
         **after, "note": "the calibration set itself: T and the threshold were chosen on it, "
                          "so these figures are flattered (used for selection, not a test)"}
     if internal_data is not None:
-        metrics.update(_internal_metrics(raw, src, internal_data, temperature, threshold,
+        metrics.update(_internal_metrics(raw, src, internal_data, new_cal, threshold,
                                          batch_size))
     new["metrics"] = metrics
     new["version"] = f"{card.get('version', 'model')}-cal{dt.date.today():%Y%m%d}"
@@ -143,12 +179,12 @@ def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model directory is for everyone to read
     try:
         for f in src.iterdir():
             if f.is_file() and f.name != modeldir.CARD:
                 shutil.copy2(f, staging / f.name)
-        _reliability_png(y, apply_temperature(p_raw, old_t), p_new, staging / RELIABILITY_PNG,
-                         old_t, temperature)
+        _reliability_png(y, old.apply(p_raw), p_new, staging / RELIABILITY_PNG, old, new_cal)
         modeldir.write_card(staging, new)
         if out.exists():
             out.rmdir()  # checked empty above
@@ -160,7 +196,7 @@ def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
     return new
 
 
-def _internal_metrics(raw, src: Path, data, temperature: float, threshold: float,
+def _internal_metrics(raw, src: Path, data, cal: Calibration, threshold: float,
                       batch_size: int) -> dict:
     """The model's own validation and internal test split, re-scored under the calibration."""
     from chestx.evaluate import records_for, score
@@ -168,11 +204,12 @@ def _internal_metrics(raw, src: Path, data, temperature: float, threshold: float
     out = {}
     for split, key in (("internal-val", "val"), ("internal-test", "test")):
         y, p, _ = score(raw, records_for(data, split, src), batch_size)
-        out[key] = binary_metrics(y, apply_temperature(p, temperature), threshold)
+        out[key] = binary_metrics(y, cal.apply(p), threshold)
     return out
 
 
-def _reliability_png(y, p_before, p_after, path: Path, t_before: float, t_after: float) -> None:
+def _reliability_png(y, p_before, p_after, path: Path, before: Calibration,
+                     after: Calibration) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,8 +220,9 @@ def _reliability_png(y, p_before, p_after, path: Path, t_before: float, t_after:
 
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], ls=":", c="grey", label="perfect")
-    for p, label in ((p_before, f"before (T={t_before:.2f}, ECE {ece(y, p_before):.3f})"),
-                     (p_after, f"after (T={t_after:.2f}, ECE {ece(y, p_after):.3f})")):
+    for p, cal, when in ((p_before, before, "before"), (p_after, after, "after")):
+        label = (f"{when} (T={cal.temperature:.2f}, b={cal.bias:+.2f}, "
+                 f"ECE {ece(y, p):.3f})")
         frac, mean = calibration_curve(y, p, n_bins=10, strategy="uniform")
         ax.plot(mean, frac, marker="o", label=label)
     ax.set_xlabel("predicted P(pneumonia)")
@@ -199,6 +237,6 @@ def _reliability_png(y, p_before, p_after, path: Path, t_before: float, t_after:
 def calibrate_from_args(args) -> dict:
     command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
     card = calibrate(args.model, args.data, args.out, min_sensitivity=args.min_sensitivity,
-                     internal_data=args.internal_data, batch_size=args.batch_size,
-                     command=command)
+                     internal_data=args.internal_data, bias=args.bias,
+                     batch_size=args.batch_size, command=command)
     return card

@@ -131,6 +131,9 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--internal-data", default=None,
                    help="the folder the model was trained on: re-score its internal "
                         "validation and test splits under the new calibration")
+    p.add_argument("--bias", action="store_true",
+                   help="also fit a logit offset (Platt scaling): for a site whose scores are "
+                        "all shifted one way, which one temperature cannot correct")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.set_defaults(handler=_run_calibrate)
 
@@ -152,6 +155,9 @@ def _add_ensemble(sub) -> None:
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--flip", action="store_true",
                    help="also average over the left-right mirrored X-ray (test-time augmentation)")
+    p.add_argument("--zoom-out", type=float, default=0.0, metavar="FRACTION",
+                   help="score the X-ray shrunk by FRACTION of its side on each side and padded "
+                        "black (a looser framing) instead of as given")
     p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.set_defaults(handler=_run_ensemble)

@@ -40,13 +40,14 @@ class Predictor:
 
     ``runtime`` is ``"tensorflow"`` (Keras model through a ``tf.function``) or ``"litert"``
     (the model's LiteRT export, for small hosts). ``threshold`` overrides the card's. The card's
-    ``temperature`` (site calibration, ``chestx calibrate``) rescales every probability, whatever
-    the runtime; ``temperature=1.0`` gives the model's raw output.
+    ``temperature`` and ``logit_bias`` (site calibration, ``chestx calibrate``) rescale every
+    probability, whatever the runtime; ``temperature=1.0, bias=0.0`` give the model's raw output.
     ``gate=False`` switches the model directory's input gate off (research use only).
     """
 
     def __init__(self, model_dir: str | Path | None = None, *, runtime: str = "tensorflow",
                  threshold: float | None = None, temperature: float | None = None,
+                 bias: float | None = None,
                  max_pixels: int = config.DEFAULT_MAX_PIXELS, gate: bool = True):
         self.model_dir = config.model_dir(model_dir)
         self.card = load_card(self.model_dir)
@@ -59,6 +60,7 @@ class Predictor:
         if not self.temperature > 0:
             raise ModelError(f"{self.model_dir}: temperature must be positive, "
                              f"not {self.temperature}")
+        self.logit_bias = float(self.card.get("logit_bias", 0.0) if bias is None else bias)
         self.max_pixels = max_pixels
         self.runtime = runtime
         self.name = self.card.get("name", self.model_dir.name)
@@ -101,18 +103,17 @@ class Predictor:
     @property
     def info(self) -> dict:
         return {"name": self.name, "version": self.version, "threshold": self.threshold,
-                "temperature": self.temperature, "image_size": self.image_size,
+                "temperature": self.temperature, "logit_bias": self.logit_bias,
+                "image_size": self.image_size,
                 "runtime": self.runtime, "gate": self.gate_info["status"]}
 
     @property
     def raw_threshold(self) -> float:
         """The threshold on the model's own (uncalibrated) output: the same decisions, for
         code that reads the network directly (Grad-CAM)."""
-        from chestx.calibrate import logit
+        from chestx.calibrate import Calibration
 
-        if self.temperature == 1.0:
-            return self.threshold
-        return float(1.0 / (1.0 + np.exp(-self.temperature * logit(self.threshold))))
+        return Calibration(self.temperature, self.logit_bias).raw_threshold(self.threshold)
 
     @property
     def gate_info(self) -> dict:
@@ -143,10 +144,10 @@ class Predictor:
         if len(images) == 0:
             return np.zeros(0, np.float32)
         prob = np.asarray(self._infer(np.asarray(images, np.float32))).reshape(-1)
-        if self.temperature != 1.0:
+        if self.temperature != 1.0 or self.logit_bias != 0.0:
             from chestx.calibrate import apply_temperature
 
-            prob = apply_temperature(prob, self.temperature)
+            prob = apply_temperature(prob, self.temperature, self.logit_bias)
         return prob
 
     def result(self, probability: float) -> Prediction:

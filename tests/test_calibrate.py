@@ -21,7 +21,9 @@ def test_fit_recovers_a_known_temperature(true_t):
     z = rng.normal(0.0, 3.0, 20_000)  # well-calibrated logits of a sharp model
     y = (rng.random(z.size) < 1 / (1 + np.exp(-z))).astype(int)
     reported = 1 / (1 + np.exp(-z * true_t))  # a model whose logits are T times too large
-    assert fit_temperature(y, reported) == pytest.approx(true_t, rel=0.05)
+    assert fit_temperature(y, reported)[0] == pytest.approx(true_t, rel=0.05)
+    t, b = fit_temperature(y, 1 / (1 + np.exp(-(z * true_t - 1.5))), bias=True)
+    assert t == pytest.approx(true_t, rel=0.05) and b == pytest.approx(1.5 / true_t, abs=0.1)
 
 
 def test_temperature_is_monotone_and_identity_at_one():
@@ -71,12 +73,11 @@ def test_calibrate_end_to_end(capsys, tmp_path, site_dir):
     assert len(cal["set"]["files_sha256"]) == 64
     assert "0.9" in card["threshold_rule"] and cal["command"].startswith("chestx calibrate")
     assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
-    assert cal["after"]["ece"] <= cal["before"]["ece"] + 1e-9 or cal["temperature"] == 1.0
     for name in ("model.keras", "model.tflite", "manifest.csv"):
         assert (out / name).read_bytes() == (source / name).read_bytes()
 
     # the threshold rule, re-checked from the raw model: T applied, then the rule on the set
-    raw = Predictor(source, temperature=1.0)
+    raw = Predictor(source, temperature=1.0, bias=0.0)
     calibrated = Predictor(out)
     files = sorted(site_dir.rglob("*.jpeg"))
     y = np.array([f.parent.name == "PNEUMONIA" for f in files], int)
@@ -84,6 +85,13 @@ def test_calibrate_end_to_end(capsys, tmp_path, site_dir):
     p_raw = raw.predict_batch(batch)
     p_cal = calibrated.predict_batch(batch)
     assert np.allclose(p_cal, apply_temperature(p_raw, card["temperature"]), atol=1e-6)
+    assert card["logit_bias"] == 0.0
+
+    def nll(p):
+        p = np.clip(p.astype(float), 1e-7, 1 - 1e-7)
+        return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    assert nll(p_cal) <= nll(p_raw) + 1e-6  # maximum likelihood: never worse than T = 1
     assert card["threshold"] == pytest.approx(choose_threshold(y, p_cal, 0.9))
     assert binary_metrics(y, p_cal, card["threshold"])["sensitivity"] >= 0.9
     # same decisions whichever side of the temperature one reads them on (Grad-CAM does)

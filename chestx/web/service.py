@@ -174,6 +174,7 @@ class ModelService:
         p = self.require_ready()
         return {"name": p.name, "version": p.version, "runtime": p.runtime,
                 "threshold": p.threshold, "temperature": p.temperature,
+                "logit_bias": p.logit_bias,
                 "image_size": p.image_size}
 
     def gate_info(self) -> dict:
