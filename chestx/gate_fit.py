@@ -253,7 +253,7 @@ def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: i
         "detector": {"pca_components": PCA_COMPONENTS, "hidden": HIDDEN, "classes": CLASSES,
                      "train_accuracy": round(train_acc, 4)},
         "fitted": {
-            "data": str(data), "fit_xrays": len(fit_xrays), "calibration_xrays": len(calib_xrays),
+            "data": Path(data).resolve().name, "fit_xrays": len(fit_xrays), "calibration_xrays": len(calib_xrays),
             "xray_split": "manifest train (fit) / val (calibration)"
             if (model_dir / MANIFEST).is_file() else "folder 80/20 (seeded)",
             "augmented_copies": augment_copies, "rotated": len(rotated),
