@@ -70,18 +70,30 @@ def main() -> None:
         keras.utils.set_random_seed(0)
         return compile_model(build_model(arch, size, **options))
 
-    pipeline = dataset(records, image_size=size, intensity=intensity,
-                       batch_size=args.batch_size, training=True, augment=aug)
+    pipeline = dataset(
+        records,
+        image_size=size,
+        intensity=intensity,
+        batch_size=args.batch_size,
+        training=True,
+        augment=aug,
+    )
     t_pipeline = epoch_seconds(fresh, pipeline, args.epochs)
 
-    x = np.stack([img for img, _ in dataset(records, image_size=size, intensity=intensity,
-                                            batch_size=1).unbatch().as_numpy_iterator()])
+    x = np.stack(
+        [
+            img
+            for img, _ in dataset(records, image_size=size, intensity=intensity, batch_size=1)
+            .unbatch()
+            .as_numpy_iterator()
+        ]
+    )
     y = np.array([r.label for r in records], np.float32)[: len(x)]
-    memory = array_dataset(x.astype(np.uint8), y, batch_size=args.batch_size, training=True,
-                           augment=aug)
+    memory = array_dataset(
+        x.astype(np.uint8), y, batch_size=args.batch_size, training=True, augment=aug
+    )
     t_memory = epoch_seconds(fresh, memory, args.epochs)
-    memory_noaug = array_dataset(x.astype(np.uint8), y, batch_size=args.batch_size,
-                                 training=True)
+    memory_noaug = array_dataset(x.astype(np.uint8), y, batch_size=args.batch_size, training=True)
     t_noaug = epoch_seconds(fresh, memory_noaug, args.epochs)
 
     one = x[:1].astype(np.float32)
@@ -100,20 +112,30 @@ def main() -> None:
     batched = reps * len(batch) / (time.perf_counter() - t)
 
     n = len(records)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"TensorFlow {tf.__version__}, model {predictor.name} {predictor.version} "
-          f"({size}x{size}, {arch})")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"TensorFlow {tf.__version__}, model {predictor.name} {predictor.version} "
+        f"({size}x{size}, {arch})"
+    )
     print()
     print("| measure | value |")
     print("|---|---|")
-    print(f"| training, tf.data pipeline (decode+cache+augment), s/epoch of {n} images | "
-          f"{t_pipeline:.1f} ({n / t_pipeline:.0f} images/s) |")
-    print(f"| training, same images in memory + augment, s/epoch | "
-          f"{t_memory:.1f} ({n / t_memory:.0f} images/s) |")
-    print(f"| training, in memory, no augmentation, s/epoch | "
-          f"{t_noaug:.1f} ({n / t_noaug:.0f} images/s) |")
-    print(f"| inference, 1 image (tf.function), p50 / p95 ms | "
-          f"{np.percentile(lat, 50):.1f} / {np.percentile(lat, 95):.1f} |")
+    print(
+        f"| training, tf.data pipeline (decode+cache+augment), s/epoch of {n} images | "
+        f"{t_pipeline:.1f} ({n / t_pipeline:.0f} images/s) |"
+    )
+    print(
+        f"| training, same images in memory + augment, s/epoch | "
+        f"{t_memory:.1f} ({n / t_memory:.0f} images/s) |"
+    )
+    print(
+        f"| training, in memory, no augmentation, s/epoch | "
+        f"{t_noaug:.1f} ({n / t_noaug:.0f} images/s) |"
+    )
+    print(
+        f"| inference, 1 image (tf.function), p50 / p95 ms | "
+        f"{np.percentile(lat, 50):.1f} / {np.percentile(lat, 95):.1f} |"
+    )
     print(f"| inference, batches of 32, images/s | {batched:.0f} |")
 
 

@@ -50,9 +50,18 @@ def _encode(gray: np.ndarray) -> bytes:
 
 def hard_cases(xrays: list[bytes], rng: np.random.Generator) -> dict[str, list[bytes]]:
     """Variants of real X-rays whose right answer is debatable: measured, not targeted."""
-    out: dict[str, list[bytes]] = {k: [] for k in (
-        "mirrored (accept)", "tilted 10 deg (accept)", "tilted 30 deg", "central 50 % crop",
-        "one half (lateral-like)", "top third", "sepia-tinted")}
+    out: dict[str, list[bytes]] = {
+        k: []
+        for k in (
+            "mirrored (accept)",
+            "tilted 10 deg (accept)",
+            "tilted 30 deg",
+            "central 50 % crop",
+            "one half (lateral-like)",
+            "top third",
+            "sepia-tinted",
+        )
+    }
     for data in xrays:
         g = imaging.decode_gray(data)
         h, w = g.shape
@@ -60,8 +69,8 @@ def hard_cases(xrays: list[bytes], rng: np.random.Generator) -> dict[str, list[b
         for key, angle in (("tilted 10 deg (accept)", 10), ("tilted 30 deg", 30)):
             m = cv2.getRotationMatrix2D((w / 2, h / 2), angle * rng.choice([-1, 1]), 1.0)
             out[key].append(_encode(cv2.warpAffine(g, m, (w, h))))
-        out["central 50 % crop"].append(_encode(g[h // 4:3 * h // 4, w // 4:3 * w // 4]))
-        half = g[:, : w // 2] if rng.random() < 0.5 else g[:, w // 2:]
+        out["central 50 % crop"].append(_encode(g[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]))
+        half = g[:, : w // 2] if rng.random() < 0.5 else g[:, w // 2 :]
         out["one half (lateral-like)"].append(_encode(half))
         out["top third"].append(_encode(g[: h // 3]))
         tint = np.stack([g * 0.75, g * 0.9, g.astype(np.float32)], axis=2)
@@ -84,8 +93,10 @@ def cost(gate: Gate, items: list[bytes], repeats: int = 3) -> dict:
             plain.append(t1 - t)
             colour.append(t2 - t1)
             verdict.append(t3 - t2)
-    p50 = {k: float(np.median(v) * 1e3) for k, v in
-           (("decode_gray", plain), ("decode_with_colour", colour), ("verdict", verdict))}
+    p50 = {
+        k: float(np.median(v) * 1e3)
+        for k, v in (("decode_gray", plain), ("decode_with_colour", colour), ("verdict", verdict))
+    }
     p50["added"] = p50["decode_with_colour"] - p50["decode_gray"] + p50["verdict"]
     return p50
 
@@ -109,9 +120,15 @@ def main(argv=None) -> int:
     external = [r.path.read_bytes() for r in find_data(args.external)["all"]]
     real = {"internal test split": internal, "external-dev": external}
     cpu = platform.processor() or platform.machine()
-    results = {"machine": f"{os.cpu_count()} CPU cores, {cpu}",
-               "model": str(model), "gate": gate.spec.get("version"),
-               "thresholds": gate.thresholds, "real": {}, "negatives": {}, "hard": {}}
+    results = {
+        "machine": f"{os.cpu_count()} CPU cores, {cpu}",
+        "model": str(model),
+        "gate": gate.spec.get("version"),
+        "thresholds": gate.thresholds,
+        "real": {},
+        "negatives": {},
+        "hard": {},
+    }
     print(f"# gate {gate.spec.get('version')} of {model}; thresholds {gate.thresholds}")
     print("\n| real X-rays | n | accepted | refused by |")
     print("|---|---|---|---|")
@@ -138,8 +155,7 @@ def main(argv=None) -> int:
             by[v.check] = by.get(v.check, 0) + 1
         total, refused_total = total + len(items), refused_total + refused
         results["negatives"][name] = {"n": len(items), "refused": refused, "decided_by": by}
-        print(f"| {name} | {len(items)} | {refused} ({100 * refused / len(items):.1f} %) "
-              f"| {by} |")
+        print(f"| {name} | {len(items)} | {refused} ({100 * refused / len(items):.1f} %) | {by} |")
     print(f"| **all** | {total} | {refused_total} ({100 * refused_total / total:.1f} %) | |")
 
     print("\n| not targeted (made from the internal test split) | n | accepted |")
@@ -152,15 +168,19 @@ def main(argv=None) -> int:
 
     results["cost_ms"] = cost(gate, internal[:200])
     c = results["cost_ms"]
-    print(f"\ncost per image (p50, {len(internal[:200])} X-rays x 3): decode_gray "
-          f"{c['decode_gray']:.2f} ms, decode with colour thumbnail {c['decode_with_colour']:.2f}"
-          f" ms, verdict {c['verdict']:.2f} ms -> the gate adds {c['added']:.2f} ms")
+    print(
+        f"\ncost per image (p50, {len(internal[:200])} X-rays x 3): decode_gray "
+        f"{c['decode_gray']:.2f} ms, decode with colour thumbnail {c['decode_with_colour']:.2f}"
+        f" ms, verdict {c['verdict']:.2f} ms -> the gate adds {c['added']:.2f} ms"
+    )
     checks = [
-        (f"accepts >= 99.5 % of {name}",
-         r["accepted"] >= 0.995 * r["n"]) for name, r in results["real"].items()
-    ] + [(f"refuses all {total} negatives", refused_total == total),
-         (f"negative set has >= 200 images ({total})", total >= 200),
-         (f"adds <= 3 ms per image ({c['added']:.2f})", c["added"] <= 3)]
+        (f"accepts >= 99.5 % of {name}", r["accepted"] >= 0.995 * r["n"])
+        for name, r in results["real"].items()
+    ] + [
+        (f"refuses all {total} negatives", refused_total == total),
+        (f"negative set has >= 200 images ({total})", total >= 200),
+        (f"adds <= 3 ms per image ({c['added']:.2f})", c["added"] <= 3),
+    ]
     print()
     for text, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'} {text}")

@@ -30,8 +30,10 @@ def main() -> None:
     from chestx.predict import Predictor
 
     records = find_data(args.data)["all"]
-    print("| model | val AUC | dev AUC | dev spec @ 95 % sens | dev ECE | dev sens / spec at "
-          "stored threshold | train min |")
+    print(
+        "| model | val AUC | dev AUC | dev spec @ 95 % sens | dev ECE | dev sens / spec at "
+        "stored threshold | train min |"
+    )
     print("|---|---|---|---|---|---|---|")
     for model in args.models:
         predictor = Predictor(model)
@@ -41,10 +43,12 @@ def main() -> None:
         card = predictor.card
         val = card.get("metrics", {}).get("val", {}).get("roc_auc", float("nan"))
         minutes = (card.get("training", {}).get("seconds") or 0) / 60
-        print(f"| {Path(model).name} | {val:.4f} | {stored['roc_auc']:.4f} | "
-              f"{at95['specificity']:.3f} | {stored['ece']:.3f} | "
-              f"{stored['sensitivity']:.3f} / {stored['specificity']:.3f} | {minutes:.0f} |",
-              flush=True)
+        print(
+            f"| {Path(model).name} | {val:.4f} | {stored['roc_auc']:.4f} | "
+            f"{at95['specificity']:.3f} | {stored['ece']:.3f} | "
+            f"{stored['sensitivity']:.3f} / {stored['specificity']:.3f} | {minutes:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

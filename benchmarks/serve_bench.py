@@ -54,8 +54,11 @@ def rss_mb(pid: int | None = None) -> dict:
 
     p = psutil.Process(pid)
     info = p.memory_full_info()
-    return {"rss": info.rss / 2**20, "pss": getattr(info, "pss", info.rss) / 2**20,
-            "uss": info.uss / 2**20}
+    return {
+        "rss": info.rss / 2**20,
+        "pss": getattr(info, "pss", info.rss) / 2**20,
+        "uss": info.uss / 2**20,
+    }
 
 
 def ensure_model(path: str | None, workdir: Path) -> Path:
@@ -64,8 +67,10 @@ def ensure_model(path: str | None, workdir: Path) -> Path:
     model_dir = config.model_dir(path)
     if (model_dir / "card.json").is_file():
         return model_dir
-    print(f"# no model at {model_dir}: building an untrained chestnet "
-          f"{config.DEFAULT_IMAGE_SIZE} px (same architecture and speed as the shipped one)")
+    print(
+        f"# no model at {model_dir}: building an untrained chestnet "
+        f"{config.DEFAULT_IMAGE_SIZE} px (same architecture and speed as the shipped one)"
+    )
     import keras
 
     from chestx.litert import export_litert
@@ -75,34 +80,46 @@ def ensure_model(path: str | None, workdir: Path) -> Path:
     keras.utils.set_random_seed(0)
     model = build_model("chestnet", config.DEFAULT_IMAGE_SIZE)
     out = workdir / "untrained-chestnet"
-    save_model(model, out, {"name": "chestnet-untrained", "version": "bench",
-                            "image_size": config.DEFAULT_IMAGE_SIZE,
-                            "intensity": config.DEFAULT_INTENSITY, "threshold": 0.5}, h5=False)
+    save_model(
+        model,
+        out,
+        {
+            "name": "chestnet-untrained",
+            "version": "bench",
+            "image_size": config.DEFAULT_IMAGE_SIZE,
+            "intensity": config.DEFAULT_INTENSITY,
+            "threshold": 0.5,
+        },
+        h5=False,
+    )
     export_litert(model, out)
     return out
 
 
 # -- in-process ----------------------------------------------------------------------------
-def in_process(model_dir: Path, runtime: str, files: list[bytes], batch: int,
-               repeats: int, gate: bool = True) -> dict:
+def in_process(
+    model_dir: Path, runtime: str, files: list[bytes], batch: int, repeats: int, gate: bool = True
+) -> dict:
     """Run in a child process so each runtime's memory is measured alone."""
     code = f"""
 import json, sys, time, numpy as np
-sys.path.insert(0, {str(REPO / 'benchmarks')!r})
+sys.path.insert(0, {str(REPO / "benchmarks")!r})
 from serve_bench import _in_process_child
 print(json.dumps(_in_process_child({str(model_dir)!r}, {runtime!r}, {batch}, {repeats},
                                    {gate!r})))
 """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _in_process_child(model_dir: str, runtime: str, batch: int, repeats: int,
-                      gate: bool = True) -> dict:
+def _in_process_child(
+    model_dir: str, runtime: str, batch: int, repeats: int, gate: bool = True
+) -> dict:
     from chestx.predict import Predictor
 
     files = [p.read_bytes() for p in sorted(XRAYS.glob("*/*.jpeg"))]
@@ -130,28 +147,37 @@ def _in_process_child(model_dir: str, runtime: str, batch: int, repeats: int,
     for _ in range(TRIALS):  # best of TRIALS: the least disturbed run
         t = time.perf_counter()
         for start in range(0, len(stream), batch):
-            chunk = stream[start:start + batch]
+            chunk = stream[start : start + batch]
             predictor.predict_batch(np.stack([predictor.prepare(d) for d in chunk]))
         batched.append(len(stream) / (time.perf_counter() - t))
         t = time.perf_counter()
         for start in range(0, len(images), batch):
-            predictor.predict_batch(images[start:start + batch])
+            predictor.predict_batch(images[start : start + batch])
         model_batched.append(len(images) / (time.perf_counter() - t))
     batched, model_batched = max(batched), max(model_batched)
     gate_cost = _gate_cost(predictor, files, stream, batch, repeats) if predictor.gating else None
-    return {"runtime": runtime, "gate": predictor.gate_info["status"], "load_s": load_s,
-            "gate_cost": gate_cost,
-            "single_p50_ms": percentile(single, 50), "single_p95_ms": percentile(single, 95),
-            "model_single_p50_ms": percentile(model_single, 50),
-            "batched_ips": batched, "model_batched_ips": model_batched,
-            "memory_mb": rss_mb(), "batch": batch}
+    return {
+        "runtime": runtime,
+        "gate": predictor.gate_info["status"],
+        "load_s": load_s,
+        "gate_cost": gate_cost,
+        "single_p50_ms": percentile(single, 50),
+        "single_p95_ms": percentile(single, 95),
+        "model_single_p50_ms": percentile(model_single, 50),
+        "batched_ips": batched,
+        "model_batched_ips": model_batched,
+        "memory_mb": rss_mb(),
+        "batch": batch,
+    }
 
 
-def _gate_cost(predictor, files: list[bytes], stream: list[bytes], batch: int,
-               repeats: int) -> dict:
+def _gate_cost(
+    predictor, files: list[bytes], stream: list[bytes], batch: int, repeats: int
+) -> dict:
     """The gate's cost, measured with the gate on and off *interleaved* in one process, so both
     sides see the same load from whatever else runs on the machine: single-image latency
     (median of paired differences) and batched images/s (best of TRIALS each)."""
+
     def single() -> float:
         t = time.perf_counter()
         predictor.predict_bytes(data)
@@ -173,13 +199,17 @@ def _gate_cost(predictor, files: list[bytes], stream: list[bytes], batch: int,
             predictor.gate_enabled = enabled
             t = time.perf_counter()
             for start in range(0, len(stream), batch):
-                chunk = stream[start:start + batch]
+                chunk = stream[start : start + batch]
                 predictor.predict_batch(np.stack([predictor.prepare(d) for d in chunk]))
             rates[enabled].append(len(stream) / (time.perf_counter() - t))
     predictor.gate_enabled = True
-    return {"single_on_p50_ms": percentile(on_ms, 50), "single_off_p50_ms": percentile(off_ms, 50),
-            "single_added_ms": percentile(diffs, 50),
-            "batched_on_ips": max(rates[True]), "batched_off_ips": max(rates[False])}
+    return {
+        "single_on_p50_ms": percentile(on_ms, 50),
+        "single_off_p50_ms": percentile(off_ms, 50),
+        "single_added_ms": percentile(diffs, 50),
+        "batched_on_ips": max(rates[True]),
+        "batched_off_ips": max(rates[False]),
+    }
 
 
 # -- over HTTP -----------------------------------------------------------------------------
@@ -191,26 +221,51 @@ def free_port() -> int:
 
 def multipart(data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
-            f"filename=\"x.jpeg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode() + data + \
-        f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+            f'filename="x.jpeg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
 class Server:
-    def __init__(self, model_dir: Path, runtime: str, workers: int, threads: int, batch: int,
-                 log: Path, gate: bool = True):
+    def __init__(
+        self,
+        model_dir: Path,
+        runtime: str,
+        workers: int,
+        threads: int,
+        batch: int,
+        log: Path,
+        gate: bool = True,
+    ):
         self.port = free_port()
-        env = {**os.environ, "CHESTX_MODEL_DIR": str(model_dir), "CHESTX_RUNTIME": runtime,
-               "CHESTX_GATE": "on" if gate else "off",
-               "CHESTX_WORKERS": str(workers), "CHESTX_THREADS": str(threads),
-               "CHESTX_BATCH_SIZE": str(batch), "CHESTX_BIND": f"127.0.0.1:{self.port}",
-               "CHESTX_ACCESS_LOG": "0", "CHESTX_MAX_REQUESTS": "0"}
+        env = {
+            **os.environ,
+            "CHESTX_MODEL_DIR": str(model_dir),
+            "CHESTX_RUNTIME": runtime,
+            "CHESTX_GATE": "on" if gate else "off",
+            "CHESTX_WORKERS": str(workers),
+            "CHESTX_THREADS": str(threads),
+            "CHESTX_BATCH_SIZE": str(batch),
+            "CHESTX_BIND": f"127.0.0.1:{self.port}",
+            "CHESTX_ACCESS_LOG": "0",
+            "CHESTX_MAX_REQUESTS": "0",
+        }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.log = open(log, "wb")
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "chestx", "serve"], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chestx", "serve"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
 
     def wait_ready(self, timeout=120.0) -> float:
         while time.monotonic() - self.t0 < timeout:
@@ -297,15 +352,37 @@ def load(port: int, bodies: list[tuple[bytes, str]], concurrency: int, requests:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
-    return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors),
-            "rps": len(latencies) / elapsed, "p50_ms": percentile(latencies, 50),
-            "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99)}
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+    }
 
 
-def over_http(model_dir: Path, runtime: str, workers: int, threads: int, batch: int,
-              files: list[bytes], scale: float, logdir: Path, gate: bool = True) -> dict:
-    server = Server(model_dir, runtime, workers, threads, batch,
-                    logdir / f"server-{runtime}-{workers}w-gate{int(gate)}.log", gate)
+def over_http(
+    model_dir: Path,
+    runtime: str,
+    workers: int,
+    threads: int,
+    batch: int,
+    files: list[bytes],
+    scale: float,
+    logdir: Path,
+    gate: bool = True,
+) -> dict:
+    server = Server(
+        model_dir,
+        runtime,
+        workers,
+        threads,
+        batch,
+        logdir / f"server-{runtime}-{workers}w-gate{int(gate)}.log",
+        gate,
+    )
     try:
         ready = server.wait_ready()
         server.workers_ready(workers)
@@ -313,12 +390,20 @@ def over_http(model_dir: Path, runtime: str, workers: int, threads: int, batch: 
         load(server.port, bodies, 4, 40)  # warm every worker's threads and batch shapes
         levels = []
         for concurrency, n in ((1, 100), (8, 240), (32, 480)):
-            trials = [load(server.port, bodies, concurrency, max(concurrency, int(n * scale)))
-                      for _ in range(2)]
+            trials = [
+                load(server.port, bodies, concurrency, max(concurrency, int(n * scale)))
+                for _ in range(2)
+            ]
             levels.append(max(trials, key=lambda t: t["rps"]))
         memory = server.memory()
-        return {"runtime": runtime, "workers": workers, "threads": threads, "ready_s": ready,
-                "levels": levels, "memory_mb": memory}
+        return {
+            "runtime": runtime,
+            "workers": workers,
+            "threads": threads,
+            "ready_s": ready,
+            "levels": levels,
+            "memory_mb": memory,
+        }
     finally:
         server.stop()
 
@@ -335,32 +420,42 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB "
-            f"RAM, no GPU, {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}, load average at start "
-            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB "
+        f"RAM, no GPU, {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}, load average at start "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
 
 
 def report(results: dict) -> str:
     lines = [f"Machine: {results['machine']}", f"Model: {results['model']}", ""]
-    lines.append("| runtime | in-process single p50 (model only) | in-process batched img/s "
-                 "(model only) | ready | c | req/s | p50 | p95 | p99 | RSS/worker (PSS) | "
-                 "master RSS |")
+    lines.append(
+        "| runtime | in-process single p50 (model only) | in-process batched img/s "
+        "(model only) | ready | c | req/s | p50 | p95 | p99 | RSS/worker (PSS) | "
+        "master RSS |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for rt, r in results["runtimes"].items():
         ip, h = r["in_process"], r["http"]
         workers = h["memory_mb"]["workers"]
         rss = " / ".join(f"{w['rss']:.0f} ({w['pss']:.0f})" for w in workers)
-        head = [f"{rt} ({h['workers']} w, gate {ip['gate']})",
-                f"{ip['single_p50_ms']:.1f} ms ({ip['model_single_p50_ms']:.1f})",
-                f"{ip['batched_ips']:.0f} ({ip['model_batched_ips']:.0f})",
-                f"{h['ready_s']:.1f} s"]
+        head = [
+            f"{rt} ({h['workers']} w, gate {ip['gate']})",
+            f"{ip['single_p50_ms']:.1f} ms ({ip['model_single_p50_ms']:.1f})",
+            f"{ip['batched_ips']:.0f} ({ip['model_batched_ips']:.0f})",
+            f"{h['ready_s']:.1f} s",
+        ]
         tail = [rss + " MB", f"{h['memory_mb']['master']['rss']:.0f} MB"]
         for i, lv in enumerate(h["levels"]):
             cells = head if i == 0 else [""] * len(head)
-            cells = cells + [str(lv["concurrency"]), f"{lv['rps']:.1f}",
-                             f"{lv['p50_ms']:.1f} ms", f"{lv['p95_ms']:.1f} ms",
-                             f"{lv['p99_ms']:.1f} ms"]
+            cells = cells + [
+                str(lv["concurrency"]),
+                f"{lv['rps']:.1f}",
+                f"{lv['p50_ms']:.1f} ms",
+                f"{lv['p95_ms']:.1f} ms",
+                f"{lv['p99_ms']:.1f} ms",
+            ]
             cells += tail if i == 0 else [""] * len(tail)
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -369,34 +464,51 @@ def report(results: dict) -> str:
         c1 = h["levels"][0]
         c32 = h["levels"][-1]
         checks = [
-            (f"c32 throughput {c32['rps']:.1f} >= 0.8 x in-process {ip['batched_ips']:.1f} "
-             f"= {0.8 * ip['batched_ips']:.1f}", c32["rps"] >= 0.8 * ip["batched_ips"]),
-            (f"c1 p50 {c1['p50_ms']:.1f} ms <= single {ip['single_p50_ms']:.1f} + 15 ms",
-             c1["p50_ms"] <= ip["single_p50_ms"] + 15),
+            (
+                f"c32 throughput {c32['rps']:.1f} >= 0.8 x in-process {ip['batched_ips']:.1f} "
+                f"= {0.8 * ip['batched_ips']:.1f}",
+                c32["rps"] >= 0.8 * ip["batched_ips"],
+            ),
+            (
+                f"c1 p50 {c1['p50_ms']:.1f} ms <= single {ip['single_p50_ms']:.1f} + 15 ms",
+                c1["p50_ms"] <= ip["single_p50_ms"] + 15,
+            ),
             (f"ready in {h['ready_s']:.1f} s <= 15 s", h["ready_s"] <= 15),
-            (f"no failed requests ({sum(lv['errors'] for lv in h['levels'])})",
-             not any(lv["errors"] for lv in h["levels"])),
+            (
+                f"no failed requests ({sum(lv['errors'] for lv in h['levels'])})",
+                not any(lv["errors"] for lv in h["levels"]),
+            ),
         ]
         cost = ip.get("gate_cost")
         if cost:
             ratio = cost["batched_on_ips"] / cost["batched_off_ips"]
             checks += [
-                (f"gate adds {cost['single_added_ms']:.2f} ms per image (in-process, gate on/off "
-                 f"interleaved: single p50 {cost['single_on_p50_ms']:.1f} vs "
-                 f"{cost['single_off_p50_ms']:.1f} ms) <= 3 ms", cost["single_added_ms"] <= 3),
-                (f"gate keeps {ratio:.3f} of batched throughput (in-process, interleaved: "
-                 f"{cost['batched_on_ips']:.1f} vs {cost['batched_off_ips']:.1f} img/s) >= 0.9",
-                 ratio >= 0.9),
+                (
+                    f"gate adds {cost['single_added_ms']:.2f} ms per image (in-process, gate on/off "
+                    f"interleaved: single p50 {cost['single_on_p50_ms']:.1f} vs "
+                    f"{cost['single_off_p50_ms']:.1f} ms) <= 3 ms",
+                    cost["single_added_ms"] <= 3,
+                ),
+                (
+                    f"gate keeps {ratio:.3f} of batched throughput (in-process, interleaved: "
+                    f"{cost['batched_on_ips']:.1f} vs {cost['batched_off_ips']:.1f} img/s) >= 0.9",
+                    ratio >= 0.9,
+                ),
             ]
         off = results["runtimes"].get(f"{rt}, gate off") if not rt.endswith("gate off") else None
         if off and ip["gate"] == "on":
             added = ip["single_p50_ms"] - off["in_process"]["single_p50_ms"]
             c32_off = off["http"]["levels"][-1]["rps"]
             checks += [
-                (f"gate adds {added:.2f} ms <= 3 ms (in-process single p50, separate runs)",
-                 added <= 3),
-                (f"gate c32 HTTP throughput {c32['rps']:.1f} >= 0.9 x gate-off {c32_off:.1f} "
-                 f"= {0.9 * c32_off:.1f}", c32["rps"] >= 0.9 * c32_off),
+                (
+                    f"gate adds {added:.2f} ms <= 3 ms (in-process single p50, separate runs)",
+                    added <= 3,
+                ),
+                (
+                    f"gate c32 HTTP throughput {c32['rps']:.1f} >= 0.9 x gate-off {c32_off:.1f} "
+                    f"= {0.9 * c32_off:.1f}",
+                    c32["rps"] >= 0.9 * c32_off,
+                ),
             ]
         for text, ok in checks:
             lines.append(f"{rt}: {'PASS' if ok else 'FAIL'} {text}")
@@ -406,15 +518,23 @@ def report(results: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model directory (default: shipped)")
-    parser.add_argument("--runtimes", nargs="+", default=["tensorflow", "litert"],
-                        choices=["tensorflow", "litert"])
-    parser.add_argument("--gate", nargs="+", default=["on", "off"], choices=["on", "off"],
-                        help="run with the input gate on, off, or both (CHESTX_GATE)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="Gunicorn workers (default: CHESTX_WORKERS or 2)")
+    parser.add_argument(
+        "--runtimes", nargs="+", default=["tensorflow", "litert"], choices=["tensorflow", "litert"]
+    )
+    parser.add_argument(
+        "--gate",
+        nargs="+",
+        default=["on", "off"],
+        choices=["on", "off"],
+        help="run with the input gate on, off, or both (CHESTX_GATE)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="Gunicorn workers (default: CHESTX_WORKERS or 2)"
+    )
     parser.add_argument("--threads", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=16, help="micro-batch size (server) and "
-                        "in-process batch size")
+    parser.add_argument(
+        "--batch", type=int, default=16, help="micro-batch size (server) and in-process batch size"
+    )
     parser.add_argument("--repeats", type=int, default=60, help="single-image repetitions")
     parser.add_argument("--scale", type=float, default=1.0, help="scale the request counts")
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -425,10 +545,12 @@ def main(argv=None) -> int:
     model_dir = ensure_model(args.model, work)
     card = json.loads((model_dir / "card.json").read_text())
     files = [p.read_bytes() for p in sorted(XRAYS.glob("*/*.jpeg"))]
-    results = {"machine": machine(),
-               "model": f"{card.get('name')} {card.get('version')} "
-                        f"({card['image_size']} px) from {model_dir}",
-               "runtimes": {}}
+    results = {
+        "machine": machine(),
+        "model": f"{card.get('name')} {card.get('version')} "
+        f"({card['image_size']} px) from {model_dir}",
+        "runtimes": {},
+    }
     for runtime in args.runtimes:
         if runtime == "litert" and not (model_dir / "model.tflite").is_file():
             print(f"# skipping litert: {model_dir} has no model.tflite")
@@ -438,8 +560,17 @@ def main(argv=None) -> int:
             print(f"# {key}: in-process ...", flush=True)
             ip = in_process(model_dir, runtime, files, args.batch, args.repeats, gate == "on")
             print(f"# {key}: over HTTP with {workers} worker(s) ...", flush=True)
-            h = over_http(model_dir, runtime, workers, args.threads, args.batch, files,
-                          args.scale, work, gate == "on")
+            h = over_http(
+                model_dir,
+                runtime,
+                workers,
+                args.threads,
+                args.batch,
+                files,
+                args.scale,
+                work,
+                gate == "on",
+            )
             results["runtimes"][key] = {"in_process": ip, "http": h}
     text = report(results)
     print(text)

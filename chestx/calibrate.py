@@ -90,16 +90,19 @@ def fit_temperature(y_true, prob, *, bias: bool = False) -> tuple[float, float]:
         # log(1 + e^-s) for y=1, log(1 + e^s) for y=0, computed stably
         return float(np.mean(np.logaddexp(0.0, -s) * y + np.logaddexp(0.0, s) * (1 - y)))
 
-    res = minimize(nll, x0=np.zeros(2), method="L-BFGS-B",
-                   bounds=[(np.log(0.05), np.log(20.0)), (-10.0, 10.0)])
+    res = minimize(
+        nll, x0=np.zeros(2), method="L-BFGS-B", bounds=[(np.log(0.05), np.log(20.0)), (-10.0, 10.0)]
+    )
     return float(np.exp(res.x[0])), float(res.x[1]) if bias else 0.0
 
 
 def file_list_sha256(root: Path, paths: list[Path]) -> str:
     """SHA-256 of the sorted lines ``<path relative to root>  <SHA-256 of its bytes>``: names
     the exact calibration set without copying it."""
-    lines = sorted(f"{p.relative_to(root).as_posix()}  {hashlib.sha256(p.read_bytes()).hexdigest()}"
-                   for p in paths)
+    lines = sorted(
+        f"{p.relative_to(root).as_posix()}  {hashlib.sha256(p.read_bytes()).hexdigest()}"
+        for p in paths
+    )
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -110,9 +113,17 @@ def _check_out(src: Path, out: Path) -> None:
         raise DataError(f"--out {out} already exists and is not empty")
 
 
-def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
-              min_sensitivity: float | None = None, internal_data: str | Path | None = None,
-              bias: bool = False, batch_size: int = 64, command: str | None = None) -> dict:
+def calibrate(
+    model: str | Path | None,
+    data: str | Path,
+    out: str | Path,
+    *,
+    min_sensitivity: float | None = None,
+    internal_data: str | Path | None = None,
+    bias: bool = False,
+    batch_size: int = 64,
+    command: str | None = None,
+) -> dict:
     """Fit ``T`` and the threshold on the labelled folder ``data``; write model ``out``."""
     from chestx.evaluate import score
     from chestx.predict import Predictor
@@ -128,10 +139,15 @@ def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
     records = found["all"]
     counts = [sum(r.label == c for r in records) for c in (0, 1)]
     if min(counts) < MIN_PER_CLASS:
-        raise DataError(f"{data} has {counts[0]} NORMAL and {counts[1]} PNEUMONIA X-rays; "
-                        f"calibration needs at least {MIN_PER_CLASS} of each")
-    rule_sens = float(min_sensitivity if min_sensitivity is not None
-                      else card.get("min_sensitivity", config.DEFAULT_MIN_SENSITIVITY))
+        raise DataError(
+            f"{data} has {counts[0]} NORMAL and {counts[1]} PNEUMONIA X-rays; "
+            f"calibration needs at least {MIN_PER_CLASS} of each"
+        )
+    rule_sens = float(
+        min_sensitivity
+        if min_sensitivity is not None
+        else card.get("min_sensitivity", config.DEFAULT_MIN_SENSITIVITY)
+    )
 
     raw = Predictor(src, temperature=1.0, bias=0.0)
     y, p_raw, skipped = score(raw, records, batch_size)
@@ -142,37 +158,70 @@ def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
     p_new = new_cal.apply(p_raw)
     threshold = choose_threshold(y, p_new, rule_sens)
     after = binary_metrics(y, p_new, threshold)
-    log.info("temperature %.3f, logit bias %.3f (were %.3f, %.3f); threshold %.3f (was %.3f); "
-             "ECE %.3f -> %.3f", temperature, new_cal.bias, old.temperature, old.bias,
-             threshold, card["threshold"], before["ece"], after["ece"])
+    log.info(
+        "temperature %.3f, logit bias %.3f (were %.3f, %.3f); threshold %.3f (was %.3f); "
+        "ECE %.3f -> %.3f",
+        temperature,
+        new_cal.bias,
+        old.temperature,
+        old.bias,
+        threshold,
+        card["threshold"],
+        before["ece"],
+        after["ece"],
+    )
 
     read = [r.path for r in records if str(r.path) not in skipped.failures]
-    calib_set = {"name": data.name, "n": int(len(y)), "n_normal": int((y == 0).sum()),
-                 "n_pneumonia": int((y == 1).sum()), "skipped": len(skipped),
-                 "files_sha256": file_list_sha256(data, read),
-                 "files_sha256_of": "sorted lines '<relative path>  <sha256 of file>'"}
-    rule = (f"highest threshold keeping sensitivity >= {rule_sens} on the calibration set "
-            f"'{data.name}' (screening favours sensitivity)")
-    new = {**card, modeldir.STATUS: modeldir.COMPLETE, "temperature": temperature,
-           "logit_bias": new_cal.bias, "threshold": threshold, "threshold_rule": rule,
-           "min_sensitivity": rule_sens}
+    calib_set = {
+        "name": data.name,
+        "n": int(len(y)),
+        "n_normal": int((y == 0).sum()),
+        "n_pneumonia": int((y == 1).sum()),
+        "skipped": len(skipped),
+        "files_sha256": file_list_sha256(data, read),
+        "files_sha256_of": "sorted lines '<relative path>  <sha256 of file>'",
+    }
+    rule = (
+        f"highest threshold keeping sensitivity >= {rule_sens} on the calibration set "
+        f"'{data.name}' (screening favours sensitivity)"
+    )
+    new = {
+        **card,
+        modeldir.STATUS: modeldir.COMPLETE,
+        "temperature": temperature,
+        "logit_bias": new_cal.bias,
+        "threshold": threshold,
+        "threshold_rule": rule,
+        "min_sensitivity": rule_sens,
+    }
     new["calibration"] = {
-        "method": ("temperature and logit bias (Platt scaling), maximum likelihood" if bias
-                   else "temperature scaling (one scalar on the logit), maximum likelihood"),
-        "temperature": temperature, "logit_bias": new_cal.bias,
-        "previous_temperature": old.temperature, "previous_logit_bias": old.bias,
-        "previous_threshold": float(card["threshold"]), "rule": rule, "set": calib_set,
-        "before": before, "after": after, "reliability_diagram": RELIABILITY_PNG,
-        "source_model": card.get("version"), "command": command,
+        "method": (
+            "temperature and logit bias (Platt scaling), maximum likelihood"
+            if bias
+            else "temperature scaling (one scalar on the logit), maximum likelihood"
+        ),
+        "temperature": temperature,
+        "logit_bias": new_cal.bias,
+        "previous_temperature": old.temperature,
+        "previous_logit_bias": old.bias,
+        "previous_threshold": float(card["threshold"]),
+        "rule": rule,
+        "set": calib_set,
+        "before": before,
+        "after": after,
+        "reliability_diagram": RELIABILITY_PNG,
+        "source_model": card.get("version"),
+        "command": command,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     metrics = dict(card.get("metrics", {}))
     metrics[f"calibration:{data.name}"] = {
-        **after, "note": "the calibration set itself: T and the threshold were chosen on it, "
-                         "so these figures are flattered (used for selection, not a test)"}
+        **after,
+        "note": "the calibration set itself: T and the threshold were chosen on it, "
+        "so these figures are flattered (used for selection, not a test)",
+    }
     if internal_data is not None:
-        metrics.update(_internal_metrics(raw, src, internal_data, new_cal, threshold,
-                                         batch_size))
+        metrics.update(_internal_metrics(raw, src, internal_data, new_cal, threshold, batch_size))
     new["metrics"] = metrics
     new["version"] = f"{card.get('version', 'model')}-cal{dt.date.today():%Y%m%d}"
 
@@ -196,8 +245,9 @@ def calibrate(model: str | Path | None, data: str | Path, out: str | Path, *,
     return new
 
 
-def _internal_metrics(raw, src: Path, data, cal: Calibration, threshold: float,
-                      batch_size: int) -> dict:
+def _internal_metrics(
+    raw, src: Path, data, cal: Calibration, threshold: float, batch_size: int
+) -> dict:
     """The model's own validation and internal test split, re-scored under the calibration."""
     from chestx.evaluate import records_for, score
 
@@ -208,8 +258,9 @@ def _internal_metrics(raw, src: Path, data, cal: Calibration, threshold: float,
     return out
 
 
-def _reliability_png(y, p_before, p_after, path: Path, before: Calibration,
-                     after: Calibration) -> None:
+def _reliability_png(
+    y, p_before, p_after, path: Path, before: Calibration, after: Calibration
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,8 +272,7 @@ def _reliability_png(y, p_before, p_after, path: Path, before: Calibration,
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], ls=":", c="grey", label="perfect")
     for p, cal, when in ((p_before, before, "before"), (p_after, after, "after")):
-        label = (f"{when} (T={cal.temperature:.2f}, b={cal.bias:+.2f}, "
-                 f"ECE {ece(y, p):.3f})")
+        label = f"{when} (T={cal.temperature:.2f}, b={cal.bias:+.2f}, ECE {ece(y, p):.3f})"
         frac, mean = calibration_curve(y, p, n_bins=10, strategy="uniform")
         ax.plot(mean, frac, marker="o", label=label)
     ax.set_xlabel("predicted P(pneumonia)")
@@ -236,7 +286,14 @@ def _reliability_png(y, p_before, p_after, path: Path, before: Calibration,
 
 def calibrate_from_args(args) -> dict:
     command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
-    card = calibrate(args.model, args.data, args.out, min_sensitivity=args.min_sensitivity,
-                     internal_data=args.internal_data, bias=args.bias,
-                     batch_size=args.batch_size, command=command)
+    card = calibrate(
+        args.model,
+        args.data,
+        args.out,
+        min_sensitivity=args.min_sensitivity,
+        internal_data=args.internal_data,
+        bias=args.bias,
+        batch_size=args.batch_size,
+        command=command,
+    )
     return card

@@ -44,8 +44,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None:
-            log.warning("checkpoint: %s is not in the epoch's logs; nothing saved",
-                        self.monitor)
+            log.warning("checkpoint: %s is not in the epoch's logs; nothing saved", self.monitor)
             return
         value = float(value)
         if self._improved(value):

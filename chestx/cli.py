@@ -31,57 +31,117 @@ def _add_train(sub) -> None:
     p.add_argument("--data", required=True, help="NORMAL/ + PNEUMONIA/ folder, or a Kaggle root")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--arch", default=config.DEFAULT_ARCH, choices=config.ARCHITECTURES)
-    p.add_argument("--backbone", default="mobilenetv2", choices=config.BACKBONES,
-                   help="keras.applications backbone for --arch transfer")
-    p.add_argument("--weights", default=None,
-                   help="transfer weights: imagenet | none | PATH (default imagenet)")
-    p.add_argument("--fine-tune-layers", type=int, default=0,
-                   help="transfer: unfreeze this many top backbone layers for a second phase")
+    p.add_argument(
+        "--backbone",
+        default="mobilenetv2",
+        choices=config.BACKBONES,
+        help="keras.applications backbone for --arch transfer",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="transfer weights: imagenet | none | PATH (default imagenet)",
+    )
+    p.add_argument(
+        "--fine-tune-layers",
+        type=int,
+        default=0,
+        help="transfer: unfreeze this many top backbone layers for a second phase",
+    )
     p.add_argument("--fine-tune-epochs", type=int, default=0)
-    p.add_argument("--fine-tune-lr", type=float, default=None,
-                   help="learning rate of the fine-tuning phase (default: --lr / 10)")
+    p.add_argument(
+        "--fine-tune-lr",
+        type=float,
+        default=None,
+        help="learning rate of the fine-tuning phase (default: --lr / 10)",
+    )
     p.add_argument("--epochs", type=_positive_int, default=config.DEFAULT_EPOCHS)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default per arch)")
     p.add_argument("--image-size", type=_positive_int, default=config.DEFAULT_IMAGE_SIZE)
-    p.add_argument("--intensity", default=config.DEFAULT_INTENSITY,
-                   choices=config.INTENSITY_METHODS,
-                   help="intensity normalisation applied before the model, at train and serve time")
-    p.add_argument("--seed", type=int, default=42,
-                   help="seed of the weights, shuffling and augmentation (and of the split)")
-    p.add_argument("--split-seed", type=int, default=None,
-                   help="seed of the patient split alone (default: --seed); members of one "
-                        "ensemble share it")
+    p.add_argument(
+        "--intensity",
+        default=config.DEFAULT_INTENSITY,
+        choices=config.INTENSITY_METHODS,
+        help="intensity normalisation applied before the model, at train and serve time",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seed of the weights, shuffling and augmentation (and of the split)",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the patient split alone (default: --seed); members of one ensemble share it",
+    )
     p.add_argument("--label-smoothing", type=float, default=config.DEFAULT_LABEL_SMOOTHING)
-    p.add_argument("--weight-decay", type=float, default=config.DEFAULT_WEIGHT_DECAY,
-                   help="AdamW weight decay (0 = plain Adam)")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=config.DEFAULT_WEIGHT_DECAY,
+        help="AdamW weight decay (0 = plain Adam)",
+    )
     p.add_argument("--patience", type=int, default=6, help="EarlyStopping patience (epochs)")
-    p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY,
-                   help="threshold rule: highest-specificity threshold with at least this "
-                        "validation sensitivity")
-    p.add_argument("--limit", type=int, default=None,
-                   help="use at most this many images (quick runs and tests)")
+    p.add_argument(
+        "--min-sensitivity",
+        type=float,
+        default=config.DEFAULT_MIN_SENSITIVITY,
+        help="threshold rule: highest-specificity threshold with at least this "
+        "validation sensitivity",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="use at most this many images (quick runs and tests)",
+    )
     aug = p.add_argument_group("augmentation (Keras preprocessing layers; 0 switches one off)")
     defaults = config.DEFAULT_AUGMENTATION
     aug.add_argument("--rotation", type=float, default=defaults["rotation"], help="max degrees")
     aug.add_argument("--zoom", type=float, default=defaults["zoom"], help="max zoom fraction")
     aug.add_argument("--shift", type=float, default=defaults["shift"], help="max shift fraction")
-    aug.add_argument("--flip", action=argparse.BooleanOptionalAction, default=defaults["flip"],
-                     help="random horizontal flip")
-    aug.add_argument("--brightness", type=float, default=defaults["brightness"],
-                     help="max brightness change, fraction of 255")
-    aug.add_argument("--contrast", type=float, default=defaults["contrast"],
-                     help="max contrast factor change")
-    aug.add_argument("--gamma", type=float, default=defaults["gamma"],
-                     help="max gamma change: 0.3 means gamma in [1/1.3, 1.3]")
-    aug.add_argument("--blur", type=float, default=defaults["blur"],
-                     help="max Gaussian blur sigma, pixels")
-    aug.add_argument("--noise", type=float, default=defaults["noise"],
-                     help="Gaussian noise std, grey levels")
-    aug.add_argument("--crop", type=float, default=defaults["crop"],
-                     help="random tighter framing: zoom in by up to this fraction (aspect varies)")
-    aug.add_argument("--mixup", type=float, default=config.DEFAULT_MIXUP,
-                     help="mixup Beta(alpha, alpha) of training batches (0 = off)")
+    aug.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=defaults["flip"],
+        help="random horizontal flip",
+    )
+    aug.add_argument(
+        "--brightness",
+        type=float,
+        default=defaults["brightness"],
+        help="max brightness change, fraction of 255",
+    )
+    aug.add_argument(
+        "--contrast", type=float, default=defaults["contrast"], help="max contrast factor change"
+    )
+    aug.add_argument(
+        "--gamma",
+        type=float,
+        default=defaults["gamma"],
+        help="max gamma change: 0.3 means gamma in [1/1.3, 1.3]",
+    )
+    aug.add_argument(
+        "--blur", type=float, default=defaults["blur"], help="max Gaussian blur sigma, pixels"
+    )
+    aug.add_argument(
+        "--noise", type=float, default=defaults["noise"], help="Gaussian noise std, grey levels"
+    )
+    aug.add_argument(
+        "--crop",
+        type=float,
+        default=defaults["crop"],
+        help="random tighter framing: zoom in by up to this fraction (aspect varies)",
+    )
+    aug.add_argument(
+        "--mixup",
+        type=float,
+        default=config.DEFAULT_MIXUP,
+        help="mixup Beta(alpha, alpha) of training batches (0 = off)",
+    )
     aug.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.set_defaults(handler=_run_train)
 
@@ -97,14 +157,20 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="clinical metrics of a model on labelled X-rays")
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     p.add_argument("--data", required=True, help="NORMAL/ + PNEUMONIA/ folder, or a Kaggle root")
-    p.add_argument("--split", default=None,
-                   help="for a Kaggle root: which split to score (default test/ if present)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="for a Kaggle root: which split to score (default test/ if present)",
+    )
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
     p.add_argument("--plots", default=None, help="write PNG plots into this folder")
     p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--robustness", action="store_true",
-                   help="also score graded corruptions (gamma, contrast, blur, noise, JPEG, "
-                        "rotation, crop, zoom-out): ROC AUC and specificity per level")
+    p.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also score graded corruptions (gamma, contrast, blur, noise, JPEG, "
+        "rotation, crop, zoom-out): ROC AUC and specificity per level",
+    )
     p.set_defaults(handler=_run_evaluate)
 
 
@@ -118,22 +184,37 @@ def _run_evaluate(args) -> int:
 def _add_calibrate(sub) -> None:
     from chestx import config
 
-    p = sub.add_parser("calibrate", help="site calibration: temperature and threshold fitted on "
-                                         "a site's labelled X-rays, written as a new model")
+    p = sub.add_parser(
+        "calibrate",
+        help="site calibration: temperature and threshold fitted on "
+        "a site's labelled X-rays, written as a new model",
+    )
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-    p.add_argument("--data", required=True,
-                   help="NORMAL/ + PNEUMONIA/ folder of the site's labelled X-rays "
-                        "(at least 20 of each)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="NORMAL/ + PNEUMONIA/ folder of the site's labelled X-rays (at least 20 of each)",
+    )
     p.add_argument("--out", required=True, help="new model directory to write")
-    p.add_argument("--min-sensitivity", type=float, default=None,
-                   help="threshold rule: highest threshold keeping at least this sensitivity "
-                        f"on --data (default: the card's, else {config.DEFAULT_MIN_SENSITIVITY})")
-    p.add_argument("--internal-data", default=None,
-                   help="the folder the model was trained on: re-score its internal "
-                        "validation and test splits under the new calibration")
-    p.add_argument("--bias", action="store_true",
-                   help="also fit a logit offset (Platt scaling): for a site whose scores are "
-                        "all shifted one way, which one temperature cannot correct")
+    p.add_argument(
+        "--min-sensitivity",
+        type=float,
+        default=None,
+        help="threshold rule: highest threshold keeping at least this sensitivity "
+        f"on --data (default: the card's, else {config.DEFAULT_MIN_SENSITIVITY})",
+    )
+    p.add_argument(
+        "--internal-data",
+        default=None,
+        help="the folder the model was trained on: re-score its internal "
+        "validation and test splits under the new calibration",
+    )
+    p.add_argument(
+        "--bias",
+        action="store_true",
+        help="also fit a logit offset (Platt scaling): for a site whose scores are "
+        "all shifted one way, which one temperature cannot correct",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.set_defaults(handler=_run_calibrate)
 
@@ -149,15 +230,28 @@ def _add_ensemble(sub) -> None:
     from chestx import config
 
     p = sub.add_parser("ensemble", help="combine trained models (same split) into one model")
-    p.add_argument("--member", action="append", required=True, metavar="MODEL_DIR",
-                   help="a member's model directory (repeat)")
+    p.add_argument(
+        "--member",
+        action="append",
+        required=True,
+        metavar="MODEL_DIR",
+        help="a member's model directory (repeat)",
+    )
     p.add_argument("--data", required=True, help="the folder the members were trained on")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--flip", action="store_true",
-                   help="also average over the left-right mirrored X-ray (test-time augmentation)")
-    p.add_argument("--zoom-out", type=float, default=0.0, metavar="FRACTION",
-                   help="score the X-ray shrunk by FRACTION of its side on each side and padded "
-                        "black (a looser framing) instead of as given")
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="also average over the left-right mirrored X-ray (test-time augmentation)",
+    )
+    p.add_argument(
+        "--zoom-out",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="score the X-ray shrunk by FRACTION of its side on each side and padded "
+        "black (a looser framing) instead of as given",
+    )
     p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.set_defaults(handler=_run_ensemble)
@@ -188,14 +282,23 @@ def _add_gate(sub) -> None:
     p = sub.add_parser("gate", help="the input gate that refuses images that are not chest X-rays")
     gsub = p.add_subparsers(dest="gate_command", required=True, metavar="COMMAND")
     f = gsub.add_parser("fit", help="fit the gate on a training folder, into a model directory")
-    f.add_argument("--data", required=True,
-                   help="the training folder (NORMAL/ + PNEUMONIA/); never a test set")
+    f.add_argument(
+        "--data", required=True, help="the training folder (NORMAL/ + PNEUMONIA/); never a test set"
+    )
     f.add_argument("--model", required=True, help="model directory to write the gate into")
-    f.add_argument("--negatives", type=_positive_int, default=400,
-                   help="rendered or packaged negatives per family")
+    f.add_argument(
+        "--negatives",
+        type=_positive_int,
+        default=400,
+        help="rendered or packaged negatives per family",
+    )
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--limit", type=_positive_int, default=None,
-                   help="use at most this many training X-rays (quick runs and tests)")
+    f.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=None,
+        help="use at most this many training X-rays (quick runs and tests)",
+    )
     f.set_defaults(handler=_run_gate_fit)
     c = gsub.add_parser("copy", help="copy the gate of one model directory into another")
     c.add_argument("src", help="model directory with a gate")
@@ -222,8 +325,11 @@ def _add_data(sub) -> None:
     d = dsub.add_parser("download", help="download and unpack the Kaggle data set")
     d.add_argument("--dest", required=True, help="folder to unpack into")
     d.add_argument("--dataset", default="paultimothymooney/chest-xray-pneumonia")
-    d.add_argument("--archive", default=None,
-                   help="unpack this local zip instead of downloading (offline hosts)")
+    d.add_argument(
+        "--archive",
+        default=None,
+        help="unpack this local zip instead of downloading (offline hosts)",
+    )
     d.set_defaults(handler=_run_download)
 
 

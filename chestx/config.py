@@ -23,8 +23,16 @@ DEFAULT_MIN_SENSITIVITY = 0.95
 # The augmentation the shipped model was trained with: the tutorial's rotation, zoom and flip,
 # plus shift and the intensity changes a different scanner or exposure brings.
 DEFAULT_AUGMENTATION: dict[str, Any] = {
-    "rotation": 10.0, "zoom": 0.15, "shift": 0.08, "flip": True, "brightness": 0.15,
-    "contrast": 0.3, "gamma": 0.3, "blur": 1.0, "noise": 4.0, "crop": 0.0,
+    "rotation": 10.0,
+    "zoom": 0.15,
+    "shift": 0.08,
+    "flip": True,
+    "brightness": 0.15,
+    "contrast": 0.3,
+    "gamma": 0.3,
+    "blur": 1.0,
+    "noise": 4.0,
+    "crop": 0.0,
 }
 DEFAULT_MIXUP = 0.0
 DEFAULT_LABEL_SMOOTHING = 0.1

@@ -77,8 +77,11 @@ def find_data(root: str | Path) -> dict[str, list[Record]]:
         found = {"all": scan_folder(root)}
     else:
         nested = root / "chest_xray" if (root / "chest_xray" / "train").is_dir() else root
-        found = {s: scan_folder(nested / s, s) for s in ("train", "val", "test")
-                 if _class_folders(nested / s)}
+        found = {
+            s: scan_folder(nested / s, s)
+            for s in ("train", "val", "test")
+            if _class_folders(nested / s)
+        }
         if "train" not in found and found:
             found = {"all": [r for recs in found.values() for r in recs]}
     if not found or not any(found.values()):
@@ -107,8 +110,11 @@ def split_by_patient(
     out: dict[str, list[Record]] = {n: [] for n in names}
     rng = random.Random(seed)
     for label in (0, 1):
-        patients = sorted(p for p, rs in by_patient.items()
-                          if round(np.mean([r.label for r in rs]) + 1e-9) == label)
+        patients = sorted(
+            p
+            for p, rs in by_patient.items()
+            if round(np.mean([r.label for r in rs]) + 1e-9) == label
+        )
         rng.shuffle(patients)
         total = sum(len(by_patient[p]) for p in patients)
         bounds = np.cumsum([ratios[n] for n in names]) / sum(ratios.values()) * total
@@ -118,7 +124,8 @@ def split_by_patient(
             mid = done + len(by_patient[p]) / 2
             idx = min(int(np.searchsorted(bounds, mid, side="right")), len(names) - 1)
             out[names[idx]].extend(
-                Record(r.path, r.label, r.patient, names[idx]) for r in by_patient[p])
+                Record(r.path, r.label, r.patient, names[idx]) for r in by_patient[p]
+            )
             done += len(by_patient[p])
     return {n: sorted(rs, key=lambda r: str(r.path)) for n, rs in out.items()}
 
@@ -137,8 +144,14 @@ def make_splits(root: str | Path, seed: int = 42, limit: int | None = None):
 
 def split_counts(splits: dict[str, list[Record]]) -> dict[str, dict[str, int]]:
     """Images, pneumonia images and patients per split, as the model card reports them."""
-    return {s: {"n": len(r), "pneumonia": sum(x.label for x in r),
-                "patients": len({x.patient for x in r})} for s, r in splits.items()}
+    return {
+        s: {
+            "n": len(r),
+            "pneumonia": sum(x.label for x in r),
+            "patients": len({x.patient for x in r}),
+        }
+        for s, r in splits.items()
+    }
 
 
 def write_manifest(splits: dict[str, list[Record]], path: Path, root: Path) -> str:
@@ -184,8 +197,20 @@ def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None):
     return decode
 
 
-def augmenter(*, rotation=0.0, zoom=0.0, shift=0.0, flip=False, brightness=0.0, contrast=0.0,
-              gamma=0.0, blur=0.0, noise=0.0, crop=0.0, seed: int | None = None):
+def augmenter(
+    *,
+    rotation=0.0,
+    zoom=0.0,
+    shift=0.0,
+    flip=False,
+    brightness=0.0,
+    contrast=0.0,
+    gamma=0.0,
+    blur=0.0,
+    noise=0.0,
+    crop=0.0,
+    seed: int | None = None,
+):
     """The tutorial's ImageDataGenerator (rotation, zoom, horizontal flip), rebuilt from Keras 3
     preprocessing layers, plus shift, brightness, contrast, gamma, blur and noise that mimic
     other scanners and exposures, and ``crop``: a random tighter framing (zoom in by up to that
@@ -200,8 +225,11 @@ def augmenter(*, rotation=0.0, zoom=0.0, shift=0.0, flip=False, brightness=0.0, 
     if rotation:
         parts.append(layers.RandomRotation(rotation / 360.0, fill_mode="constant", seed=seed))
     if crop:
-        parts.append(layers.RandomZoom((-crop, 0.0), (-crop, 0.0), fill_mode="reflect",
-                                       seed=seed, name="random_crop"))
+        parts.append(
+            layers.RandomZoom(
+                (-crop, 0.0), (-crop, 0.0), fill_mode="reflect", seed=seed, name="random_crop"
+            )
+        )
     if zoom:
         parts.append(layers.RandomZoom((-zoom, zoom), fill_mode="constant", seed=seed))
     if shift:
@@ -213,12 +241,18 @@ def augmenter(*, rotation=0.0, zoom=0.0, shift=0.0, flip=False, brightness=0.0, 
     if gamma:
         parts.append(RandomGamma(gamma, seed=seed))
     if blur:
-        parts.append(layers.RandomGaussianBlur(factor=(0.0, 1.0), kernel_size=5,
-                                               sigma=blur, value_range=(0, 255), seed=seed))
+        parts.append(
+            layers.RandomGaussianBlur(
+                factor=(0.0, 1.0), kernel_size=5, sigma=blur, value_range=(0, 255), seed=seed
+            )
+        )
     if noise:
         # GaussianNoise wants a 0-1 scale
-        parts += [layers.Rescaling(1 / 255), layers.GaussianNoise(noise / 255, seed=seed),
-                  layers.Rescaling(255)]
+        parts += [
+            layers.Rescaling(1 / 255),
+            layers.GaussianNoise(noise / 255, seed=seed),
+            layers.Rescaling(255),
+        ]
     return keras.Sequential(parts, name="augment") if parts else None
 
 
@@ -250,9 +284,18 @@ def RandomGamma(factor: float, seed=None):  # noqa: N802  (reads like the Keras 
     return _random_gamma_layer()(factor, seed=seed, name="random_gamma")
 
 
-def dataset(records: list[Record], *, image_size: int, intensity: str, batch_size: int,
-            training: bool = False, augment=None, seed: int = 42,
-            skipped: DecodeLog | None = None, mixup: float = 0.0):
+def dataset(
+    records: list[Record],
+    *,
+    image_size: int,
+    intensity: str,
+    batch_size: int,
+    training: bool = False,
+    augment=None,
+    seed: int = 42,
+    skipped: DecodeLog | None = None,
+    mixup: float = 0.0,
+):
     """The tf.data input pipeline: parallel OpenCV decode, drop unreadable files, cache the
     decoded uint8 images in memory, shuffle, batch, augment in parallel, prefetch."""
     import tensorflow as tf
@@ -267,23 +310,40 @@ def dataset(records: list[Record], *, image_size: int, intensity: str, batch_siz
 
     paths = [str(r.path) for r in records]
     labels = np.array([r.label for r in records], np.float32)
-    ds = (tf.data.Dataset.from_tensor_slices((paths, labels))
-          .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-          .filter(lambda image, label, ok: ok)
-          .map(lambda image, label, ok: (image, label))
-          .cache())
-    return _batches(ds, batch_size=batch_size, training=training, augment=augment, seed=seed,
-                    size=len(records), mixup=mixup)
+    ds = (
+        tf.data.Dataset.from_tensor_slices((paths, labels))
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .filter(lambda image, label, ok: ok)
+        .map(lambda image, label, ok: (image, label))
+        .cache()
+    )
+    return _batches(
+        ds,
+        batch_size=batch_size,
+        training=training,
+        augment=augment,
+        seed=seed,
+        size=len(records),
+        mixup=mixup,
+    )
 
 
-def array_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool = False,
-                  augment=None, seed: int = 42):
+def array_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    training: bool = False,
+    augment=None,
+    seed: int = 42,
+):
     """The same pipeline over images already in memory (the benchmark's input-bound check)."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.float32)))
-    return _batches(ds, batch_size=batch_size, training=training, augment=augment, seed=seed,
-                    size=len(x))
+    return _batches(
+        ds, batch_size=batch_size, training=training, augment=augment, seed=seed, size=len(x)
+    )
 
 
 def mix_batch(images, labels, alpha: float, seed: int):
@@ -322,6 +382,6 @@ def _batches(ds, *, batch_size, training, augment, seed, size, mixup: float = 0.
         seeds = tf.data.Dataset.counter().map(lambda i: tf.stack([tf.cast(seed, tf.int64), i]))
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda batch, s: mix_batch(batch[0], batch[1], alpha=mixup, seed=s),
-            num_parallel_calls=tf.data.AUTOTUNE)
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return ds.prefetch(tf.data.AUTOTUNE)
-

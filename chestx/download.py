@@ -124,7 +124,8 @@ def _counts_ok(counts: dict, *, exact: bool) -> bool:
 
 
 def download_from_args(args) -> Path:
-    root = download(Path(args.dest), dataset=args.dataset,
-                    archive=Path(args.archive) if args.archive else None)
+    root = download(
+        Path(args.dest), dataset=args.dataset, archive=Path(args.archive) if args.archive else None
+    )
     print(root)
     return root

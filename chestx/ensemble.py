@@ -37,9 +37,17 @@ def _member(path: Path) -> tuple[dict, object]:
     return card, model
 
 
-def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path, *,
-                   flip: bool = False, zoom_out: float = 0.0, min_sensitivity: float = 0.95,
-                   batch_size: int = 64, command: str | None = None) -> dict:
+def build_ensemble(
+    members: list[str | Path],
+    data: str | Path,
+    out: str | Path,
+    *,
+    flip: bool = False,
+    zoom_out: float = 0.0,
+    min_sensitivity: float = 0.95,
+    batch_size: int = 64,
+    command: str | None = None,
+) -> dict:
     from chestx.evaluate import records_for, score
     from chestx.models.ensemble import ensemble
     from chestx.predict import Predictor
@@ -53,8 +61,10 @@ def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path,
             raise ModelError(f"members differ in {key}: {sorted(map(str, values))}")
     shas = {c.get("data", {}).get("manifest_sha256") for c in cards}
     if len(shas) != 1 or None in shas:
-        raise ModelError("members were trained on different patient splits (manifests differ); "
-                         "train them with the same --data and --split-seed")
+        raise ModelError(
+            "members were trained on different patient splits (manifests differ); "
+            "train them with the same --data and --split-seed"
+        )
     for c in cards:
         if c.get("temperature", 1.0) != 1.0:
             raise ModelError("members must be uncalibrated; calibrate the ensemble instead")
@@ -71,52 +81,85 @@ def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path,
     try:
         shutil.copy2(paths[0] / modeldir.MANIFEST, staging / modeldir.MANIFEST)
         model.save(staging / modeldir.MODEL_FILE)
-        provisional = {"name": "chestx-ensemble", "image_size": first["image_size"],
-                       "intensity": first["intensity"], "threshold": 0.5}
+        provisional = {
+            "name": "chestx-ensemble",
+            "image_size": first["image_size"],
+            "intensity": first["intensity"],
+            "threshold": 0.5,
+        }
         modeldir.write_card(staging, provisional)
         predictor = Predictor(staging)
-        scores = {key: score(predictor, records_for(data, split, staging), batch_size)[:2]
-                  for split, key in (("internal-val", "val"), ("internal-test", "test"))}
+        scores = {
+            key: score(predictor, records_for(data, split, staging), batch_size)[:2]
+            for split, key in (("internal-val", "val"), ("internal-test", "test"))
+        }
         y_val, p_val = scores["val"]
         threshold = choose_threshold(y_val, p_val, min_sensitivity)
         metrics = {k: binary_metrics(y, p, threshold) for k, (y, p) in scores.items()}
         for name, m in metrics.items():
-            log.info("%s: sensitivity %.3f  specificity %.3f  ROC AUC %.3f (n=%d)", name,
-                     m["sensitivity"], m["specificity"], m["roc_auc"], m["n"])
+            log.info(
+                "%s: sensitivity %.3f  specificity %.3f  ROC AUC %.3f (n=%d)",
+                name,
+                m["sensitivity"],
+                m["specificity"],
+                m["roc_auc"],
+                m["n"],
+            )
         model.save(staging / modeldir.H5_FILE)
         _export_litert(model, staging)
         digest = hashlib.sha256((staging / modeldir.MODEL_FILE).read_bytes()).hexdigest()[:8]
         base = f"zoomed out {zoom_out:g} of its side per side" if zoom_out else "as given"
         views = [base, f"{base}, mirrored left-right"] if flip else [base]
         card = {
-            "name": "chestx-ensemble", "version": f"{dt.date.today():%Y.%m.%d}-{digest}",
-            modeldir.STATUS: modeldir.COMPLETE, "arch": "ensemble",
-            "image_size": first["image_size"], "intensity": first["intensity"],
+            "name": "chestx-ensemble",
+            "version": f"{dt.date.today():%Y.%m.%d}-{digest}",
+            modeldir.STATUS: modeldir.COMPLETE,
+            "arch": "ensemble",
+            "image_size": first["image_size"],
+            "intensity": first["intensity"],
             "threshold": threshold,
             "threshold_rule": f"highest threshold keeping validation sensitivity >= "
-                              f"{min_sensitivity} (screening favours sensitivity)",
-            "min_sensitivity": min_sensitivity, "intended_use": INTENDED_USE,
-            "backbone": None, "parameters": int(model.count_params()),
-            "input": first.get("input"), "preprocessing": first.get("preprocessing"),
+            f"{min_sensitivity} (screening favours sensitivity)",
+            "min_sensitivity": min_sensitivity,
+            "intended_use": INTENDED_USE,
+            "backbone": None,
+            "parameters": int(model.count_params()),
+            "input": first.get("input"),
+            "preprocessing": first.get("preprocessing"),
             "ensemble": {
                 "combination": "mean of P(pneumonia) over members x views, inside one graph",
                 "views": views,
-                "members": [{"arch": c.get("arch"), "version": c.get("version"),
-                             "parameters": c.get("parameters"),
-                             "val_roc_auc": c.get("metrics", {}).get("val", {}).get("roc_auc"),
-                             "training": {k: c.get("training", {}).get(k) for k in
-                                          ("command", "seed", "split_seed", "epochs_run",
-                                           "interrupted", "seconds")}}
-                            for c in cards],
+                "members": [
+                    {
+                        "arch": c.get("arch"),
+                        "version": c.get("version"),
+                        "parameters": c.get("parameters"),
+                        "val_roc_auc": c.get("metrics", {}).get("val", {}).get("roc_auc"),
+                        "training": {
+                            k: c.get("training", {}).get(k)
+                            for k in (
+                                "command",
+                                "seed",
+                                "split_seed",
+                                "epochs_run",
+                                "interrupted",
+                                "seconds",
+                            )
+                        },
+                    }
+                    for c in cards
+                ],
             },
             "metrics": metrics,
-            "data": {**first.get("data", {}),
-                     "root": Path(first.get("data", {}).get("root", "")).name},
-            "training": {"command": command,
-                         "member_commands": [c.get("training", {}).get("command")
-                                             for c in cards],
-                         "seconds": round(sum(c.get("training", {}).get("seconds") or 0
-                                              for c in cards), 1)},
+            "data": {
+                **first.get("data", {}),
+                "root": Path(first.get("data", {}).get("root", "")).name,
+            },
+            "training": {
+                "command": command,
+                "member_commands": [c.get("training", {}).get("command") for c in cards],
+                "seconds": round(sum(c.get("training", {}).get("seconds") or 0 for c in cards), 1),
+            },
             "versions": library_versions(),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
@@ -127,14 +170,21 @@ def build_ensemble(members: list[str | Path], data: str | Path, out: str | Path,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("wrote %s (%d members, %d views, threshold %.3f)", out, len(cards), len(views),
-             threshold)
+    log.info(
+        "wrote %s (%d members, %d views, threshold %.3f)", out, len(cards), len(views), threshold
+    )
     return card
 
 
 def ensemble_from_args(args) -> dict:
     command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
-    return build_ensemble(args.member, args.data, args.out, flip=args.flip,
-                          zoom_out=args.zoom_out,
-                          min_sensitivity=args.min_sensitivity, batch_size=args.batch_size,
-                          command=command)
+    return build_ensemble(
+        args.member,
+        args.data,
+        args.out,
+        flip=args.flip,
+        zoom_out=args.zoom_out,
+        min_sensitivity=args.min_sensitivity,
+        batch_size=args.batch_size,
+        command=command,
+    )

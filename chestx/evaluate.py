@@ -48,23 +48,32 @@ def _manifest_records(data: Path, model_dir: Path, split: str) -> list[Record]:
         raise DataError(f"{model_dir} has no {MANIFEST} to take the internal split from")
     with manifest.open() as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == split]
-    records = [Record(data / r["path"], int(r["label"] == "PNEUMONIA"), r["patient"], split)
-               for r in rows]
+    records = [
+        Record(data / r["path"], int(r["label"] == "PNEUMONIA"), r["patient"], split) for r in rows
+    ]
     missing = [r.path for r in records if not r.path.is_file()]
     if not records or len(missing) == len(records):
-        raise DataError(f"the manifest's {split} images are not under {data} "
-                        "(pass the --data folder the model was trained on)")
+        raise DataError(
+            f"the manifest's {split} images are not under {data} "
+            "(pass the --data folder the model was trained on)"
+        )
     if missing:
-        log.warning("%d of %d manifest images are missing under %s", len(missing),
-                    len(records), data)
+        log.warning(
+            "%d of %d manifest images are missing under %s", len(missing), len(records), data
+        )
     return [r for r in records if r.path.is_file()]
 
 
 def score(predictor: Predictor, records: list[Record], batch_size: int = 64):
     """(labels, probabilities, skipped) through the same pipeline and model call as serving."""
     skipped = DecodeLog()
-    ds = dataset(records, image_size=predictor.image_size, intensity=predictor.intensity,
-                 batch_size=batch_size, skipped=skipped)
+    ds = dataset(
+        records,
+        image_size=predictor.image_size,
+        intensity=predictor.intensity,
+        batch_size=batch_size,
+        skipped=skipped,
+    )
     ys, ps = [], []
     for x, y in ds:
         ys.append(y.numpy())
@@ -84,28 +93,55 @@ def gate_refusals(predictor: Predictor, records: list[Record]) -> list[dict]:
         except (ImageError, OSError):  # unreadable: the scorer counts it as skipped
             continue
         if verdict is not None and not verdict.accepted:
-            refused.append({"path": str(r.path), "label": r.label, "check": verdict.check,
-                            "reason": verdict.reason})
+            refused.append(
+                {
+                    "path": str(r.path),
+                    "label": r.label,
+                    "check": verdict.check,
+                    "reason": verdict.reason,
+                }
+            )
     return refused
 
 
-def evaluate(model_dir, data, *, split=None, batch_size=64, json_path=None, plots=None,
-             robustness: bool = False) -> dict:
+def evaluate(
+    model_dir,
+    data,
+    *,
+    split=None,
+    batch_size=64,
+    json_path=None,
+    plots=None,
+    robustness: bool = False,
+) -> dict:
     predictor = Predictor(model_dir)
     records = records_for(data, split, predictor.model_dir)
     refused = gate_refusals(predictor, records)
     if refused and len(refused) == len(records):
-        raise DataError(f"the input gate refused all {len(records)} images, e.g. "
-                        f"{refused[0]['path']}: {refused[0]['reason']}")
+        raise DataError(
+            f"the input gate refused all {len(records)} images, e.g. "
+            f"{refused[0]['path']}: {refused[0]['reason']}"
+        )
     gated = {r["path"] for r in refused}
     scored = [r for r in records if str(r.path) not in gated]
     y, p, skipped = score(predictor, scored, batch_size)
     result = binary_metrics(y, p, predictor.threshold)
-    result.update({"model": predictor.info, "data": str(data), "split": split,
-                   "patients": len({patient_id(r.path.name) for r in records}),
-                   "skipped": len(skipped), "skipped_files": skipped.failures,
-                   "gate": {**predictor.gate_info, "images": len(records),
-                            "refused": len(refused), "refused_files": refused}})
+    result.update(
+        {
+            "model": predictor.info,
+            "data": str(data),
+            "split": split,
+            "patients": len({patient_id(r.path.name) for r in records}),
+            "skipped": len(skipped),
+            "skipped_files": skipped.failures,
+            "gate": {
+                **predictor.gate_info,
+                "images": len(records),
+                "refused": len(refused),
+                "refused_files": refused,
+            },
+        }
+    )
     if robustness:
         from chestx.robustness import robustness as graded
 
@@ -133,24 +169,45 @@ def summary(m: dict) -> str:
     ]
     gate = m.get("gate") or {}
     if gate.get("status") == "on":
-        lines.append(f"input gate: refused {gate['refused']} of {gate['images']} labelled X-rays "
-                     f"({100 * gate['refused'] / max(gate['images'], 1):.2f} %), errors of the "
-                     "gate, left out of the metrics below")
+        lines.append(
+            f"input gate: refused {gate['refused']} of {gate['images']} labelled X-rays "
+            f"({100 * gate['refused'] / max(gate['images'], 1):.2f} %), errors of the "
+            "gate, left out of the metrics below"
+        )
         lines += [f"  gate error: {f['path']}: {f['reason']}" for f in gate["refused_files"][:10]]
     else:
         lines.append(f"input gate: {gate.get('status', 'absent')}")
-    for key in ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "roc_auc",
-                "pr_auc", "brier", "ece"):
+    for key in (
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "npv",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "ece",
+    ):
         lines.append(f"  {key:<12} {m[key]:.4f}")
-    lines += ["  confusion matrix   pred NORMAL  pred PNEUMONIA",
-              f"    true NORMAL      {tn:>11}  {fp:>14}",
-              f"    true PNEUMONIA   {fn:>11}  {tp:>14}"]
+    lines += [
+        "  confusion matrix   pred NORMAL  pred PNEUMONIA",
+        f"    true NORMAL      {tn:>11}  {fp:>14}",
+        f"    true PNEUMONIA   {fn:>11}  {tp:>14}",
+    ]
     return "\n".join(lines)
 
 
 def evaluate_from_args(args) -> dict:
-    result = evaluate(args.model, args.data, split=args.split, batch_size=args.batch_size,
-                      json_path=args.json, plots=args.plots, robustness=args.robustness)
+    result = evaluate(
+        args.model,
+        args.data,
+        split=args.split,
+        batch_size=args.batch_size,
+        json_path=args.json,
+        plots=args.plots,
+        robustness=args.robustness,
+    )
     print(summary(result))
     if args.robustness:
         from chestx.robustness import table

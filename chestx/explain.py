@@ -77,8 +77,9 @@ class GradCAM:
 
         self.model = model
         members = members_of(model)
-        self._members: list[GradCAM] = ([GradCAM(m) for m in members]
-                                         if members[0] is not model else [])
+        self._members: list[GradCAM] = (
+            [GradCAM(m) for m in members] if members[0] is not model else []
+        )
         self.layer: Any
         if self._members:
             self.layer = self._members[0].layer
@@ -96,8 +97,7 @@ class GradCAM:
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
         self._lock = threading.Lock()
 
-        @tf.function(input_signature=[spec, tf.TensorSpec((), tf.float32)],
-                     reduce_retracing=True)
+        @tf.function(input_signature=[spec, tf.TensorSpec((), tf.float32)], reduce_retracing=True)
         def cam(images, sign):
             with tf.GradientTape() as tape:
                 fmap, head, prob = self._grad_model(images, training=False)
@@ -135,8 +135,9 @@ class GradCAM:
             sign = tf.constant(1.0 if target == "PNEUMONIA" else -1.0)
             maps = [member._heat(batch, sign) for member in self._members]
             h, w = maps[0].shape
-            heat = np.mean([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
-                            for m in maps], axis=0)
+            heat = np.mean(
+                [cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps], axis=0
+            )
         else:
             heat, prob = self._heat_and_prob(batch, tf.constant(1.0))
             p = float(prob[0])
@@ -148,8 +149,9 @@ class GradCAM:
         return Explanation(heat, p, target, self.layer.name)
 
 
-def overlay(gray: np.ndarray, heatmap: np.ndarray, *, size: int | None = None,
-            alpha: float = 0.4) -> np.ndarray:
+def overlay(
+    gray: np.ndarray, heatmap: np.ndarray, *, size: int | None = None, alpha: float = 0.4
+) -> np.ndarray:
     """Colour the heatmap (JET) over the grey X-ray; returns a BGR uint8 image.
 
     ``size`` upsamples small model inputs so the overlay is readable in a browser.
@@ -176,8 +178,9 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def explain_png(model, image: np.ndarray, *, threshold: float = 0.5,
-                size: int | None = 448) -> tuple[bytes, Explanation]:
+def explain_png(
+    model, image: np.ndarray, *, threshold: float = 0.5, size: int | None = 448
+) -> tuple[bytes, Explanation]:
     """One-shot Grad-CAM overlay as PNG bytes (builds the explainer; cache ``GradCAM`` instead
     when explaining many images)."""
     exp = GradCAM(model).explain(image, threshold)

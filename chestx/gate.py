@@ -75,8 +75,11 @@ def _stats(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(64 x 64 float grey, [mean, std, p1, p99]) of a decoded grey image."""
     g = cv2.resize(gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
     part = np.partition(g.ravel(), _P_IDX)
-    p1, p99 = (part[int(np.floor(p))] + (p - np.floor(p)) *
-               (part[int(np.ceil(p))] - part[int(np.floor(p))]) for p in _P_AT)
+    p1, p99 = (
+        part[int(np.floor(p))]
+        + (p - np.floor(p)) * (part[int(np.ceil(p))] - part[int(np.floor(p))])
+        for p in _P_AT
+    )
     mean, std = cv2.meanStdDev(g)
     return g, np.array([mean[0, 0], std[0, 0], p1, p99], np.float32)
 
@@ -89,8 +92,12 @@ def raw_features(gray: np.ndarray, g_stats=None) -> tuple[np.ndarray, np.ndarray
     g, stats = _stats(gray) if g_stats is None else g_stats
     z = (g - stats[0]) / (stats[1] + 1.0)
     z32 = cv2.resize(z, (PCA_SIDE, PCA_SIDE), interpolation=cv2.INTER_AREA)
-    hist = np.bincount(np.minimum(g, 255).astype(np.int32).ravel() * HIST_BINS // 256,
-                       minlength=HIST_BINS).astype(np.float32) / g.size
+    hist = (
+        np.bincount(
+            np.minimum(g, 255).astype(np.int32).ravel() * HIST_BINS // 256, minlength=HIST_BINS
+        ).astype(np.float32)
+        / g.size
+    )
     edges = [np.abs(np.diff(z, axis=0)).mean(), np.abs(np.diff(z, axis=1)).mean()]
     zc = z32 - z32.mean()
     norm = float((zc * zc).sum()) + 1e-6
@@ -110,8 +117,13 @@ def colour_of(thumb: np.ndarray | None) -> float:
     return float((t.max(axis=2) - t.min(axis=2)).mean())
 
 
-def detector_input(z: np.ndarray, scalars: np.ndarray, pca_mean: np.ndarray,
-                   pca_components: np.ndarray, pca_scale: np.ndarray):
+def detector_input(
+    z: np.ndarray,
+    scalars: np.ndarray,
+    pca_mean: np.ndarray,
+    pca_components: np.ndarray,
+    pca_scale: np.ndarray,
+):
     """(N, 1024) standardised images + (N, S) scalars -> (MLP input, PCA distance), batched.
 
     The distance is the RMS of the whitened PCA coordinates: how far an image is from the
@@ -123,8 +135,9 @@ def detector_input(z: np.ndarray, scalars: np.ndarray, pca_mean: np.ndarray,
     distance = np.sqrt((whitened * whitened).mean(axis=1))
     residual = centred - coords @ pca_components
     res = np.sqrt((residual * residual).mean(axis=1))
-    x = np.concatenate([whitened, np.log(distance)[:, None], np.log(res + 1e-6)[:, None],
-                        scalars], axis=1)
+    x = np.concatenate(
+        [whitened, np.log(distance)[:, None], np.log(res + 1e-6)[:, None], scalars], axis=1
+    )
     return x.astype(np.float32), distance
 
 
@@ -153,8 +166,10 @@ class Gate:
         self.pca_scale = 1.0 / np.sqrt(params["pca_var"].astype(np.float32))
         self.feat_mean = params["feat_mean"].astype(np.float32)
         self.feat_scale = 1.0 / params["feat_std"].astype(np.float32)
-        self.layers = [(params[f"w{i}"].astype(np.float32), params[f"b{i}"].astype(np.float32))
-                       for i in range(1, 1 + int(params["n_layers"]))]
+        self.layers = [
+            (params[f"w{i}"].astype(np.float32), params[f"b{i}"].astype(np.float32))
+            for i in range(1, 1 + int(params["n_layers"]))
+        ]
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
@@ -166,15 +181,20 @@ class Gate:
         path = model_dir / (spec.get("file", GATE_FILE) if isinstance(spec, dict) else GATE_FILE)
         if not isinstance(spec, dict) or not path.is_file():
             if isinstance(spec, dict) or path.is_file():
-                log.warning("%s has %s but not %s: serving without an input gate", model_dir,
-                            "a gate entry in card.json" if spec else path.name,
-                            path.name if spec else "a gate entry in card.json")
+                log.warning(
+                    "%s has %s but not %s: serving without an input gate",
+                    model_dir,
+                    "a gate entry in card.json" if spec else path.name,
+                    path.name if spec else "a gate entry in card.json",
+                )
             return None
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if spec.get("sha256") and spec["sha256"] != digest:
-            raise ModelError(f"{path} does not match the gate entry of {CARD} (sha256 differs): "
-                             "copy gates with chestx.gate.copy_gate")
+            raise ModelError(
+                f"{path} does not match the gate entry of {CARD} (sha256 differs): "
+                "copy gates with chestx.gate.copy_gate"
+            )
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 return cls({k: npz[k] for k in npz.files}, spec)
@@ -185,8 +205,9 @@ class Gate:
     def detector(self, gray: np.ndarray, g_stats=None) -> tuple[np.ndarray, float]:
         """(class probabilities in ``CLASSES`` order, PCA distance) of a grey image."""
         z, scalars = raw_features(gray, g_stats)
-        x, distance = detector_input(z[None], scalars[None], self.pca_mean,
-                                     self.pca_components, self.pca_scale)
+        x, distance = detector_input(
+            z[None], scalars[None], self.pca_mean, self.pca_components, self.pca_scale
+        )
         return mlp(x, self.feat_mean, self.feat_scale, self.layers)[0], float(distance[0])
 
     def verdict(self, image: Decoded) -> Verdict:
@@ -194,12 +215,20 @@ class Gate:
         gray = image.gray
         h, w = gray.shape
         if max(h, w) > t["aspect_max"] * min(h, w):
-            return Verdict(False, "shape", f"its shape ({w} x {h} pixels) is far from that of a "
-                                           "chest X-ray", 0.0)
+            return Verdict(
+                False,
+                "shape",
+                f"its shape ({w} x {h} pixels) is far from that of a chest X-ray",
+                0.0,
+            )
         chroma = colour_of(image.colour)
         if chroma > t["colour_max"]:
-            return Verdict(False, "colour", f"it is a colour image (mean chroma {chroma:.0f}, "
-                                            f"X-rays are grey)", 0.0)
+            return Verdict(
+                False,
+                "colour",
+                f"it is a colour image (mean chroma {chroma:.0f}, X-rays are grey)",
+                0.0,
+            )
         g_stats = _stats(gray)
         stats = g_stats[1]
         if stats[1] < t["std_min"]:
@@ -226,8 +255,7 @@ class Gate:
 
     @property
     def info(self) -> dict:
-        return {"status": ON, "version": self.spec.get("version"),
-                "thresholds": self.thresholds}
+        return {"status": ON, "version": self.spec.get("version"), "thresholds": self.thresholds}
 
 
 def gate_status(gate: Gate | None, enabled: bool) -> dict:
@@ -255,8 +283,11 @@ def copy_gate(src: str | Path, dst: str | Path) -> Path:
     card = load_card(dst)
     name = spec.get("file", GATE_FILE)
     shutil.copy2(src / name, dst / name)
-    card["gate"] = {**spec, "copied_from": f"{load_card(src).get('name', src.name)} "
-                                           f"{load_card(src).get('version', '')}".strip()}
+    card["gate"] = {
+        **spec,
+        "copied_from": f"{load_card(src).get('name', src.name)} "
+        f"{load_card(src).get('version', '')}".strip(),
+    }
     write_card(dst, card)
     log.info("copied the input gate %s from %s to %s", spec.get("version"), src, dst)
     return dst / name
@@ -276,4 +307,3 @@ def save_gate(model_dir: str | Path, params: dict[str, np.ndarray], spec: dict) 
     card["gate"] = {"file": GATE_FILE, "sha256": hashlib.sha256(data).hexdigest(), **spec}
     write_card(model_dir, card)
     return path
-

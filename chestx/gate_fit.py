@@ -61,8 +61,9 @@ def split_xrays(data: str | Path, model_dir: Path, seed: int) -> tuple[list[Path
         fit, calib = [p for p in fit if p.is_file()], [p for p in calib if p.is_file()]
         if len(fit) >= 10 and calib:
             return fit, calib
-        log.warning("%s's manifest does not match %s: splitting the folder instead", model_dir,
-                    data)
+        log.warning(
+            "%s's manifest does not match %s: splitting the folder instead", model_dir, data
+        )
     found = find_data(data)
     records = found.get("all") or found.get("train") or []
     paths = sorted(r.path for r in records)
@@ -79,9 +80,11 @@ def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     g = g ** rng.uniform(0.6, 1.6)
     g = (g - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.12, 0.12)
     h, w = g.shape
-    m = cv2.getRotationMatrix2D((w / 2 + rng.uniform(-0.06, 0.06) * w,
-                                 h / 2 + rng.uniform(-0.06, 0.06) * h),
-                                rng.uniform(-15, 15), rng.uniform(0.85, 1.4))
+    m = cv2.getRotationMatrix2D(
+        (w / 2 + rng.uniform(-0.06, 0.06) * w, h / 2 + rng.uniform(-0.06, 0.06) * h),
+        rng.uniform(-15, 15),
+        rng.uniform(0.85, 1.4),
+    )
     border = cv2.BORDER_REFLECT if rng.random() < 0.5 else cv2.BORDER_CONSTANT
     g = cv2.warpAffine(g, m, (w, h), borderMode=border, borderValue=float(rng.uniform(0, 0.2)))
     if rng.random() < 0.3:
@@ -111,8 +114,9 @@ def _decode_all(items: list[bytes]) -> list[imaging.Decoded]:
     return out
 
 
-def _train_mlp(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60,
-               lr: float = 2e-3, decay: float = 1e-4) -> list[tuple[np.ndarray, np.ndarray]]:
+def _train_mlp(
+    x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60, lr: float = 2e-3, decay: float = 1e-4
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Two layers, ReLU, softmax; Adam on class-balanced cross-entropy, in numpy."""
     rng = np.random.default_rng(seed)
     n, d = x.shape
@@ -120,8 +124,10 @@ def _train_mlp(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60,
     sizes = [d, HIDDEN, k]
     params = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        params += [rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32),
-                   np.zeros(b, np.float32)]
+        params += [
+            rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32),
+            np.zeros(b, np.float32),
+        ]
     counts = np.bincount(y, minlength=k).astype(np.float32)
     class_w = (n / (k * np.maximum(counts, 1))).astype(np.float32)
     m = [np.zeros_like(p) for p in params]
@@ -132,7 +138,7 @@ def _train_mlp(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60,
         order = rng.permutation(n)
         rate = lr * 0.5 * (1 + np.cos(np.pi * epoch / epochs))  # cosine decay
         for start in range(0, n, 256):
-            idx = order[start:start + 256]
+            idx = order[start : start + 256]
             xb, tb, wb = x[idx], onehot[idx], class_w[y[idx]][:, None]
             w1, b1, w2, b2 = params
             h_pre = xb @ w1 + b1
@@ -158,9 +164,15 @@ def _train_mlp(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60,
 # --------------------------------------------------------------------------- fitting
 
 
-def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: int = 400,
-             seed: int = negatives.FIT_SEED, augment_copies: int = 2,
-             limit: int | None = None) -> dict:
+def fit_gate(
+    data: str | Path,
+    model_dir: str | Path,
+    *,
+    negatives_per_family: int = 400,
+    seed: int = negatives.FIT_SEED,
+    augment_copies: int = 2,
+    limit: int | None = None,
+) -> dict:
     """Fit the gate on the X-rays of ``data`` and write it into ``model_dir``; returns the
     card's new gate entry."""
     start = time.perf_counter()
@@ -198,8 +210,15 @@ def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: i
     # that no family is told apart by a detail an upload does not share.
     other_grays = [d.gray for d in others]
     other_grays += [augment(g, rng) for g in other_grays]
-    log.info("gate: %d positives, %d rotated, %d inverted, %d others %s (%.0f s)", len(pos),
-             len(rotated), len(inverted), len(others), counts, time.perf_counter() - start)
+    log.info(
+        "gate: %d positives, %d rotated, %d inverted, %d others %s (%.0f s)",
+        len(pos),
+        len(rotated),
+        len(inverted),
+        len(others),
+        counts,
+        time.perf_counter() - start,
+    )
 
     # PCA of the positives' standardised 32 x 32 images.
     z_pos, s_pos = _feature_rows(pos)
@@ -219,18 +238,29 @@ def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: i
     x, y = np.concatenate(xs), np.concatenate(ys)
     feat_mean, feat_std = x.mean(axis=0), x.std(axis=0) + 1e-6
     layers = _train_mlp((x - feat_mean) / feat_std, y, seed)
-    params = {"pca_mean": pca_mean, "pca_components": components, "pca_var": pca_var,
-              "feat_mean": feat_mean.astype(np.float32),
-              "feat_std": feat_std.astype(np.float32), "n_layers": np.array(len(layers))}
+    params = {
+        "pca_mean": pca_mean,
+        "pca_components": components,
+        "pca_var": pca_var,
+        "feat_mean": feat_mean.astype(np.float32),
+        "feat_std": feat_std.astype(np.float32),
+        "n_layers": np.array(len(layers)),
+    }
     for i, (w, b) in enumerate(layers, 1):
         params[f"w{i}"], params[f"b{i}"] = w, b
     train_acc = float((mlp(x, feat_mean, 1 / feat_std, layers).argmax(axis=1) == y).mean())
 
     # Thresholds, by rule, from X-rays the detector never saw (calibration) and the fit set.
     all_xrays = fit_xrays + calib_xrays
-    stats = np.array([[g.std(), np.subtract(*np.percentile(g, (99, 1)))]
-                      for g in (cv2.resize(d.gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
-                                .astype(np.float32) for d in all_xrays)])
+    stats = np.array(
+        [
+            [g.std(), np.subtract(*np.percentile(g, (99, 1)))]
+            for g in (
+                cv2.resize(d.gray, (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+                for d in all_xrays
+            )
+        ]
+    )
     chroma = max(colour_of(d.colour) for d in all_xrays)
     z_cal, s_cal = _feature_rows([d.gray for d in calib_xrays])
     x_cal, dist_cal = detector_input(z_cal, s_cal, pca_mean, components, pca_scale)
@@ -246,28 +276,37 @@ def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: i
     spec = {
         "version": f"{GATE_VERSION}.{time.strftime('%Y%m%d', time.gmtime())}",
         "input": f"decoded grey image resized to {SIDE}x{SIDE} (INTER_AREA; standardised "
-                 f"{PCA_SIDE}x{PCA_SIDE} for the PCA, {HIST_BINS}-bin histogram), plus a "
-                 "64 px colour thumbnail; independent of the classifier",
+        f"{PCA_SIDE}x{PCA_SIDE} for the PCA, {HIST_BINS}-bin histogram), plus a "
+        "64 px colour thumbnail; independent of the classifier",
         "checks": ["shape", "colour", "blank", "contrast", "detector"],
         "thresholds": thresholds,
-        "detector": {"pca_components": PCA_COMPONENTS, "hidden": HIDDEN, "classes": CLASSES,
-                     "train_accuracy": round(train_acc, 4)},
+        "detector": {
+            "pca_components": PCA_COMPONENTS,
+            "hidden": HIDDEN,
+            "classes": CLASSES,
+            "train_accuracy": round(train_acc, 4),
+        },
         "fitted": {
-            "data": Path(data).resolve().name, "fit_xrays": len(fit_xrays), "calibration_xrays": len(calib_xrays),
+            "data": Path(data).resolve().name,
+            "fit_xrays": len(fit_xrays),
+            "calibration_xrays": len(calib_xrays),
             "xray_split": "manifest train (fit) / val (calibration)"
-            if (model_dir / MANIFEST).is_file() else "folder 80/20 (seeded)",
-            "augmented_copies": augment_copies, "rotated": len(rotated),
-            "inverted": len(inverted), "negatives": counts,
-            "negatives_augmented": len(other_grays) - len(others), "seed": seed,
-            "rules": {"colour_max": f"max({COLOUR_FLOOR}, 2 x the largest X-ray chroma "
-                                    f"{chroma:.2f})",
-                      "std_min / range_min": "half the smallest of all fitting and "
-                                             "calibration X-rays",
-                      "distance_max": f"{DISTANCE_MARGIN} x the largest calibration X-ray "
-                                      "distance",
-                      "p_min": f"{P_MIN} (calibration X-rays: min P {p_cal.min():.3f}, "
-                               f"{(p_cal >= P_MIN).mean() * 100:.2f} % >= p_min)",
-                      "aspect_max": "fixed"},
+            if (model_dir / MANIFEST).is_file()
+            else "folder 80/20 (seeded)",
+            "augmented_copies": augment_copies,
+            "rotated": len(rotated),
+            "inverted": len(inverted),
+            "negatives": counts,
+            "negatives_augmented": len(other_grays) - len(others),
+            "seed": seed,
+            "rules": {
+                "colour_max": f"max({COLOUR_FLOOR}, 2 x the largest X-ray chroma {chroma:.2f})",
+                "std_min / range_min": "half the smallest of all fitting and calibration X-rays",
+                "distance_max": f"{DISTANCE_MARGIN} x the largest calibration X-ray distance",
+                "p_min": f"{P_MIN} (calibration X-rays: min P {p_cal.min():.3f}, "
+                f"{(p_cal >= P_MIN).mean() * 100:.2f} % >= p_min)",
+                "aspect_max": "fixed",
+            },
             "seconds": round(time.perf_counter() - start, 1),
         },
     }
@@ -275,13 +314,20 @@ def fit_gate(data: str | Path, model_dir: str | Path, *, negatives_per_family: i
     gate = Gate.load(model_dir)
     assert gate is not None  # just written
     accepted = sum(gate.verdict(d).accepted for d in calib_xrays)
-    log.info("gate %s written to %s: accepts %d of %d calibration X-rays; thresholds %s",
-             spec["version"], model_dir, accepted, len(calib_xrays), thresholds)
+    log.info(
+        "gate %s written to %s: accepts %d of %d calibration X-rays; thresholds %s",
+        spec["version"],
+        model_dir,
+        accepted,
+        len(calib_xrays),
+        thresholds,
+    )
     return spec
 
 
 def fit_from_args(args) -> int:
-    spec = fit_gate(args.data, args.model, negatives_per_family=args.negatives,
-                    seed=args.seed, limit=args.limit)
+    spec = fit_gate(
+        args.data, args.model, negatives_per_family=args.negatives, seed=args.seed, limit=args.limit
+    )
     print(f"gate {spec['version']} written to {args.model}: thresholds {spec['thresholds']}")
     return 0

@@ -39,8 +39,10 @@ log = logging.getLogger("chestx.gunicorn")
 
 SNAPSHOT_ENV = "CHESTX_MODEL_SNAPSHOT"  # internal: master -> workers
 # Copied into the snapshot when present (the input gate is optional: without it, none runs).
-MODEL_FILES = {"tensorflow": ("card.json", "model.keras", *GATE_FILES),
-               "litert": ("card.json", "model.tflite", *GATE_FILES)}
+MODEL_FILES = {
+    "tensorflow": ("card.json", "model.keras", *GATE_FILES),
+    "litert": ("card.json", "model.tflite", *GATE_FILES),
+}
 
 
 def _env_int(name: str, default: int, low: int = 1) -> int:
@@ -58,8 +60,7 @@ def _env_int(name: str, default: int, low: int = 1) -> int:
 
 # -- server settings ----------------------------------------------------------------------
 wsgi_app = "chestx.wsgi:app"
-bind = [b.strip() for b in os.environ.get("CHESTX_BIND", "127.0.0.1:8000").split(",")
-        if b.strip()]
+bind = [b.strip() for b in os.environ.get("CHESTX_BIND", "127.0.0.1:8000").split(",") if b.strip()]
 workers = _env_int("CHESTX_WORKERS", 2)
 worker_class = "gthread"
 threads = _env_int("CHESTX_THREADS", 16)
@@ -81,14 +82,21 @@ logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": _FORMAT}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain",
-                            "stream": "ext://sys.stdout"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stdout",
+        }
+    },
     "root": {"level": loglevel.upper(), "handlers": ["stdout"]},
     "loggers": {
-        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stdout"],
-                           "propagate": False},
-        "gunicorn.access": {"level": "INFO" if _access else "CRITICAL", "handlers": ["stdout"],
-                            "propagate": False},
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {
+            "level": "INFO" if _access else "CRITICAL",
+            "handlers": ["stdout"],
+            "propagate": False,
+        },
     },
 }
 
@@ -130,8 +138,10 @@ def check_structure(folder: Path, runtime: str) -> dict:
     from chestx.modeldir import card_status  # plain Python, no TensorFlow
 
     if card_status(card) != "complete":
-        raise ValueError(f"the model is not finished (card status {card_status(card)!r}: a "
-                         "training run is still writing it, or was aborted)")
+        raise ValueError(
+            f"the model is not finished (card status {card_status(card)!r}: a "
+            "training run is still writing it, or was aborted)"
+        )
     if runtime == "litert":
         path = folder / "model.tflite"
         if not path.is_file() or path.read_bytes()[4:8] != b"TFL3":
@@ -164,8 +174,13 @@ def check_loads(folder: Path, runtime: str, timeout_s: float = 180.0) -> str:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
-        done = subprocess.run([sys.executable, "-c", _LOAD_CHECK, str(folder), runtime],
-                              capture_output=True, text=True, timeout=timeout_s, env=env)
+        done = subprocess.run(
+            [sys.executable, "-c", _LOAD_CHECK, str(folder), runtime],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         raise ValueError(f"loading the model took over {timeout_s:.0f} s") from None
     if done.returncode != 0:
@@ -205,8 +220,10 @@ def on_starting(server):
     for stale in metrics_dir.glob("*.db"):
         stale.unlink()
     if server.cfg.preload_app:
-        raise SystemExit("chestx: do not use --preload: TensorFlow is not fork-safe; "
-                         "each worker loads the model after the fork")
+        raise SystemExit(
+            "chestx: do not use --preload: TensorFlow is not fork-safe; "
+            "each worker loads the model after the fork"
+        )
     source, runtime = _source_dir(), _runtime()
     try:
         snap, card = take_snapshot(source, runtime, full_check=False)
@@ -214,8 +231,13 @@ def on_starting(server):
         server.log.error("chestx: cannot serve %s: %s", source, exc)
         raise SystemExit(f"chestx: cannot serve the model in {source}: {exc}") from None
     os.environ[SNAPSHOT_ENV] = str(snap)
-    server.log.info("chestx: serving model %s from %s (%s runtime; snapshot %s)",
-                    _describe(card), source, runtime, snap)
+    server.log.info(
+        "chestx: serving model %s from %s (%s runtime; snapshot %s)",
+        _describe(card),
+        source,
+        runtime,
+        snap,
+    )
 
 
 def on_reload(server):
@@ -226,12 +248,20 @@ def on_reload(server):
     try:
         snap, card = take_snapshot(source, runtime, full_check=True)
     except ValueError as exc:
-        server.log.error("chestx: reload refused, the model in %s is not usable (%s); "
-                         "new workers keep serving the previous model", source, exc)
+        server.log.error(
+            "chestx: reload refused, the model in %s is not usable (%s); "
+            "new workers keep serving the previous model",
+            source,
+            exc,
+        )
         return
     os.environ[SNAPSHOT_ENV] = str(snap)
-    server.log.info("chestx: reloading model %s from %s (checked in %.1f s)",
-                    _describe(card), source, time.monotonic() - start)
+    server.log.info(
+        "chestx: reloading model %s from %s (checked in %.1f s)",
+        _describe(card),
+        source,
+        time.monotonic() - start,
+    )
     if old and old != str(snap):
         # old workers hold their model in memory (LiteRT's mmap survives the unlink)
         shutil.rmtree(old, ignore_errors=True)

@@ -278,8 +278,7 @@ def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     return decode(data, max_pixels=max_pixels, colour=False).gray
 
 
-def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-           colour: bool = True) -> Decoded:
+def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, colour: bool = True) -> Decoded:
     """``decode_gray`` plus, with ``colour``, a colour thumbnail of colour files."""
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, not {max_pixels}")
@@ -318,8 +317,11 @@ def _jpeg_colour_thumb(data: bytes, header: ImageHeader) -> np.ndarray | None:
     """libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost of a full decode;
     a thumbnail of 16 px or more a side is enough to tell colour from grey."""
     flag = cv2.IMREAD_COLOR
-    for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                            (2, cv2.IMREAD_REDUCED_COLOR_2)):
+    for factor, reduced in (
+        (8, cv2.IMREAD_REDUCED_COLOR_8),
+        (4, cv2.IMREAD_REDUCED_COLOR_4),
+        (2, cv2.IMREAD_REDUCED_COLOR_2),
+    ):
         if max(header.width, header.height) >= factor * 16:
             flag = reduced
             break
@@ -547,12 +549,14 @@ def prepare(
         raise ValueError(f"image_size must be positive, not {image_size}")
     if intensity not in INTENSITY_METHODS:
         raise ValueError(f"unknown intensity method {intensity!r}; choose from {INTENSITY_METHODS}")
-    return model_input(decode_gray(data, max_pixels=max_pixels), image_size=image_size,
-                       intensity=intensity)
+    return model_input(
+        decode_gray(data, max_pixels=max_pixels), image_size=image_size, intensity=intensity
+    )
 
 
-def model_input(gray: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE,
-                intensity: str = DEFAULT_INTENSITY) -> np.ndarray:
+def model_input(
+    gray: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE, intensity: str = DEFAULT_INTENSITY
+) -> np.ndarray:
     """A decoded grey image -> (image_size, image_size, 1) uint8, the second half of ``prepare``."""
     if gray.shape != (image_size, image_size):
         gray = cv2.resize(gray, (image_size, image_size), interpolation=cv2.INTER_AREA)

@@ -28,8 +28,9 @@ class GracefulInterrupt:
     install signal handlers, it installs nothing and ``requested`` stays False.
     """
 
-    def __init__(self, message: str = "interrupted: stopping at the next safe point "
-                                      "(Ctrl-C again to abort)"):
+    def __init__(
+        self, message: str = "interrupted: stopping at the next safe point (Ctrl-C again to abort)"
+    ):
         self.message = message
         self.count = 0
         self._previous: Any = None  # a handler, SIG_IGN/SIG_DFL, or None
@@ -55,6 +56,7 @@ class GracefulInterrupt:
     def __exit__(self, *exc) -> None:
         if self._installed:
             # None: a handler set outside Python; the default is the safe thing to put back
-            signal.signal(signal.SIGINT,
-                          signal.SIG_DFL if self._previous is None else self._previous)
+            signal.signal(
+                signal.SIGINT, signal.SIG_DFL if self._previous is None else self._previous
+            )
             self._installed = False

@@ -61,8 +61,10 @@ def export_litert(keras_model, out_path: str | os.PathLike) -> Path | None:
         atomic_write_bytes(out, flatbuffer)  # never leave a half-written model.tflite behind
         log.info("wrote LiteRT model %s (%.1f MB)", out, len(flatbuffer) / 1e6)
         return out
-    log.warning("LiteRT export failed, the model serves on TensorFlow only: %s",
-                " | ".join(e.splitlines()[0] for e in errors))
+    log.warning(
+        "LiteRT export failed, the model serves on TensorFlow only: %s",
+        " | ".join(e.splitlines()[0] for e in errors),
+    )
     return None
 
 
@@ -77,12 +79,14 @@ class LiteRTModel:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ModelError("the litert runtime needs the ai-edge-litert package "
-                             "(pip install ai-edge-litert)") from exc
+            raise ModelError(
+                "the litert runtime needs the ai-edge-litert package (pip install ai-edge-litert)"
+            ) from exc
         self.path = path
         try:
-            self._interpreter = Interpreter(model_path=str(path),
-                                            num_threads=num_threads or os.cpu_count() or 1)
+            self._interpreter = Interpreter(
+                model_path=str(path), num_threads=num_threads or os.cpu_count() or 1
+            )
         except Exception as exc:  # a truncated or foreign file
             raise ModelError(f"cannot load {path}: {exc}") from exc
         self._input = self._interpreter.get_input_details()[0]
@@ -106,7 +110,9 @@ def load_litert(model_dir: str | os.PathLike, num_threads: int | None = None) ->
     """The LiteRT model of a model directory, as a batch -> probabilities callable."""
     path = Path(model_dir) / LITERT_FILE
     if not path.is_file():
-        raise ModelError(f"{model_dir} has no {LITERT_FILE}: export it with "
-                         "chestx.litert.export_litert (training does) or use the tensorflow "
-                         "runtime")
+        raise ModelError(
+            f"{model_dir} has no {LITERT_FILE}: export it with "
+            "chestx.litert.export_litert (training does) or use the tensorflow "
+            "runtime"
+        )
     return LiteRTModel(path, num_threads)

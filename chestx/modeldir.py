@@ -59,8 +59,10 @@ def check_finished(card: dict, where: str | Path) -> None:
     """Raise ``ModelError`` (one line) unless ``card`` describes a finished model."""
     status = card_status(card)
     if status != COMPLETE:
-        raise ModelError(f"{where} is not a finished model (card status {status!r}: a "
-                         "training run is still writing it, or was aborted)")
+        raise ModelError(
+            f"{where} is not a finished model (card status {status!r}: a "
+            "training run is still writing it, or was aborted)"
+        )
 
 
 def write_card(model_dir: str | Path, card: dict) -> Path:

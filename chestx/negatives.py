@@ -37,35 +37,65 @@ FAMILIES = SYNTHETIC + PACKAGED_FAMILIES + XRAY_FAMILIES
 # Packaged files by family and half: (package, path inside its data folder).
 PACKAGED = {
     "photo": {
-        "fit": [("sklearn", "china.jpg"), ("skimage", "astronaut.png"),
-                ("skimage", "camera.png"), ("skimage", "chelsea.png"),
-                ("skimage", "coffee.png"), ("skimage", "coins.png"), ("skimage", "horse.png"),
-                ("skimage", "moon.png"), ("skimage", "brick.png"), ("skimage", "grass.png"),
-                ("skimage", "text.png"), ("skimage", "clock_motion.png"),
-                ("skimage", "motorcycle_left.png"), ("skimage", "logo.png"),
-                ("matplotlib", "Minduka_Present_Blue_Pack.png")],
-        "eval": [("sklearn", "flower.jpg"), ("skimage", "rocket.jpg"),
-                 ("skimage", "hubble_deep_field.jpg"), ("skimage", "gravel.png"),
-                 ("skimage", "color.png"), ("skimage", "chessboard_GRAY.png"),
-                 ("skimage", "page.png"), ("skimage", "motorcycle_right.png"),
-                 ("matplotlib", "grace_hopper.jpg"), ("matplotlib", "logo2.png")],
+        "fit": [
+            ("sklearn", "china.jpg"),
+            ("skimage", "astronaut.png"),
+            ("skimage", "camera.png"),
+            ("skimage", "chelsea.png"),
+            ("skimage", "coffee.png"),
+            ("skimage", "coins.png"),
+            ("skimage", "horse.png"),
+            ("skimage", "moon.png"),
+            ("skimage", "brick.png"),
+            ("skimage", "grass.png"),
+            ("skimage", "text.png"),
+            ("skimage", "clock_motion.png"),
+            ("skimage", "motorcycle_left.png"),
+            ("skimage", "logo.png"),
+            ("matplotlib", "Minduka_Present_Blue_Pack.png"),
+        ],
+        "eval": [
+            ("sklearn", "flower.jpg"),
+            ("skimage", "rocket.jpg"),
+            ("skimage", "hubble_deep_field.jpg"),
+            ("skimage", "gravel.png"),
+            ("skimage", "color.png"),
+            ("skimage", "chessboard_GRAY.png"),
+            ("skimage", "page.png"),
+            ("skimage", "motorcycle_right.png"),
+            ("matplotlib", "grace_hopper.jpg"),
+            ("matplotlib", "logo2.png"),
+        ],
     },
     "other_modality": {
-        "fit": [("pydicom", "CT_small.dcm"), ("pydicom", "JPGExtended.dcm"),
-                ("skimage", "cell.png"), ("skimage", "retina.jpg"),
-                ("pydicom", "examples_rgb_color.dcm")],
-        "eval": [("pydicom", "MR_small.dcm"), ("pydicom", "JPEG2000.dcm"),
-                 ("pydicom", "image_dfl.dcm"), ("pydicom", "examples_ybr_color.dcm"),
-                 ("skimage", "phantom.png"), ("skimage", "ihc.png"),
-                 ("skimage", "microaneurysms.png")],
+        "fit": [
+            ("pydicom", "CT_small.dcm"),
+            ("pydicom", "JPGExtended.dcm"),
+            ("skimage", "cell.png"),
+            ("skimage", "retina.jpg"),
+            ("pydicom", "examples_rgb_color.dcm"),
+        ],
+        "eval": [
+            ("pydicom", "MR_small.dcm"),
+            ("pydicom", "JPEG2000.dcm"),
+            ("pydicom", "image_dfl.dcm"),
+            ("pydicom", "examples_ybr_color.dcm"),
+            ("skimage", "phantom.png"),
+            ("skimage", "ihc.png"),
+            ("skimage", "microaneurysms.png"),
+        ],
     },
 }
 FACES = ("skimage", "lfw_subset.npy")  # 200 small grey faces: the first 100 fit, the rest eval
 
 
 def _package_dir(package: str) -> Path | None:
-    sub = {"sklearn": "datasets/images", "skimage": "data", "matplotlib": "mpl-data/sample_data",
-           "pydicom": "data/test_files"}[package]
+    sub = {
+        "sklearn": "datasets/images",
+        "skimage": "data",
+        "matplotlib": "mpl-data/sample_data",
+        "pydicom": "data/test_files",
+    }[package]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -107,12 +137,51 @@ def _grey_or_colour(image: np.ndarray, rng: np.random.Generator, p_grey: float =
     return image
 
 
-_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX,
-          cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL)
-_WORDS = ("patient", "report", "the", "of", "and", "chest", "radiograph", "findings", "normal",
-          "lung", "fields", "are", "clear", "no", "effusion", "date", "signed", "invoice",
-          "total", "page", "name", "address", "result", "pneumonia", "1024", "2026", "mg",
-          "impression", "history", "cough", "fever", "x-ray", "table", "figure", "summary")
+_FONTS = (
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_PLAIN,
+    cv2.FONT_HERSHEY_DUPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX,
+    cv2.FONT_HERSHEY_COMPLEX_SMALL,
+)
+_WORDS = (
+    "patient",
+    "report",
+    "the",
+    "of",
+    "and",
+    "chest",
+    "radiograph",
+    "findings",
+    "normal",
+    "lung",
+    "fields",
+    "are",
+    "clear",
+    "no",
+    "effusion",
+    "date",
+    "signed",
+    "invoice",
+    "total",
+    "page",
+    "name",
+    "address",
+    "result",
+    "pneumonia",
+    "1024",
+    "2026",
+    "mg",
+    "impression",
+    "history",
+    "cough",
+    "fever",
+    "x-ray",
+    "table",
+    "figure",
+    "summary",
+)
 
 
 def _line(rng: np.random.Generator, words: int) -> str:
@@ -128,8 +197,7 @@ def _text_block(img, rng, x0, y0, x1, y1, colour, scale=None) -> None:
     while y < y1:
         if rng.random() < 0.85:
             text = _line(rng, int(rng.integers(2, 14)))
-            cv2.putText(img, text, (x0, y), font, scale, colour, 1 + int(scale > 0.8),
-                        cv2.LINE_AA)
+            cv2.putText(img, text, (x0, y), font, scale, colour, 1 + int(scale > 0.8), cv2.LINE_AA)
         y += step
 
 
@@ -144,8 +212,16 @@ def document(rng: np.random.Generator) -> np.ndarray:
     margin = int(w * rng.uniform(0.04, 0.12))
     y = margin
     if rng.random() < 0.6:  # a heading
-        cv2.putText(img, _line(rng, 3).upper(), (margin, y + 30), int(rng.choice(_FONTS)),
-                    float(rng.uniform(0.8, 1.6)), ink, 2, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            _line(rng, 3).upper(),
+            (margin, y + 30),
+            int(rng.choice(_FONTS)),
+            float(rng.uniform(0.8, 1.6)),
+            ink,
+            2,
+            cv2.LINE_AA,
+        )
         y += 50
     if rng.random() < 0.3:  # a table
         rows, cols = int(rng.integers(3, 8)), int(rng.integers(2, 5))
@@ -177,8 +253,16 @@ def screenshot(rng: np.random.Generator) -> np.ndarray:
     accent = tuple(int(v) for v in rng.integers(0, 256, 3))
     bar = int(rng.integers(24, 60))
     cv2.rectangle(img, (0, 0), (w, bar), accent, -1)
-    cv2.putText(img, _line(rng, 3), (10, bar - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        img,
+        _line(rng, 3),
+        (10, bar - 8),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.6,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     side = int(w * rng.uniform(0, 0.3))
     if side:
         shade = bg + (15 if dark else -15)
@@ -187,8 +271,9 @@ def screenshot(rng: np.random.Generator) -> np.ndarray:
     for _ in range(int(rng.integers(2, 9))):  # panels, buttons, images
         x0, y0 = int(rng.integers(side, w - 40)), int(rng.integers(bar, h - 30))
         x1, y1 = int(rng.integers(x0 + 20, w)), int(rng.integers(y0 + 15, h))
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3)) if rng.random() < 0.5 else \
-            (bg + 10,) * 3
+        colour = (
+            tuple(int(v) for v in rng.integers(0, 256, 3)) if rng.random() < 0.5 else (bg + 10,) * 3
+        )
         cv2.rectangle(img, (x0, y0), (x1, y1), colour, -1 if rng.random() < 0.6 else 1)
     _text_block(img, rng, side + 15, bar + 15, w - 15, h - 15, fg, float(rng.uniform(0.4, 0.7)))
     return _grey_or_colour(img, rng, 0.3)
@@ -216,8 +301,10 @@ def chart(rng: np.random.Generator) -> np.ndarray:
     elif kind == "pie":
         ax.pie(rng.uniform(1, 5, int(rng.integers(3, 7))))
     else:
-        ax.imshow(rng.normal(size=(20, 20)).cumsum(0), cmap=str(rng.choice(
-            ["viridis", "gray", "magma", "coolwarm"])))
+        ax.imshow(
+            rng.normal(size=(20, 20)).cumsum(0),
+            cmap=str(rng.choice(["viridis", "gray", "magma", "coolwarm"])),
+        )
     ax.set_title(_line(rng, 3))
     if rng.random() < 0.5:
         ax.grid(True)
@@ -257,7 +344,7 @@ def gradient(rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if rng.random() < 0.5:
         angle = rng.uniform(0, 2 * np.pi)
-        t = (np.cos(angle) * xx / w + np.sin(angle) * yy / h)
+        t = np.cos(angle) * xx / w + np.sin(angle) * yy / h
     else:
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
         t = np.hypot(yy - cy, xx - cx) / np.hypot(h, w)
@@ -265,7 +352,7 @@ def gradient(rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.3:  # periodic bands
         t = 0.5 + 0.5 * np.sin(t * rng.uniform(3, 30))
     a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-    img = (a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None])
+    img = a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
     return _grey_or_colour(np.clip(img, 0, 255).astype(np.uint8), rng, 0.5)
 
 
@@ -282,8 +369,15 @@ def noise(rng: np.random.Generator) -> np.ndarray:
         img = np.where(rng.random((h, w, channels)) < rng.uniform(0.05, 0.5), 255, 0)
         img = np.where(rng.random((h, w, channels)) < 0.5, img, rng.integers(0, 256))
     else:
-        small = rng.normal(128, 60, (max(2, h // int(rng.integers(4, 64))),
-                                     max(2, w // int(rng.integers(4, 64))), channels))
+        small = rng.normal(
+            128,
+            60,
+            (
+                max(2, h // int(rng.integers(4, 64))),
+                max(2, w // int(rng.integers(4, 64))),
+                channels,
+            ),
+        )
         img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     img = np.clip(img, 0, 255).astype(np.uint8)
     return img[..., 0] if channels == 1 else img
@@ -317,13 +411,24 @@ def scan(rng: np.random.Generator) -> np.ndarray:
         axes = (int(rng.uniform(0.25, 0.48) * w), int(rng.uniform(0.2, 0.45) * h))
         cv2.ellipse(mask, (int(cx), int(cy)), axes, 0, 0, 360, 255, -1)
         for _ in range(int(rng.integers(2, 10))):
-            centre = (int(cx + rng.uniform(-0.7, 0.7) * axes[0]),
-                      int(cy + rng.uniform(-0.7, 0.7) * axes[1]))
+            centre = (
+                int(cx + rng.uniform(-0.7, 0.7) * axes[0]),
+                int(cy + rng.uniform(-0.7, 0.7) * axes[1]),
+            )
             blob = (int(rng.uniform(0.05, 0.3) * axes[0]), int(rng.uniform(0.05, 0.3) * axes[1]))
-            cv2.ellipse(img, centre, blob, float(rng.uniform(0, 180)), 0, 360,
-                        float(rng.uniform(40, 255)), -1)
-    tissue = cv2.GaussianBlur(rng.normal(0.5, 0.25, (h, w)).astype(np.float32), (0, 0),
-                              float(rng.uniform(0.5, 3)))
+            cv2.ellipse(
+                img,
+                centre,
+                blob,
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                float(rng.uniform(40, 255)),
+                -1,
+            )
+    tissue = cv2.GaussianBlur(
+        rng.normal(0.5, 0.25, (h, w)).astype(np.float32), (0, 0), float(rng.uniform(0.5, 3))
+    )
     speckle = rng.rayleigh(rng.uniform(0.2, 0.5), (h, w)).astype(np.float32)
     img = np.where(mask > 0, np.clip(img + 255 * tissue * speckle, 0, 255), 0).astype(np.uint8)
     for corner in range(int(rng.integers(0, 5))):  # annotations
@@ -338,7 +443,7 @@ def _crop_and_scale(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.6 and min(h, w) >= 32:
         ch, cw = int(h * rng.uniform(0.4, 1.0)), int(w * rng.uniform(0.4, 1.0))
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        img = img[y:y + ch, x:x + cw]
+        img = img[y : y + ch, x : x + cw]
     scale = rng.uniform(0.5, 2.0)
     size = (max(16, int(img.shape[1] * scale)), max(16, int(img.shape[0] * scale)))
     img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
@@ -407,8 +512,9 @@ def packaged(family: str, half: str, rng: np.random.Generator, n: int) -> Iterat
         count += 1
 
 
-def from_xrays(family: str, xrays: Sequence[bytes], rng: np.random.Generator,
-               n: int) -> Iterator[bytes]:
+def from_xrays(
+    family: str, xrays: Sequence[bytes], rng: np.random.Generator, n: int
+) -> Iterator[bytes]:
     """Chest X-rays turned by 90, 180 or 270 degrees (``rotated``) or with inverted grey levels."""
     from chestx import imaging
 
@@ -425,13 +531,20 @@ def from_xrays(family: str, xrays: Sequence[bytes], rng: np.random.Generator,
 
 
 RENDERERS: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
-    "document": document, "screenshot": screenshot, "chart": chart, "shapes": shapes,
-    "gradient": gradient, "noise": noise, "blank": blank, "scan": scan,
+    "document": document,
+    "screenshot": screenshot,
+    "chart": chart,
+    "shapes": shapes,
+    "gradient": gradient,
+    "noise": noise,
+    "blank": blank,
+    "scan": scan,
 }
 
 
-def family(name: str, n: int, seed: int, *, half: str = "eval",
-           xrays: Sequence[bytes] = ()) -> list[bytes]:
+def family(
+    name: str, n: int, seed: int, *, half: str = "eval", xrays: Sequence[bytes] = ()
+) -> list[bytes]:
     """``n`` negatives of family ``name`` (file bytes), reproducible from ``seed``."""
     rng = np.random.default_rng([seed, FAMILIES.index(name)])
     if name in RENDERERS:

@@ -33,8 +33,15 @@ def write_plots(y_true, prob, threshold: float, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(4.2, 3.8))
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center",
-                color="white" if v > cm.max() / 2 else "black", fontsize=14)
+        ax.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            color="white" if v > cm.max() / 2 else "black",
+            fontsize=14,
+        )
     ax.set_xticks([0, 1], ["NORMAL", "PNEUMONIA"])
     ax.set_yticks([0, 1], ["NORMAL", "PNEUMONIA"])
     ax.set_xlabel("predicted")
@@ -46,7 +53,7 @@ def write_plots(y_true, prob, threshold: float, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(4.2, 4))
     ax.plot(fpr, tpr, label=f"ROC AUC {auc(fpr, tpr):.3f}")
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    op = (prob >= threshold)
+    op = prob >= threshold
     sens = op[y_true == 1].mean() if (y_true == 1).any() else np.nan
     fpr_op = op[y_true == 0].mean() if (y_true == 0).any() else np.nan
     ax.scatter([fpr_op], [sens], c="red", zorder=3, label="operating point")

@@ -21,6 +21,7 @@ from chestx.modeldir import MODEL_FILE, check_finished, load_card
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Prediction:
     probability: float  # P(pneumonia)
@@ -31,8 +32,11 @@ class Prediction:
         return config.CLASS_NAMES[int(self.probability >= self.threshold)]
 
     def as_dict(self) -> dict:
-        return {"probability": round(self.probability, 6), "label": self.label,
-                "threshold": self.threshold}
+        return {
+            "probability": round(self.probability, 6),
+            "label": self.label,
+            "threshold": self.threshold,
+        }
 
 
 class Predictor:
@@ -45,21 +49,30 @@ class Predictor:
     ``gate=False`` switches the model directory's input gate off (research use only).
     """
 
-    def __init__(self, model_dir: str | Path | None = None, *, runtime: str = "tensorflow",
-                 threshold: float | None = None, temperature: float | None = None,
-                 bias: float | None = None,
-                 max_pixels: int = config.DEFAULT_MAX_PIXELS, gate: bool = True):
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        runtime: str = "tensorflow",
+        threshold: float | None = None,
+        temperature: float | None = None,
+        bias: float | None = None,
+        max_pixels: int = config.DEFAULT_MAX_PIXELS,
+        gate: bool = True,
+    ):
         self.model_dir = config.model_dir(model_dir)
         self.card = load_card(self.model_dir)
         check_finished(self.card, self.model_dir)  # never serve a run that is still writing
         self.image_size = int(self.card["image_size"])
         self.intensity = self.card.get("intensity", "none")
         self.threshold = float(self.card["threshold"] if threshold is None else threshold)
-        self.temperature = float(self.card.get("temperature", 1.0) if temperature is None
-                                 else temperature)
+        self.temperature = float(
+            self.card.get("temperature", 1.0) if temperature is None else temperature
+        )
         if not self.temperature > 0:
-            raise ModelError(f"{self.model_dir}: temperature must be positive, "
-                             f"not {self.temperature}")
+            raise ModelError(
+                f"{self.model_dir}: temperature must be positive, not {self.temperature}"
+            )
         self.logit_bias = float(self.card.get("logit_bias", 0.0) if bias is None else bias)
         self.max_pixels = max_pixels
         self.runtime = runtime
@@ -75,8 +88,15 @@ class Predictor:
             self._infer = load_litert(self.model_dir)
         else:
             raise ModelError(f"unknown runtime {runtime!r}; choose tensorflow or litert")
-        log.info("loaded model %s %s from %s (%s, threshold %.3f, input gate %s)", self.name,
-                 self.version, self.model_dir, runtime, self.threshold, self.gate_info["status"])
+        log.info(
+            "loaded model %s %s from %s (%s, threshold %.3f, input gate %s)",
+            self.name,
+            self.version,
+            self.model_dir,
+            runtime,
+            self.threshold,
+            self.gate_info["status"],
+        )
 
     def _load_keras(self):
         import keras
@@ -102,10 +122,16 @@ class Predictor:
 
     @property
     def info(self) -> dict:
-        return {"name": self.name, "version": self.version, "threshold": self.threshold,
-                "temperature": self.temperature, "logit_bias": self.logit_bias,
-                "image_size": self.image_size,
-                "runtime": self.runtime, "gate": self.gate_info["status"]}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "threshold": self.threshold,
+            "temperature": self.temperature,
+            "logit_bias": self.logit_bias,
+            "image_size": self.image_size,
+            "runtime": self.runtime,
+            "gate": self.gate_info["status"],
+        }
 
     @property
     def raw_threshold(self) -> float:
@@ -136,8 +162,9 @@ class Predictor:
         decoded = imaging.decode(data, max_pixels=self.max_pixels, colour=self.gating)
         if self.gate is not None and self.gate_enabled:
             self.gate.check(decoded)
-        return imaging.model_input(decoded.gray, image_size=self.image_size,
-                                   intensity=self.intensity)
+        return imaging.model_input(
+            decoded.gray, image_size=self.image_size, intensity=self.intensity
+        )
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """(N, S, S, 1) pixels -> (N,) P(pneumonia)."""
@@ -161,7 +188,7 @@ class Predictor:
         out: list[dict] = [{} for _ in paths]
         for start in range(0, len(paths), batch_size):
             ready, images = [], []
-            for i, path in enumerate(paths[start:start + batch_size], start):
+            for i, path in enumerate(paths[start : start + batch_size], start):
                 try:
                     images.append(self.prepare(Path(path).read_bytes()))
                     ready.append(i)
@@ -183,14 +210,19 @@ def predict_from_args(args) -> int:
     """``chestx predict``: one JSON line per image; exit 1 if any image failed."""
     missing = [p for p in args.images if not Path(p).exists()]
     if len(missing) == len(args.images):
-        raise ChestxError(f"no such file: {missing[0]}" if len(missing) == 1
-                          else f"none of the {len(missing)} files exist")
+        raise ChestxError(
+            f"no such file: {missing[0]}"
+            if len(missing) == 1
+            else f"none of the {len(missing)} files exist"
+        )
     predictor = Predictor(args.model)
     failed = 0
     for row in predictor.predict_files(args.images, batch_size=args.batch_size):
         failed += "error" in row
         print(json.dumps(row), flush=True)
     if failed:
-        print(f"chestx: {failed} of {len(args.images)} images could not be classified",
-              file=sys.stderr)
+        print(
+            f"chestx: {failed} of {len(args.images)} images could not be classified",
+            file=sys.stderr,
+        )
     return 1 if failed else 0

@@ -59,7 +59,7 @@ def _crop(img, fraction):
     """Tighter framing: cut ``fraction`` from each side, then back to the original size."""
     h, w = img.shape
     dy, dx = round(h * fraction), round(w * fraction)
-    return cv2.resize(img[dy:h - dy, dx:w - dx], (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(img[dy : h - dy, dx : w - dx], (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _zoom_out(img, fraction):
@@ -67,8 +67,15 @@ def _zoom_out(img, fraction):
     h, w = img.shape
     dy, dx = round(h * fraction), round(w * fraction)
     small = cv2.resize(img, (w - 2 * dx, h - 2 * dy), interpolation=cv2.INTER_AREA)
-    return cv2.copyMakeBorder(small, dy, h - small.shape[0] - dy, dx, w - small.shape[1] - dx,
-                              cv2.BORDER_CONSTANT, value=0)
+    return cv2.copyMakeBorder(
+        small,
+        dy,
+        h - small.shape[0] - dy,
+        dx,
+        w - small.shape[1] - dx,
+        cv2.BORDER_CONSTANT,
+        value=0,
+    )
 
 
 # name -> (function, three levels from mild to strong, what the level means)
@@ -109,10 +116,20 @@ def robustness(predictor, records, *, corruptions=None, batch_size: int = 64) ->
     names = corruptions or list(CORRUPTIONS)
 
     def scored(transform) -> dict:
-        batch = np.stack([imaging.model_input(transform(g), image_size=predictor.image_size,
-                                              intensity=predictor.intensity) for g in images])
-        p = np.concatenate([predictor.predict_batch(batch[i:i + batch_size])
-                            for i in range(0, len(batch), batch_size)])
+        batch = np.stack(
+            [
+                imaging.model_input(
+                    transform(g), image_size=predictor.image_size, intensity=predictor.intensity
+                )
+                for g in images
+            ]
+        )
+        p = np.concatenate(
+            [
+                predictor.predict_batch(batch[i : i + batch_size])
+                for i in range(0, len(batch), batch_size)
+            ]
+        )
         m = binary_metrics(y, p, predictor.threshold)
         return {k: m[k] for k in ("roc_auc", "sensitivity", "specificity", "accuracy")}
 
@@ -120,19 +137,30 @@ def robustness(predictor, records, *, corruptions=None, batch_size: int = 64) ->
     for name in names:
         fn, levels, meaning = CORRUPTIONS[name]
         for level, param in enumerate(levels, 1):
-            rows.append({"corruption": name, "level": level, "param": param,
-                         "meaning": meaning, **scored(lambda g, f=fn, a=param: f(g, a))})
+            rows.append(
+                {
+                    "corruption": name,
+                    "level": level,
+                    "param": param,
+                    "meaning": meaning,
+                    **scored(lambda g, f=fn, a=param: f(g, a)),
+                }
+            )
             log.info("robustness %s level %d: ROC AUC %.3f", name, level, rows[-1]["roc_auc"])
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["corruption  level  param   ROC AUC  sensitivity  specificity",
-             "----------  -----  ------  -------  -----------  -----------"]
+    lines = [
+        "corruption  level  param   ROC AUC  sensitivity  specificity",
+        "----------  -----  ------  -------  -----------  -----------",
+    ]
     for r in rows:
         param = "" if r["param"] is None else f"{r['param']:g}"
-        lines.append(f"{r['corruption']:<10}  {r['level']:>5}  {param:>6}  {r['roc_auc']:7.4f}  "
-                     f"{r['sensitivity']:11.3f}  {r['specificity']:11.3f}")
+        lines.append(
+            f"{r['corruption']:<10}  {r['level']:>5}  {param:>6}  {r['roc_auc']:7.4f}  "
+            f"{r['sensitivity']:11.3f}  {r['specificity']:11.3f}"
+        )
     return "\n".join(lines)
 
 

@@ -89,20 +89,46 @@ class TrainConfig:
 
 
 def config_from_args(args) -> TrainConfig:
-    aug = None if args.no_augment else Augmentation(
-        rotation=args.rotation, zoom=args.zoom, shift=args.shift, flip=args.flip,
-        brightness=args.brightness, contrast=args.contrast, gamma=args.gamma, blur=args.blur,
-        noise=args.noise, crop=args.crop)
+    aug = (
+        None
+        if args.no_augment
+        else Augmentation(
+            rotation=args.rotation,
+            zoom=args.zoom,
+            shift=args.shift,
+            flip=args.flip,
+            brightness=args.brightness,
+            contrast=args.contrast,
+            gamma=args.gamma,
+            blur=args.blur,
+            noise=args.noise,
+            crop=args.crop,
+        )
+    )
     return TrainConfig(
-        data=Path(args.data), out=Path(args.out), arch=args.arch, backbone=args.backbone,
-        weights=args.weights, fine_tune_layers=args.fine_tune_layers,
-        fine_tune_epochs=args.fine_tune_epochs, fine_tune_lr=args.fine_tune_lr,
-        epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, image_size=args.image_size, intensity=args.intensity, seed=args.seed,
+        data=Path(args.data),
+        out=Path(args.out),
+        arch=args.arch,
+        backbone=args.backbone,
+        weights=args.weights,
+        fine_tune_layers=args.fine_tune_layers,
+        fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_lr=args.fine_tune_lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        image_size=args.image_size,
+        intensity=args.intensity,
+        seed=args.seed,
         split_seed=args.split_seed,
-        label_smoothing=args.label_smoothing, mixup=args.mixup, patience=args.patience,
-        min_sensitivity=args.min_sensitivity, limit=args.limit, augmentation=aug,
-        weight_decay=args.weight_decay)
+        label_smoothing=args.label_smoothing,
+        mixup=args.mixup,
+        patience=args.patience,
+        min_sensitivity=args.min_sensitivity,
+        limit=args.limit,
+        augmentation=aug,
+        weight_decay=args.weight_decay,
+    )
 
 
 def train_from_args(args) -> dict:
@@ -141,11 +167,21 @@ def _callbacks(cfg: TrainConfig, checkpoint: Path, ctrl_c: GracefulInterrupt):
 
     return [
         AtomicCheckpoint(checkpoint, monitor="val_auc", mode="max"),
-        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience,
-                                      restore_best_weights=True, verbose=1),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5,
-                                          patience=max(1, cfg.patience // 3), min_lr=1e-6,
-                                          verbose=1),
+        keras.callbacks.EarlyStopping(
+            monitor="val_auc",
+            mode="max",
+            patience=cfg.patience,
+            restore_best_weights=True,
+            verbose=1,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_auc",
+            mode="max",
+            factor=0.5,
+            patience=max(1, cfg.patience // 3),
+            min_lr=1e-6,
+            verbose=1,
+        ),
         AtomicHistory(cfg.out / modeldir.HISTORY),
         keras.callbacks.TerminateOnNaN(),
         StopOnInterrupt(ctrl_c),
@@ -174,10 +210,15 @@ def _fit(model, cfg, train_ds, val_ds, weights, ctrl_c, *, epochs, initial_epoch
     if ctrl_c.requested:  # pressed before this phase began
         return 0, True
     history = keras.callbacks.History()
-    model.fit(train_ds, validation_data=val_ds, epochs=initial_epoch + epochs,
-              initial_epoch=initial_epoch, class_weight=weights,
-              callbacks=[*_callbacks(cfg, cfg.out / modeldir.MODEL_FILE, ctrl_c), history],
-              verbose=cfg.verbose)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=initial_epoch + epochs,
+        initial_epoch=initial_epoch,
+        class_weight=weights,
+        callbacks=[*_callbacks(cfg, cfg.out / modeldir.MODEL_FILE, ctrl_c), history],
+        verbose=cfg.verbose,
+    )
     return len(history.epoch), ctrl_c.requested
 
 
@@ -188,8 +229,9 @@ def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | No
         return _train(cfg, ctrl_c, command=command, extra_card=extra_card)
 
 
-def _train(cfg: TrainConfig, ctrl_c: GracefulInterrupt, *, command: str | None,
-           extra_card: dict | None) -> dict:
+def _train(
+    cfg: TrainConfig, ctrl_c: GracefulInterrupt, *, command: str | None, extra_card: dict | None
+) -> dict:
     import keras
 
     from chestx.models import DEFAULT_LR, build_model, compile_model, unfreeze_top
@@ -208,50 +250,78 @@ def _train(cfg: TrainConfig, ctrl_c: GracefulInterrupt, *, command: str | None,
         (cfg.out / stale).unlink(missing_ok=True)  # an earlier run's: never finish from those
     manifest_sha = write_manifest(
         {**splits, **({"external": external} if external else {})},
-        cfg.out / modeldir.MANIFEST, root=Path(cfg.data))
+        cfg.out / modeldir.MANIFEST,
+        root=Path(cfg.data),
+    )
     counts = split_counts(splits)
     log.info("split by patient: %s", counts)
 
     skipped = DecodeLog()
-    common: dict[str, Any] = dict(image_size=cfg.image_size, intensity=cfg.intensity,
-                                  batch_size=cfg.batch_size, skipped=skipped)
-    aug = augmenter(**dataclasses.asdict(cfg.augmentation), seed=cfg.seed) \
-        if cfg.augmentation else None
-    train_ds = dataset(splits["train"], training=True, augment=aug, seed=cfg.seed,
-                       mixup=cfg.mixup, **common)
+    common: dict[str, Any] = dict(
+        image_size=cfg.image_size,
+        intensity=cfg.intensity,
+        batch_size=cfg.batch_size,
+        skipped=skipped,
+    )
+    aug = (
+        augmenter(**dataclasses.asdict(cfg.augmentation), seed=cfg.seed)
+        if cfg.augmentation
+        else None
+    )
+    train_ds = dataset(
+        splits["train"], training=True, augment=aug, seed=cfg.seed, mixup=cfg.mixup, **common
+    )
     val_ds = dataset(splits["val"], **common)
     weights = class_weights([r.label for r in splits["train"]])
 
     lr = cfg.lr or DEFAULT_LR[cfg.arch]
     model = build_model(cfg.arch, cfg.image_size, **_model_options(cfg))
-    compile_model(model, learning_rate=lr, label_smoothing=cfg.label_smoothing,
-                  weight_decay=cfg.weight_decay)
+    compile_model(
+        model, learning_rate=lr, label_smoothing=cfg.label_smoothing, weight_decay=cfg.weight_decay
+    )
     base_card = {
         modeldir.STATUS: modeldir.TRAINING,
-        "name": f"chestx-{model.name}", "version": "training", "arch": cfg.arch,
-        "image_size": cfg.image_size, "intensity": cfg.intensity, "threshold": 0.5,
-        "threshold_rule": "provisional (training in progress)", "intended_use": INTENDED_USE,
+        "name": f"chestx-{model.name}",
+        "version": "training",
+        "arch": cfg.arch,
+        "image_size": cfg.image_size,
+        "intensity": cfg.intensity,
+        "threshold": 0.5,
+        "threshold_rule": "provisional (training in progress)",
+        "intended_use": INTENDED_USE,
     }
     modeldir.write_card(cfg.out, base_card)  # "training": predict/serve refuse it until done
 
     start = time.perf_counter()
-    epochs_run, interrupted = _fit(model, cfg, train_ds, val_ds, weights, ctrl_c,
-                                   epochs=cfg.epochs)
-    if cfg.arch == "transfer" and cfg.fine_tune_layers and cfg.fine_tune_epochs \
-            and not interrupted:
+    epochs_run, interrupted = _fit(model, cfg, train_ds, val_ds, weights, ctrl_c, epochs=cfg.epochs)
+    if cfg.arch == "transfer" and cfg.fine_tune_layers and cfg.fine_tune_epochs and not interrupted:
         model = keras.saving.load_model(cfg.out / modeldir.MODEL_FILE, compile=False)
         n = unfreeze_top(model, cfg.fine_tune_layers)
         fine_lr = cfg.fine_tune_lr or lr / 10
         log.info("fine-tuning the top %d backbone layers at lr %.2g", n, fine_lr)
-        compile_model(model, learning_rate=fine_lr, label_smoothing=cfg.label_smoothing,
-                      weight_decay=cfg.weight_decay)
-        more, interrupted = _fit(model, cfg, train_ds, val_ds, weights, ctrl_c,
-                                 epochs=cfg.fine_tune_epochs, initial_epoch=epochs_run)
+        compile_model(
+            model,
+            learning_rate=fine_lr,
+            label_smoothing=cfg.label_smoothing,
+            weight_decay=cfg.weight_decay,
+        )
+        more, interrupted = _fit(
+            model,
+            cfg,
+            train_ds,
+            val_ds,
+            weights,
+            ctrl_c,
+            epochs=cfg.fine_tune_epochs,
+            initial_epoch=epochs_run,
+        )
         epochs_run += more
     seconds = time.perf_counter() - start
     if not (cfg.out / modeldir.MODEL_FILE).is_file():
-        raise DataError("training stopped before the first checkpoint was written"
-                        + (" (interrupted)" if interrupted else ""))
+        raise DataError(
+            "training stopped before the first checkpoint was written"
+            + (" (interrupted)" if interrupted else "")
+        )
 
     import chestx.models  # noqa: F401  (custom layers)
 
@@ -266,8 +336,15 @@ def _train(cfg: TrainConfig, ctrl_c: GracefulInterrupt, *, command: str | None,
         y, p = predict_dataset(best, dataset(external, **common))
         metrics["external"] = binary_metrics(y, p, threshold)
     for name, m in metrics.items():
-        log.info("%s: accuracy %.3f  sensitivity %.3f  specificity %.3f  ROC AUC %.3f (n=%d)",
-                 name, m["accuracy"], m["sensitivity"], m["specificity"], m["roc_auc"], m["n"])
+        log.info(
+            "%s: accuracy %.3f  sensitivity %.3f  specificity %.3f  ROC AUC %.3f (n=%d)",
+            name,
+            m["accuracy"],
+            m["sensitivity"],
+            m["specificity"],
+            m["roc_auc"],
+            m["n"],
+        )
 
     n_train = len({str(r.path) for r in splits["train"]} - skipped.failures.keys())
     digest = hashlib.sha256((cfg.out / modeldir.MODEL_FILE).read_bytes()).hexdigest()[:8]
@@ -278,28 +355,39 @@ def _train(cfg: TrainConfig, ctrl_c: GracefulInterrupt, *, command: str | None,
         "backbone": cfg.backbone if cfg.arch == "transfer" else None,
         "parameters": int(best.count_params()),
         "input": f"grey uint8 pixels, shape ({cfg.image_size}, {cfg.image_size}, 1); "
-                 "the model scales them to 0-1 itself",
+        "the model scales them to 0-1 itself",
         "preprocessing": f"decode -> grey uint8 (16-bit scaled by bit depth) -> resize to "
-                         f"{cfg.image_size}x{cfg.image_size} (INTER_AREA) -> "
-                         f"intensity '{cfg.intensity}' (chestx.imaging.prepare)",
+        f"{cfg.image_size}x{cfg.image_size} (INTER_AREA) -> "
+        f"intensity '{cfg.intensity}' (chestx.imaging.prepare)",
         "threshold": threshold,
         "threshold_rule": f"highest threshold keeping validation sensitivity >= "
-                          f"{cfg.min_sensitivity} (screening favours sensitivity)",
+        f"{cfg.min_sensitivity} (screening favours sensitivity)",
         "metrics": metrics,
         # the data by folder name and manifest hash: no path of the machine that trained it
-        "data": {"root": Path(cfg.data).resolve().name, "manifest": modeldir.MANIFEST,
-                 "manifest_sha256": manifest_sha, "split": "by patient, stratified, 70/20/10",
-                 "counts": counts, "external_test": len(external),
-                 "skipped": len(skipped),
-                 "skipped_files": dict(list(skipped.failures.items())[:50])},
+        "data": {
+            "root": Path(cfg.data).resolve().name,
+            "manifest": modeldir.MANIFEST,
+            "manifest_sha256": manifest_sha,
+            "split": "by patient, stratified, 70/20/10",
+            "counts": counts,
+            "external_test": len(external),
+            "skipped": len(skipped),
+            "skipped_files": dict(list(skipped.failures.items())[:50]),
+        },
         "training": {
-            "command": command, "seed": cfg.seed, "split_seed": split_seed,
+            "command": command,
+            "seed": cfg.seed,
+            "split_seed": split_seed,
             "epochs_run": epochs_run,
-            "interrupted": interrupted, "seconds": round(seconds, 1),
+            "interrupted": interrupted,
+            "seconds": round(seconds, 1),
             "images_per_second": round(n_train * epochs_run / seconds, 1) if seconds else None,
-            "class_weight": weights, "learning_rate": lr,
-            "config": {k: (Path(v).resolve().name if isinstance(v, Path) else v)
-                       for k, v in dataclasses.asdict(cfg).items()},
+            "class_weight": weights,
+            "learning_rate": lr,
+            "config": {
+                k: (Path(v).resolve().name if isinstance(v, Path) else v)
+                for k, v in dataclasses.asdict(cfg).items()
+            },
         },
         "versions": library_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

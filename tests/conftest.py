@@ -47,10 +47,24 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     keras.utils.set_random_seed(0)
     out = tmp_path_factory.mktemp("tiny_model")
     model = build_model("chestnet", 64, filters=(8, 16))
-    card = {"name": "tiny-test", "version": "0.0-test", "arch": "chestnet", "image_size": 64,
-            "intensity": "clahe", "threshold": 0.5, "threshold_rule": "fixed for tests",
-            "metrics": {"test": {"n": 10, "threshold": 0.5, "sensitivity": 0.9,
-                                 "specificity": 0.8, "roc_auc": 0.85}}}
+    card = {
+        "name": "tiny-test",
+        "version": "0.0-test",
+        "arch": "chestnet",
+        "image_size": 64,
+        "intensity": "clahe",
+        "threshold": 0.5,
+        "threshold_rule": "fixed for tests",
+        "metrics": {
+            "test": {
+                "n": 10,
+                "threshold": 0.5,
+                "sensitivity": 0.9,
+                "specificity": 0.8,
+                "roc_auc": 0.85,
+            }
+        },
+    }
     save_model(model, out, card, h5=False)
     export_litert(model, out)
     return out
@@ -80,5 +94,7 @@ def negative_images(xray_dir: Path) -> dict[str, list[bytes]]:
     from chestx import negatives
 
     xrays = [p.read_bytes() for p in sorted(xray_dir.glob("*/*.jpeg"))]
-    return {name: negatives.family(name, 3, negatives.EVAL_SEED, xrays=xrays)
-            for name in negatives.FAMILIES}
+    return {
+        name: negatives.family(name, 3, negatives.EVAL_SEED, xrays=xrays)
+        for name in negatives.FAMILIES
+    }

@@ -61,8 +61,19 @@ def test_calibrate_end_to_end(capsys, tmp_path, site_dir):
     shutil.copytree(DEFAULT_MODEL_DIR, source)
     before = _digest(source)
     out = tmp_path / "calibrated"
-    code = main(["calibrate", "--model", str(source), "--data", str(site_dir), "--out", str(out),
-                 "--min-sensitivity", "0.9"])
+    code = main(
+        [
+            "calibrate",
+            "--model",
+            str(source),
+            "--data",
+            str(site_dir),
+            "--out",
+            str(out),
+            "--min-sensitivity",
+            "0.9",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert _digest(source) == before  # the source model is untouched
 

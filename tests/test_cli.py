@@ -16,25 +16,31 @@ def run(capsys, *argv):
 
 
 def test_help_is_instant_and_imports_no_tensorflow():
-    code = ("import sys; from chestx.cli import build_parser; build_parser(); "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, "
-            "sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')))")
+    code = (
+        "import sys; from chestx.cli import build_parser; build_parser(); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')))"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "chestx", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "chestx", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("train", "evaluate", "predict", "data", "serve", "tune"):
         assert command in out
 
 
-@pytest.mark.parametrize("argv", [
-    ["train", "--data", "/no/such/folder", "--out", "/tmp/x"],
-    ["evaluate", "--data", "/no/such/folder", "--model", "/no/such/model"],
-    ["predict", "--model", "/no/such/model", "/no/such.png"],
-    ["predict", "/no/such.png"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--data", "/no/such/folder", "--out", "/tmp/x"],
+        ["evaluate", "--data", "/no/such/folder", "--model", "/no/such/model"],
+        ["predict", "--model", "/no/such/model", "/no/such.png"],
+        ["predict", "/no/such.png"],
+    ],
+)
 def test_bad_paths_exit_2_with_one_line(capsys, argv):
     code, out, err = run(capsys, *argv)
     assert code == 2
@@ -71,15 +77,17 @@ def test_data_download_from_local_archive(capsys, tmp_path, xray_dir):
         for f in sorted(xray_dir.rglob("*.jpeg")):
             zf.write(f, f"chest_xray/train/{f.parent.name}/{f.name}")
         zf.writestr("__MACOSX/._junk", b"")
-    code, out, _ = run(capsys, "data", "download", "--dest", str(tmp_path / "d"),
-                       "--archive", str(archive))
+    code, out, _ = run(
+        capsys, "data", "download", "--dest", str(tmp_path / "d"), "--archive", str(archive)
+    )
     assert code == 0
     assert out.strip().endswith("chest_xray")
     assert len(list((tmp_path / "d" / "chest_xray" / "train" / "NORMAL").iterdir())) == 12
     assert not (tmp_path / "d" / "__MACOSX").exists()
     # a second run finds the data and does nothing
-    code, out2, _ = run(capsys, "data", "download", "--dest", str(tmp_path / "d"),
-                        "--archive", str(archive))
+    code, out2, _ = run(
+        capsys, "data", "download", "--dest", str(tmp_path / "d"), "--archive", str(archive)
+    )
     assert code == 0 and out2 == out
 
 
@@ -89,8 +97,9 @@ def test_zip_slip_is_refused(capsys, tmp_path):
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("../../outside.txt", b"x")
-    code, _, err = run(capsys, "data", "download", "--dest", str(tmp_path / "d"),
-                       "--archive", str(archive))
+    code, _, err = run(
+        capsys, "data", "download", "--dest", str(tmp_path / "d"), "--archive", str(archive)
+    )
     assert code == 2 and "outside" in err
     assert not (tmp_path / "outside.txt").exists()
 
@@ -98,8 +107,22 @@ def test_zip_slip_is_refused(capsys, tmp_path):
 @pytest.mark.slow
 def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
     out = tmp_path / "model"
-    code, _, _ = run(capsys, "train", "--data", str(xray_dir), "--out", str(out), "--epochs", "1",
-                     "--image-size", "64", "--batch-size", "8", "--seed", "1")
+    code, _, _ = run(
+        capsys,
+        "train",
+        "--data",
+        str(xray_dir),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "8",
+        "--seed",
+        "1",
+    )
     assert code == 0
     for name in ("model.keras", "model.h5", "card.json", "manifest.csv", "history.csv"):
         assert (out / name).is_file(), name
@@ -112,18 +135,39 @@ def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
     assert card["versions"]["keras_tuner"] and card["versions"]["litert"]  # chestx.versions
 
     report = tmp_path / "metrics.json"
-    code, text, _ = run(capsys, "evaluate", "--model", str(out), "--data", str(xray_dir),
-                        "--json", str(report), "--plots", str(tmp_path / "plots"))
+    code, text, _ = run(
+        capsys,
+        "evaluate",
+        "--model",
+        str(out),
+        "--data",
+        str(xray_dir),
+        "--json",
+        str(report),
+        "--plots",
+        str(tmp_path / "plots"),
+    )
     assert code == 0 and "sensitivity" in text
     metrics = json.loads(report.read_text())
-    for key in ("accuracy", "roc_auc", "sensitivity", "specificity", "n", "confusion_matrix",
-                "threshold"):
+    for key in (
+        "accuracy",
+        "roc_auc",
+        "sensitivity",
+        "specificity",
+        "n",
+        "confusion_matrix",
+        "threshold",
+    ):
         assert key in metrics
     assert metrics["n"] == 24 and metrics["threshold"] == card["threshold"]
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
     assert tn + fp == 12 and fn + tp == 12
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {
-        "confusion_matrix.png", "roc.png", "precision_recall.png", "calibration.png"}
+        "confusion_matrix.png",
+        "roc.png",
+        "precision_recall.png",
+        "calibration.png",
+    }
 
     good = sorted((xray_dir / "PNEUMONIA").iterdir())[0]
     bad = tmp_path / "notes.txt"
@@ -138,9 +182,25 @@ def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
 
 def _train(tmp_path, xray_dir, name, *extra):
     return subprocess.run(
-        [sys.executable, "-m", "chestx", "train", "--data", str(xray_dir), "--out",
-         str(tmp_path / name), "--image-size", "48", "--batch-size", "8", *extra],
-        capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "chestx",
+            "train",
+            "--data",
+            str(xray_dir),
+            "--out",
+            str(tmp_path / name),
+            "--image-size",
+            "48",
+            "--batch-size",
+            "8",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.mark.slow
@@ -151,8 +211,12 @@ def test_training_is_deterministic_for_a_seed(tmp_path, xray_dir):
 
     for name in ("a", "b"):
         assert _train(tmp_path, xray_dir, name, "--epochs", "2", "--seed", "5").returncode == 0
-    batch = np.stack([Predictor(tmp_path / "a").prepare(f.read_bytes())
-                      for f in sorted(xray_dir.rglob("*.jpeg"))])
+    batch = np.stack(
+        [
+            Predictor(tmp_path / "a").prepare(f.read_bytes())
+            for f in sorted(xray_dir.rglob("*.jpeg"))
+        ]
+    )
     pa = Predictor(tmp_path / "a").predict_batch(batch)
     pb = Predictor(tmp_path / "b").predict_batch(batch)
     np.testing.assert_array_equal(pa, pb)
@@ -188,12 +252,30 @@ def test_ctrl_c_leaves_a_usable_model(tmp_path, xray_dir):
     import time
 
     out, log_path = tmp_path / "m", tmp_path / "train.log"
-    argv = [sys.executable, "-m", "chestx", "train", "--data", str(xray_dir), "--out",
-            str(out), "--image-size", "48", "--batch-size", "4", "--epochs", "500",
-            "--patience", "500"]
+    argv = [
+        sys.executable,
+        "-m",
+        "chestx",
+        "train",
+        "--data",
+        str(xray_dir),
+        "--out",
+        str(out),
+        "--image-size",
+        "48",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "500",
+        "--patience",
+        "500",
+    ]
     with log_path.open("w") as log_file:  # a file, not a pipe nobody reads while we wait
-        proc = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv],
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 900
         history = out / "history.csv"  # rewritten atomically after each epoch
@@ -216,7 +298,11 @@ def test_ctrl_c_leaves_a_usable_model(tmp_path, xray_dir):
     assert 2 <= epochs_run < 500
     assert len((out / "history.csv").read_text().splitlines()) == 1 + epochs_run
     image = sorted((xray_dir / "NORMAL").iterdir())[0]
-    done = subprocess.run([sys.executable, "-m", "chestx", "predict", "--model", str(out),
-                           str(image)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "chestx", "predict", "--model", str(out), str(image)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["label"] in ("NORMAL", "PNEUMONIA")

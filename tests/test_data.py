@@ -9,13 +9,16 @@ from chestx.data import Record, find_data, make_splits, patient_id, split_by_pat
 from chestx.errors import DataError
 
 
-@pytest.mark.parametrize(("name", "patient"), [
-    ("person1000_bacteria_2931.jpeg", "person1000"),
-    ("person1000_virus_1681.jpeg", "person1000"),
-    ("IM-0115-0001.jpeg", "IM-0115"),
-    ("NORMAL2-IM-0115-0001.jpeg", "IM-0115"),
-    ("scan_07.png", "scan_07"),
-])
+@pytest.mark.parametrize(
+    ("name", "patient"),
+    [
+        ("person1000_bacteria_2931.jpeg", "person1000"),
+        ("person1000_virus_1681.jpeg", "person1000"),
+        ("IM-0115-0001.jpeg", "IM-0115"),
+        ("NORMAL2-IM-0115-0001.jpeg", "IM-0115"),
+        ("scan_07.png", "scan_07"),
+    ],
+)
 def test_patient_id(name, patient):
     assert patient_id(name) == patient
 

@@ -26,8 +26,9 @@ def batch():
 
 def test_ensemble_is_the_mean_over_members_and_mirror(members, batch):
     model = ensemble(members, flip=True)
-    want = np.mean([m(x, training=False).numpy() for m in members
-                    for x in (batch, batch[:, :, ::-1])], axis=0)
+    want = np.mean(
+        [m(x, training=False).numpy() for m in members for x in (batch, batch[:, :, ::-1])], axis=0
+    )
     assert np.allclose(model(batch, training=False).numpy(), want, atol=1e-6)
     assert members_of(model) == model.layers[2:4] or len(members_of(model)) == 2
 
@@ -39,8 +40,9 @@ def test_single_member_without_views_is_that_member(members, batch):
 
 def test_members_must_share_an_input():
     with pytest.raises(ValueError, match="different inputs"):
-        ensemble([build_model("chestnet", 48, filters=(8,)), build_model("chestnet", 64,
-                                                                         filters=(8,))])
+        ensemble(
+            [build_model("chestnet", 48, filters=(8,)), build_model("chestnet", 64, filters=(8,))]
+        )
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
@@ -63,8 +65,9 @@ def test_litert_parity(members, batch, tmp_path):
     export_litert(model, tmp_path / "model.tflite")
     (tmp_path / "card.json").write_text(json.dumps({"image_size": SIZE}))
     lite = load_litert(tmp_path)
-    assert np.abs(np.asarray(lite(batch)).reshape(-1)
-                  - model(batch).numpy().reshape(-1)).max() < 1e-3
+    assert (
+        np.abs(np.asarray(lite(batch)).reshape(-1) - model(batch).numpy().reshape(-1)).max() < 1e-3
+    )
 
 
 def test_gradcam_explains_an_ensemble(members, batch):
@@ -79,18 +82,58 @@ def test_gradcam_explains_an_ensemble(members, batch):
 def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     from chestx.cli import main
 
-    common = ["--data", str(xray_dir), "--image-size", "48", "--batch-size", "8",
-              "--epochs", "1", "--split-seed", "7"]
+    common = [
+        "--data",
+        str(xray_dir),
+        "--image-size",
+        "48",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--split-seed",
+        "7",
+    ]
     for seed in ("1", "2"):
-        assert main(["train", *common, "--out", str(tmp_path / seed), "--seed", seed,
-                     "--crop", "0.2", "--mixup", "0.2"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    *common,
+                    "--out",
+                    str(tmp_path / seed),
+                    "--seed",
+                    seed,
+                    "--crop",
+                    "0.2",
+                    "--mixup",
+                    "0.2",
+                ]
+            )
+            == 0
+        )
     first = json.loads((tmp_path / "1" / "card.json").read_text())
     second = json.loads((tmp_path / "2" / "card.json").read_text())
     assert first["data"]["manifest_sha256"] == second["data"]["manifest_sha256"]
 
     out = tmp_path / "ens"
-    assert main(["ensemble", "--member", str(tmp_path / "1"), "--member", str(tmp_path / "2"),
-                 "--data", str(xray_dir), "--out", str(out), "--flip"]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--member",
+                str(tmp_path / "1"),
+                "--member",
+                str(tmp_path / "2"),
+                "--data",
+                str(xray_dir),
+                "--out",
+                str(out),
+                "--flip",
+            ]
+        )
+        == 0
+    )
     card = json.loads((out / "card.json").read_text())
     assert card["arch"] == "ensemble" and len(card["ensemble"]["members"]) == 2
     assert card["ensemble"]["views"] == ["as given", "as given, mirrored left-right"]
@@ -104,7 +147,21 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     # members on different splits are refused with one line
     assert main(["train", *common[:-1], "99", "--out", str(tmp_path / "3")]) == 0
     capsys.readouterr()
-    assert main(["ensemble", "--member", str(tmp_path / "1"), "--member", str(tmp_path / "3"),
-                 "--data", str(xray_dir), "--out", str(tmp_path / "bad")]) == 2
+    assert (
+        main(
+            [
+                "ensemble",
+                "--member",
+                str(tmp_path / "1"),
+                "--member",
+                str(tmp_path / "3"),
+                "--data",
+                str(xray_dir),
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
+        == 2
+    )
     assert "different patient splits" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

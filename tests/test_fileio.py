@@ -59,12 +59,15 @@ def test_leftover_temp_files_lists_only_temporaries(tmp_path):
     assert leftover_temp_files(tmp_path) == [stale]
 
 
-@pytest.mark.parametrize(("card", "status"), [
-    ({"status": "complete"}, "complete"),
-    ({"status": "training"}, "training"),
-    ({"version": "2025.01.01-abcd"}, "complete"),  # cards written before the status key
-    ({"version": "training"}, "training"),  # the provisional card of an older chestx train
-])
+@pytest.mark.parametrize(
+    ("card", "status"),
+    [
+        ({"status": "complete"}, "complete"),
+        ({"status": "training"}, "training"),
+        ({"version": "2025.01.01-abcd"}, "complete"),  # cards written before the status key
+        ({"version": "training"}, "training"),  # the provisional card of an older chestx train
+    ],
+)
 def test_card_status(card, status):
     assert modeldir.card_status(card) == status
 

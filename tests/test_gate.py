@@ -111,14 +111,21 @@ def test_mismatched_or_half_present_gate(tiny_model_dir, tmp_path, caplog):
 def test_shipped_gate_is_small_and_documented():
     assert (DEFAULT_MODEL_DIR / GATE_FILE).stat().st_size < 1_000_000
     spec = load_card(DEFAULT_MODEL_DIR)["gate"]
-    assert set(spec["thresholds"]) == {"aspect_max", "colour_max", "std_min", "range_min",
-                                       "distance_max", "p_min"}
+    assert set(spec["thresholds"]) == {
+        "aspect_max",
+        "colour_max",
+        "std_min",
+        "range_min",
+        "distance_max",
+        "p_min",
+    }
     assert spec["fitted"]["fit_xrays"] > 1000 and spec["version"]
 
 
 # -- the command line ----------------------------------------------------------------------
-def test_predict_refuses_each_family_and_answers_the_rest(capsys, tmp_path, gated_model_dir,
-                                                          negative_images, xray_dir):
+def test_predict_refuses_each_family_and_answers_the_rest(
+    capsys, tmp_path, gated_model_dir, negative_images, xray_dir
+):
     files = []
     for family, items in negative_images.items():
         path = tmp_path / f"{family}.img"
@@ -140,16 +147,16 @@ def test_predict_refuses_each_family_and_answers_the_rest(capsys, tmp_path, gate
 def test_gate_fit_and_copy_commands(capsys, tmp_path, tiny_model_dir, xray_dir):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
-    code = main(["gate", "fit", "--data", str(xray_dir), "--model", str(model),
-                 "--negatives", "6"])
+    code = main(["gate", "fit", "--data", str(xray_dir), "--model", str(model), "--negatives", "6"])
     assert code == 0, capsys.readouterr().err
     spec = load_card(model)["gate"]
     assert spec["fitted"]["fit_xrays"] + spec["fitted"]["calibration_xrays"] == 24
     assert spec["fitted"]["xray_split"].startswith("folder")  # no manifest: a seeded split
     gate = Gate.load(model)
     assert not gate.verdict(imaging.decode(png(np.zeros((99, 99), np.uint8)))).accepted
-    accepted = sum(gate.verdict(imaging.decode(p.read_bytes())).accepted
-                   for p in xray_dir.glob("*/*.jpeg"))
+    accepted = sum(
+        gate.verdict(imaging.decode(p.read_bytes())).accepted for p in xray_dir.glob("*/*.jpeg")
+    )
     assert accepted >= 20  # 24 X-rays are a tiny fit; the shipped gate accepts all 24
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other)

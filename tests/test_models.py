@@ -15,11 +15,14 @@ def batch():
     return rng.integers(0, 256, (3, SIZE, SIZE, 1)).astype("float32")
 
 
-@pytest.mark.parametrize(("arch", "options"), [
-    ("cnn", {}),
-    ("chestnet", {"filters": (8, 16)}),
-    ("transfer", {"backbone": "mobilenetv2", "weights": "none"}),
-])
+@pytest.mark.parametrize(
+    ("arch", "options"),
+    [
+        ("cnn", {}),
+        ("chestnet", {"filters": (8, 16)}),
+        ("transfer", {"backbone": "mobilenetv2", "weights": "none"}),
+    ],
+)
 def test_shapes_and_probabilities(arch, options, batch):
     model = build_model(arch, SIZE, **options)
     assert model.input_shape == (None, SIZE, SIZE, 1)
@@ -39,8 +42,9 @@ def test_seed_cnn_is_the_tutorials_network():
 
 @pytest.mark.parametrize("backbone", ["resnet50", "mobilenetv2", "efficientnetb0", "densenet121"])
 def test_every_backbone_builds_frozen(backbone):
-    model = build_model("transfer", 32 if backbone != "densenet121" else 32, backbone=backbone,
-                        weights="none")
+    model = build_model(
+        "transfer", 32 if backbone != "densenet121" else 32, backbone=backbone, weights="none"
+    )
     base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
     assert not base.trainable
     assert model.get_layer("grey_to_rgb").output.shape[-1] == 3
@@ -69,11 +73,15 @@ def test_local_weights_file(tmp_path, batch):
 @pytest.mark.parametrize("arch", ["chestnet", "transfer"])
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_save_load_round_trip(tmp_path, batch, arch, suffix):
-    options = {"filters": (8, 16)} if arch == "chestnet" else {"backbone": "mobilenetv2",
-                                                                 "weights": "none"}
+    options = (
+        {"filters": (8, 16)}
+        if arch == "chestnet"
+        else {"backbone": "mobilenetv2", "weights": "none"}
+    )
     model = build_model(arch, SIZE, **options)
     path = tmp_path / f"m{suffix}"
     model.save(path)
     again = keras.saving.load_model(path, compile=False)
-    np.testing.assert_allclose(again(batch, training=False), model(batch, training=False),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        again(batch, training=False), model(batch, training=False), atol=1e-5
+    )

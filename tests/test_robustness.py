@@ -30,9 +30,20 @@ def test_each_corruption_keeps_the_shape_and_grows_with_its_level(name, gray):
 def test_evaluate_robustness_on_a_tiny_model(capsys, tmp_path, tiny_model_dir, xray_dir):
     from chestx.cli import main
 
-    code = main(["evaluate", "--model", str(tiny_model_dir), "--data", str(xray_dir),
-                 "--robustness", "--json", str(tmp_path / "m.json"),
-                 "--plots", str(tmp_path / "plots")])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(xray_dir),
+            "--robustness",
+            "--json",
+            str(tmp_path / "m.json"),
+            "--plots",
+            str(tmp_path / "plots"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     rows = json.loads((tmp_path / "m.json").read_text())["robustness"]

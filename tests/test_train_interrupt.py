@@ -24,8 +24,17 @@ from chestx.cli import main
 from chestx.fileio import leftover_temp_files
 from chestx.interrupts import GracefulInterrupt
 
-SMALL = ["--image-size", "48", "--batch-size", "4", "--patience", "100", "--no-augment",
-         "--seed", "3"]
+SMALL = [
+    "--image-size",
+    "48",
+    "--batch-size",
+    "4",
+    "--patience",
+    "100",
+    "--no-augment",
+    "--seed",
+    "3",
+]
 
 
 # -- the handler on its own -----------------------------------------------------------------
@@ -64,6 +73,7 @@ def test_the_decoder_never_turns_an_interrupt_into_a_skipped_file(monkeypatch, x
     skipped = data.DecodeLog()
     decode = data._decoder(48, "none", skipped)
     for error in (KeyboardInterrupt, SystemExit, OSError("unreadable")):
+
         def read_file(path, _error=error, **kw):
             raise _error
 
@@ -109,8 +119,7 @@ class SigintAt:
 
 def _with_callback(monkeypatch, extra) -> None:
     original = train_module._callbacks
-    monkeypatch.setattr(train_module, "_callbacks",
-                        lambda *a, **kw: [*original(*a, **kw), extra])
+    monkeypatch.setattr(train_module, "_callbacks", lambda *a, **kw: [*original(*a, **kw), extra])
 
 
 @pytest.fixture
@@ -149,12 +158,16 @@ def _finished(out, epochs_run: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("hook", "epoch", "epochs_run"), [
-    ("train", 2, 3),  # in the middle of an epoch: that epoch ends after the current batch
-    ("test", 1, 2),  # during validation: the validation still completes, honest metrics
-])
-def test_ctrl_c_during_an_epoch_or_validation(run_train, monkeypatch, no_litert, tmp_path,
-                                              hook, epoch, epochs_run):
+@pytest.mark.parametrize(
+    ("hook", "epoch", "epochs_run"),
+    [
+        ("train", 2, 3),  # in the middle of an epoch: that epoch ends after the current batch
+        ("test", 1, 2),  # during validation: the validation still completes, honest metrics
+    ],
+)
+def test_ctrl_c_during_an_epoch_or_validation(
+    run_train, monkeypatch, no_litert, tmp_path, hook, epoch, epochs_run
+):
     fire = SigintAt(hook, epoch)
     _with_callback(monkeypatch, fire.callback)
     code, err = run_train(tmp_path / "m", "--epochs", "50")
@@ -217,8 +230,9 @@ def test_ctrl_c_while_the_checkpoint_is_written(run_train, no_litert, tmp_path):
 
 
 @pytest.mark.slow
-def test_second_ctrl_c_aborts_and_keeps_the_previous_checkpoint(run_train, capsys, monkeypatch,
-                                                                no_litert, tmp_path, xray_dir):
+def test_second_ctrl_c_aborts_and_keeps_the_previous_checkpoint(
+    run_train, capsys, monkeypatch, no_litert, tmp_path, xray_dir
+):
     """The issue's crash: Ctrl-C (twice: abort) while model.keras is written. The previous
     checkpoint survives byte for byte, and the card still says the run is not finished."""
     out = tmp_path / "m"
@@ -253,9 +267,19 @@ def test_second_ctrl_c_aborts_and_keeps_the_previous_checkpoint(run_train, capsy
 def test_ctrl_c_during_fine_tuning(run_train, monkeypatch, no_litert, tmp_path):
     fire = SigintAt("train", epoch=3)  # epochs 0-1 train the head, 2.. fine-tune
     _with_callback(monkeypatch, fire.callback)
-    code, err = run_train(tmp_path / "m", "--arch", "transfer", "--weights",
-                       "none", "--epochs", "2", "--fine-tune-layers", "10",
-                       "--fine-tune-epochs", "30")
+    code, err = run_train(
+        tmp_path / "m",
+        "--arch",
+        "transfer",
+        "--weights",
+        "none",
+        "--epochs",
+        "2",
+        "--fine-tune-layers",
+        "10",
+        "--fine-tune-epochs",
+        "30",
+    )
     assert code == 0, err
     assert "fine-tuning the top" in err
     _finished(tmp_path / "m", 4)
@@ -269,8 +293,9 @@ def _copy_model(src, dst):
     return dst
 
 
-def test_predict_refuses_a_truncated_model_with_one_line(capsys, tmp_path, tiny_model_dir,
-                                                         xray_dir):
+def test_predict_refuses_a_truncated_model_with_one_line(
+    capsys, tmp_path, tiny_model_dir, xray_dir
+):
     model = _copy_model(tiny_model_dir, tmp_path / "m")
     data = (model / "model.keras").read_bytes()
     (model / "model.keras").write_bytes(data[: len(data) // 2])
@@ -282,8 +307,9 @@ def test_predict_refuses_a_truncated_model_with_one_line(capsys, tmp_path, tiny_
     assert len(lines) == 1 and lines[0].startswith("chestx: error: cannot load"), err
 
 
-def test_predict_and_serve_refuse_an_unfinished_directory(capsys, monkeypatch, tmp_path,
-                                                          tiny_model_dir, xray_dir):
+def test_predict_and_serve_refuse_an_unfinished_directory(
+    capsys, monkeypatch, tmp_path, tiny_model_dir, xray_dir
+):
     import runpy
     from pathlib import Path
 

@@ -20,8 +20,9 @@ def seed_cnn(image_size: int = 224) -> keras.Model:
 
 
 def _conv_bn(x, filters: int, *, strides: int = 1, name: str):
-    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
-                      name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 

@@ -21,8 +21,9 @@ NAME = "ensemble"
 MEMBER_PREFIX = "member_"
 
 
-def ensemble(members: list[keras.Model], *, flip: bool = False,
-             zoom_out: float = 0.0) -> keras.Model:
+def ensemble(
+    members: list[keras.Model], *, flip: bool = False, zoom_out: float = 0.0
+) -> keras.Model:
     """Average the members' P(pneumonia) over the image (zoomed out by ``zoom_out`` of its side
     on each side, if given) and, with ``flip``, its mirror image."""
     if not members:
@@ -44,6 +45,9 @@ def ensemble(members: list[keras.Model], *, flip: bool = False,
 
 def members_of(model: keras.Model) -> list[keras.Model]:
     """The member networks of an ensemble built by ``ensemble``; ``[model]`` for any other."""
-    inner = [layer for layer in model.layers
-             if isinstance(layer, keras.Model) and layer.name.startswith(MEMBER_PREFIX)]
+    inner = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.Model) and layer.name.startswith(MEMBER_PREFIX)
+    ]
     return inner if model.name == NAME and inner else [model]

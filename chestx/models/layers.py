@@ -48,8 +48,9 @@ class ZoomOut(keras.layers.Layer):
         size = inputs.shape[1]
         pad = round(size * self.fraction)
         inner = size - 2 * pad
-        small = keras.ops.image.resize(inputs, (inner, inner), interpolation="bilinear",
-                                       antialias=False)
+        small = keras.ops.image.resize(
+            inputs, (inner, inner), interpolation="bilinear", antialias=False
+        )
         return keras.ops.pad(small, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
 
     def get_config(self):

@@ -36,38 +36,84 @@ def _positive_int(text: str) -> int:
 
 def add_tune(sub) -> None:
     p = sub.add_parser(
-        "tune", help="Keras Tuner search from a hyperparams/ YAML file",
+        "tune",
+        help="Keras Tuner search from a hyperparams/ YAML file",
         description="Search hyperparameters declared in a YAML file (see hyperparams/README.md)"
-                    ", write RUN_DIR/leaderboard.csv and retrain the best into RUN_DIR/best/.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        ", write RUN_DIR/leaderboard.csv and retrain the best into RUN_DIR/best/.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--space", metavar="FILE", help="search-space YAML file (hyperparams/*.yaml)")
     p.add_argument("--data", metavar="DIR", help="NORMAL/ + PNEUMONIA/ folder, or a Kaggle root")
     p.add_argument("--out", metavar="RUN_DIR", help="the search's folder")
-    p.add_argument("--max-trials", type=_positive_int, metavar="N",
-                   help="at most N trials, for every tuner (overrides budget.max_trials)")
-    p.add_argument("--epochs", type=_positive_int, metavar="E",
-                   help="at most E epochs per trial and for best/ (overrides budget.epochs)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the search in RUN_DIR without redoing finished trials")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="pins",
-                   help="pin a key of the space to one value for this search, e.g. "
-                        "--set image_size=128 (repeatable; --resume needs the same pins)")
-    p.add_argument("--limit", type=_positive_int, metavar="N",
-                   help="use at most N images (a quick search on a subset)")
-    p.add_argument("--seed", type=int, default=42,
-                   help="split and training seed, as in chestx train (default 42)")
-    p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY,
-                   help="threshold rule for the validation metrics, as in chestx train")
-    p.add_argument("--no-best", dest="export", action="store_false",
-                   help="skip retraining the best configuration into RUN_DIR/best/")
-    p.add_argument("--chief", metavar="HOST:PORT",
-                   help="distributed: the chief's address (alone: be the chief, listening there)")
-    p.add_argument("--worker", metavar="ID",
-                   help="distributed: be worker ID of the chief given by --chief")
-    p.add_argument("--report", metavar="RUN_DIR",
-                   help="print RUN_DIR's leaderboard and write RUN_DIR/report.png; no search")
-    p.add_argument("--check", action="store_true",
-                   help="validate --space and exit (nothing runs, nothing is written)")
+    p.add_argument(
+        "--max-trials",
+        type=_positive_int,
+        metavar="N",
+        help="at most N trials, for every tuner (overrides budget.max_trials)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        metavar="E",
+        help="at most E epochs per trial and for best/ (overrides budget.epochs)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the search in RUN_DIR without redoing finished trials",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="pins",
+        help="pin a key of the space to one value for this search, e.g. "
+        "--set image_size=128 (repeatable; --resume needs the same pins)",
+    )
+    p.add_argument(
+        "--limit",
+        type=_positive_int,
+        metavar="N",
+        help="use at most N images (a quick search on a subset)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="split and training seed, as in chestx train (default 42)",
+    )
+    p.add_argument(
+        "--min-sensitivity",
+        type=float,
+        default=config.DEFAULT_MIN_SENSITIVITY,
+        help="threshold rule for the validation metrics, as in chestx train",
+    )
+    p.add_argument(
+        "--no-best",
+        dest="export",
+        action="store_false",
+        help="skip retraining the best configuration into RUN_DIR/best/",
+    )
+    p.add_argument(
+        "--chief",
+        metavar="HOST:PORT",
+        help="distributed: the chief's address (alone: be the chief, listening there)",
+    )
+    p.add_argument(
+        "--worker", metavar="ID", help="distributed: be worker ID of the chief given by --chief"
+    )
+    p.add_argument(
+        "--report",
+        metavar="RUN_DIR",
+        help="print RUN_DIR's leaderboard and write RUN_DIR/report.png; no search",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate --space and exit (nothing runs, nothing is written)",
+    )
     p.set_defaults(handler=_run_tune)
 
 
@@ -85,9 +131,11 @@ def _run_tune(args) -> int:
         from chestx.tuning.engine.space import load_space
 
         space = load_space(args.space)
-        print(f"{args.space}: ok ({space.tuner} search over {len(space.params)} keys of "
-              f"{space.model}, {space.direction} {space.objective}, up to "
-              f"{space.budget.max_trials} trials x {space.budget.epochs} epochs)")
+        print(
+            f"{args.space}: ok ({space.tuner} search over {len(space.params)} keys of "
+            f"{space.model}, {space.direction} {space.objective}, up to "
+            f"{space.budget.max_trials} trials x {space.budget.epochs} epochs)"
+        )
         return 0
     missing = [f"--{n}" for n in ("space", "data", "out") if not getattr(args, n)]
     if missing:
@@ -109,10 +157,23 @@ def _run_tune(args) -> int:
 
     from chestx.tuning.search import SearchRequest, run
 
-    run(SearchRequest(pins=pins,
-        space=args.space, data=args.data, out=args.out, max_trials=args.max_trials,
-        epochs=args.epochs, resume=args.resume, seed=args.seed, limit=args.limit,
-        min_sensitivity=args.min_sensitivity, export=args.export, chief=args.chief,
-        worker=args.worker, verbose=int(bool(getattr(args, "verbose", False))),
-        command="chestx " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None))
+    run(
+        SearchRequest(
+            pins=pins,
+            space=args.space,
+            data=args.data,
+            out=args.out,
+            max_trials=args.max_trials,
+            epochs=args.epochs,
+            resume=args.resume,
+            seed=args.seed,
+            limit=args.limit,
+            min_sensitivity=args.min_sensitivity,
+            export=args.export,
+            chief=args.chief,
+            worker=args.worker,
+            verbose=int(bool(getattr(args, "verbose", False))),
+            command="chestx " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
+        )
+    )
     return 0

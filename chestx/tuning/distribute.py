@@ -59,24 +59,31 @@ def parse_address(text: str, what: str = "--chief") -> tuple[str, int]:
     return host, number
 
 
-def resolve_role(chief: str | None = None, worker: str | None = None,
-                 environ: dict | None = None) -> Role:
+def resolve_role(
+    chief: str | None = None, worker: str | None = None, environ: dict | None = None
+) -> Role:
     """The role from ``--chief``/``--worker``, else from the KERASTUNER_* variables."""
     env = os.environ if environ is None else environ
     if worker is not None:
         if not _ID.match(worker) or "chief" in worker:
             raise DistributedError(
                 f"--worker: id {worker!r} must be 1-64 letters, digits, '.', '_' or '-', "
-                "unique per worker, and must not contain 'chief'")
+                "unique per worker, and must not contain 'chief'"
+            )
         if chief is None and ENV_IP not in env:
-            raise DistributedError("--worker needs --chief HOST:PORT (or KERASTUNER_ORACLE_IP "
-                                   "and KERASTUNER_ORACLE_PORT)")
+            raise DistributedError(
+                "--worker needs --chief HOST:PORT (or KERASTUNER_ORACLE_IP "
+                "and KERASTUNER_ORACLE_PORT)"
+            )
     if chief is not None:
         host, port = parse_address(chief)
         return Role("worker" if worker else "chief", worker or "chief", host, port)
     if ENV_IP in env:
-        missing = [v for v in (ENV_PORT, ENV_ID) if not env.get(v)] if worker is None \
+        missing = (
+            [v for v in (ENV_PORT, ENV_ID) if not env.get(v)]
+            if worker is None
             else [v for v in (ENV_PORT,) if not env.get(v)]
+        )
         if missing:
             raise DistributedError(f"{ENV_IP} is set but {' and '.join(missing)} is not")
         host, port = parse_address(f"{env[ENV_IP]}:{env[ENV_PORT]}", ENV_PORT)
@@ -132,8 +139,9 @@ def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
     if not bound:
         raise DistributedError(f"the chief cannot listen on {host}:{port} (address in use?)")
     server.start()
-    log.info("chief: oracle listening on %s:%s; %s trials to hand out", host, port,
-             oracle.max_trials)
+    log.info(
+        "chief: oracle listening on %s:%s; %s trials to hand out", host, port, oracle.max_trials
+    )
     seen = 0
     try:
         while True:
@@ -157,5 +165,9 @@ def _log_end(oracle, trial_id, space, run_dir) -> None:
     trial = oracle.get_trial(trial_id)
     best = oracle.get_best_trials(1)
     side = read_sidecar(run_dir.project / f"trial_{trial_id}")
-    log.info("trial %s end [%s]: %s", trial_id, side.get("tuner_id", "?"),
-             describe(trial, space, best[0] if best else None, side))
+    log.info(
+        "trial %s end [%s]: %s",
+        trial_id,
+        side.get("tuner_id", "?"),
+        describe(trial, space, best[0] if best else None, side),
+    )

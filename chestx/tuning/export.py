@@ -22,8 +22,17 @@ from chestx.tuning.errors import TuningError
 log = logging.getLogger("chestx.tuning")
 
 
-def retrain_config(space: SearchSpace, values: dict, *, data: Path, out: Path, seed: int,
-                   limit: int | None, min_sensitivity: float, epochs_cap: int | None = None):
+def retrain_config(
+    space: SearchSpace,
+    values: dict,
+    *,
+    data: Path,
+    out: Path,
+    seed: int,
+    limit: int | None,
+    min_sensitivity: float,
+    epochs_cap: int | None = None,
+):
     """The ``TrainConfig`` that retrains ``values`` by ``chestx train``'s recipe."""
     from chestx.train import Augmentation, TrainConfig
 
@@ -36,48 +45,95 @@ def retrain_config(space: SearchSpace, values: dict, *, data: Path, out: Path, s
     options = model_options(space.model, cfg)
     aug = augmentation(cfg)
     kwargs = dict(
-        data=Path(data), out=Path(out), arch=space.model,
+        data=Path(data),
+        out=Path(out),
+        arch=space.model,
         model_options={k: v for k, v in options.items() if k not in ("backbone", "weights")},
-        epochs=epochs, batch_size=int(cfg["batch_size"]), lr=float(cfg["learning_rate"]),
-        weight_decay=float(cfg["weight_decay"]) or None, image_size=int(cfg["image_size"]),
-        intensity=cfg["intensity"], seed=seed, label_smoothing=float(cfg["label_smoothing"]),
-        patience=patience, min_sensitivity=min_sensitivity, limit=limit,
-        augmentation=Augmentation(**aug) if aug else None, verbose=2)
+        epochs=epochs,
+        batch_size=int(cfg["batch_size"]),
+        lr=float(cfg["learning_rate"]),
+        weight_decay=float(cfg["weight_decay"]) or None,
+        image_size=int(cfg["image_size"]),
+        intensity=cfg["intensity"],
+        seed=seed,
+        label_smoothing=float(cfg["label_smoothing"]),
+        patience=patience,
+        min_sensitivity=min_sensitivity,
+        limit=limit,
+        augmentation=Augmentation(**aug) if aug else None,
+        verbose=2,
+    )
     if space.model == "transfer":
         ft_layers = int(cfg["fine_tune_layers"])
-        kwargs.update(backbone=cfg["backbone"], weights=cfg["weights"],
-                      fine_tune_layers=ft_layers,
-                      fine_tune_epochs=min(space.fine_tune_epochs, epochs) if ft_layers else 0,
-                      fine_tune_lr=fine_tune_learning_rate(cfg))
+        kwargs.update(
+            backbone=cfg["backbone"],
+            weights=cfg["weights"],
+            fine_tune_layers=ft_layers,
+            fine_tune_epochs=min(space.fine_tune_epochs, epochs) if ft_layers else 0,
+            fine_tune_lr=fine_tune_learning_rate(cfg),
+        )
     return TrainConfig(**kwargs)
 
 
-def export_best(run_dir: RunDir, space: SearchSpace, best: dict, *, data: Path, seed: int,
-                limit: int | None, min_sensitivity: float, epochs_cap: int | None = None,
-                command: str | None = None) -> dict:
+def export_best(
+    run_dir: RunDir,
+    space: SearchSpace,
+    best: dict,
+    *,
+    data: Path,
+    seed: int,
+    limit: int | None,
+    min_sensitivity: float,
+    epochs_cap: int | None = None,
+    command: str | None = None,
+) -> dict:
     """Retrain the leaderboard's best row into ``RUN_DIR/best``; return its card."""
     from chestx.train import train
 
     if best is None:
-        raise TuningError(f"{run_dir.path}: no trial completed, so there is no best "
-                          "configuration to export")
+        raise TuningError(
+            f"{run_dir.path}: no trial completed, so there is no best configuration to export"
+        )
     values = {k: best[k] for k in space.params if best.get(k) is not None}
-    cfg = retrain_config(space, values, data=data, out=run_dir.best, seed=seed, limit=limit,
-                         min_sensitivity=min_sensitivity, epochs_cap=epochs_cap)
+    cfg = retrain_config(
+        space,
+        values,
+        data=data,
+        out=run_dir.best,
+        seed=seed,
+        limit=limit,
+        min_sensitivity=min_sensitivity,
+        epochs_cap=epochs_cap,
+    )
     if run_dir.best.exists():
         shutil.rmtree(run_dir.best)
-    log.info("retraining the best configuration (trial %s, %s %.4f) into %s for up to %d epochs",
-             best["trial"], space.objective, best[space.objective], run_dir.best, cfg.epochs)
+    log.info(
+        "retraining the best configuration (trial %s, %s %.4f) into %s for up to %d epochs",
+        best["trial"],
+        space.objective,
+        best[space.objective],
+        run_dir.best,
+        cfg.epochs,
+    )
     tuning = {
-        "search": space.name, "search_file": "search.yaml", "search_sha256": space.sha256,
-        "run_dir": str(run_dir.path), "trial": best["trial"], "tuner": space.tuner,
-        "objective": {"name": space.objective, "direction": space.direction,
-                      "search_value": best[space.objective]},
-        "hyperparameters": values, "configuration": space.resolve(values),
+        "search": space.name,
+        "search_file": "search.yaml",
+        "search_sha256": space.sha256,
+        "run_dir": str(run_dir.path),
+        "trial": best["trial"],
+        "tuner": space.tuner,
+        "objective": {
+            "name": space.objective,
+            "direction": space.direction,
+            "search_value": best[space.objective],
+        },
+        "hyperparameters": values,
+        "configuration": space.resolve(values),
         "pins": run_dir.run_info().get("pins") or {},
         "space": space.summary(),
     }
-    card = train(cfg, command=command, extra_card={"name": f"chestx-tuned-{space.name}",
-                                                   "tuning": tuning})
+    card = train(
+        cfg, command=command, extra_card={"name": f"chestx-tuned-{space.name}", "tuning": tuning}
+    )
     shutil.copyfile(run_dir.space_copy, run_dir.best / "search.yaml")
     return card

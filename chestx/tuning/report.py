@@ -25,11 +25,12 @@ def report(path, *, show: int | None = None, png: bool = True) -> dict:
     space = run_dir.stored_search()
     rows = leaderboard.write(run_dir, space)  # fresh from the trial files
     info = leaderboard_info(run_dir)
-    lines = [f"search {space.name}: {space.tuner} over {space.model}, {space.direction} "
-             f"{space.objective}; {len(rows)} trials, "
-             f"{sum(r['status'] == 'COMPLETED' for r in rows)} completed"
-             + (f", {info['search_seconds']:.0f} s of search" if info.get("search_seconds")
-                else "")]
+    lines = [
+        f"search {space.name}: {space.tuner} over {space.model}, {space.direction} "
+        f"{space.objective}; {len(rows)} trials, "
+        f"{sum(r['status'] == 'COMPLETED' for r in rows)} completed"
+        + (f", {info['search_seconds']:.0f} s of search" if info.get("search_seconds") else "")
+    ]
     lines.append(leaderboard.format_table(rows, space, limit=show))
     print("\n".join(lines), flush=True)
     out = None
@@ -57,8 +58,11 @@ def plot(rows: list[dict], space, out):
 
     objective = space.objective
     done = [r for r in rows if r["rank"] is not None]
-    keys = [k for k, p in space.params.items()
-            if p.type != "fixed" and len({_key(r.get(k)) for r in done}) > 1]
+    keys = [
+        k
+        for k, p in space.params.items()
+        if p.type != "fixed" and len({_key(r.get(k)) for r in done}) > 1
+    ]
     n = 1 + len(keys)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
@@ -86,10 +90,12 @@ def plot(rows: list[dict], space, out):
 
     for ax, key in zip(axes[1:], keys, strict=False):
         param = space.params[key]
-        pts: list[tuple[Any, Any]] = [(r.get(key), r[objective]) for r in done
-                                      if r.get(key) is not None]
+        pts: list[tuple[Any, Any]] = [
+            (r.get(key), r[objective]) for r in done if r.get(key) is not None
+        ]
         numeric = param.type in ("int", "float") or (
-            param.type == "choice" and not isinstance(param.values[0], str))
+            param.type == "choice" and not isinstance(param.values[0], str)
+        )
         if numeric:
             ax.plot([float(x) for x, _ in pts], [y for _, y in pts], "o", alpha=0.8)
             if param.sampling != "linear" and all(float(x) > 0 for x, _ in pts):

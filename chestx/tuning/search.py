@@ -51,8 +51,9 @@ class SearchRequest:
     pins: dict | None = None
 
     def to_json(self) -> str:
-        return json.dumps({k: str(v) if isinstance(v, Path) else v
-                           for k, v in dataclasses.asdict(self).items()})
+        return json.dumps(
+            {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+        )
 
 
 def load_request_space(req: SearchRequest) -> SearchSpace:
@@ -68,26 +69,54 @@ def run(req: SearchRequest) -> dict:
     role = distribute.resolve_role(req.chief, req.worker)
     run_dir = RunDir(req.out)
     worker = role.kind == "worker"
-    run_dir.check(space, resume=req.resume, worker=worker, data=Path(req.data), seed=req.seed,
-                  limit=req.limit, pins=req.pins or {})
+    run_dir.check(
+        space,
+        resume=req.resume,
+        worker=worker,
+        data=Path(req.data),
+        seed=req.seed,
+        limit=req.limit,
+        pins=req.pins or {},
+    )
     find_data(req.data)  # DataError now rather than after the first trial starts
     _preflight_weights(space)
 
     # ---- from here on, things are written
     if not worker:
-        run_dir.start(space, {
-            "data": str(Path(req.data).resolve()), "seed": req.seed, "limit": req.limit,
-            "pins": req.pins or {}, "role": role.kind, "max_trials": space.budget.max_trials,
-            "epochs": space.budget.epochs, "command": req.command})
+        run_dir.start(
+            space,
+            {
+                "data": str(Path(req.data).resolve()),
+                "seed": req.seed,
+                "limit": req.limit,
+                "pins": req.pins or {},
+                "role": role.kind,
+                "max_trials": space.budget.max_trials,
+                "epochs": space.budget.epochs,
+                "command": req.command,
+            },
+        )
     distribute.apply(role)
     if worker:
-        log.info("search %s: worker %s asks the chief at %s for trials (its budget applies)",
-                 space.name, role.tuner_id, role.address)
+        log.info(
+            "search %s: worker %s asks the chief at %s for trials (its budget applies)",
+            space.name,
+            role.tuner_id,
+            role.address,
+        )
     else:
-        log.info("search %s: %s tuner over %d keys of %s, %s %s, up to %d trials x %d epochs%s",
-                 space.name, space.tuner, len(space.params), space.model, space.direction,
-                 space.objective, space.budget.max_trials, space.budget.epochs,
-                 f" (chief listening on {role.address})" if role.distributed else "")
+        log.info(
+            "search %s: %s tuner over %d keys of %s, %s %s, up to %d trials x %d epochs%s",
+            space.name,
+            space.tuner,
+            len(space.params),
+            space.model,
+            space.direction,
+            space.objective,
+            space.budget.max_trials,
+            space.budget.epochs,
+            f" (chief listening on {role.address})" if role.distributed else "",
+        )
 
     start = time.perf_counter()
     per_process = space.budget.trials_per_process
@@ -97,8 +126,7 @@ def run(req: SearchRequest) -> dict:
         _sessions_in_children(req)
     seconds = time.perf_counter() - start
     if worker:
-        log.info("worker %s: the chief has no trial left; done in %.0f s", role.tuner_id,
-                 seconds)
+        log.info("worker %s: the chief has no trial left; done in %.0f s", role.tuner_id, seconds)
         return {"role": "worker", "seconds": seconds}
 
     from chestx.tuning.engine import leaderboard
@@ -106,9 +134,13 @@ def run(req: SearchRequest) -> dict:
     rows = leaderboard.write(run_dir, space, search_seconds=_total_seconds(run_dir, seconds))
     best = leaderboard.best_row(rows)
     run_dir.finish_session(search_seconds=round(seconds, 1), trials=len(rows))
-    log.info("search finished in %.0f s: %d trials, %d completed; leaderboard in %s",
-             seconds, len(rows), sum(r["status"] == "COMPLETED" for r in rows),
-             run_dir.leaderboard_csv)
+    log.info(
+        "search finished in %.0f s: %d trials, %d completed; leaderboard in %s",
+        seconds,
+        len(rows),
+        sum(r["status"] == "COMPLETED" for r in rows),
+        run_dir.leaderboard_csv,
+    )
     if best is None:
         raise TuningError(f"no trial completed; see {run_dir.leaderboard_csv}")
     log.info("best: trial %s, %s %.4f", best["trial"], space.objective, best[space.objective])
@@ -116,16 +148,28 @@ def run(req: SearchRequest) -> dict:
     if req.export:
         from chestx.tuning.export import export_best
 
-        card = export_best(run_dir, space, best, data=req.data, seed=req.seed, limit=req.limit,
-                           min_sensitivity=req.min_sensitivity, epochs_cap=req.epochs,
-                           command=req.command)
-        run_dir.finish_session(search_seconds=round(seconds, 1), trials=len(rows),
-                               export_seconds=round(time.perf_counter() - start - seconds, 1))
+        card = export_best(
+            run_dir,
+            space,
+            best,
+            data=req.data,
+            seed=req.seed,
+            limit=req.limit,
+            min_sensitivity=req.min_sensitivity,
+            epochs_cap=req.epochs,
+            command=req.command,
+        )
+        run_dir.finish_session(
+            search_seconds=round(seconds, 1),
+            trials=len(rows),
+            export_seconds=round(time.perf_counter() - start - seconds, 1),
+        )
     return {"role": role.kind, "seconds": seconds, "rows": rows, "best": best, "card": card}
 
 
-def session(req: SearchRequest, space: SearchSpace, role, run_dir: RunDir,
-            max_trials: int | None = None) -> bool:
+def session(
+    req: SearchRequest, space: SearchSpace, role, run_dir: RunDir, max_trials: int | None = None
+) -> bool:
     """Search in this process, at most ``max_trials`` trials; True when the search is over."""
     from chestx.tuning import tuners
     from chestx.tuning.engine.hypermodel import ChestHyperModel
@@ -136,10 +180,17 @@ def session(req: SearchRequest, space: SearchSpace, role, run_dir: RunDir,
     if role.kind != "chief":
         data = SearchData(req.data, seed=req.seed, limit=req.limit)
         log.info("split by patient: %s", data.counts())
-    hypermodel = ChestHyperModel(space, min_sensitivity=req.min_sensitivity, seed=req.seed,
-                                 verbose=2 if req.verbose else 0)
-    tuner = tuners.create(space, hypermodel, run_dir=run_dir, seed=req.seed,
-                          tuner_id=role.tuner_id, session_trials=max_trials)
+    hypermodel = ChestHyperModel(
+        space, min_sensitivity=req.min_sensitivity, seed=req.seed, verbose=2 if req.verbose else 0
+    )
+    tuner = tuners.create(
+        space,
+        hypermodel,
+        run_dir=run_dir,
+        seed=req.seed,
+        tuner_id=role.tuner_id,
+        session_trials=max_trials,
+    )
     try:
         tuner.search(data=data, epochs=space.budget.epochs, verbose=hypermodel.verbose)
     except SessionFull:
@@ -147,8 +198,10 @@ def session(req: SearchRequest, space: SearchSpace, role, run_dir: RunDir,
     except RuntimeError as exc:
         if "consecutive failures" not in str(exc):
             raise
-        raise TuningError(f"stopped: {space.budget.max_failures} trials in a row failed; last "
-                          f"error: {str(exc).strip().splitlines()[-1]}") from None
+        raise TuningError(
+            f"stopped: {space.budget.max_failures} trials in a row failed; last "
+            f"error: {str(exc).strip().splitlines()[-1]}"
+        ) from None
     return True
 
 
@@ -171,8 +224,10 @@ def _sessions_in_children(req: SearchRequest) -> None:
         if result.get("status") == "error":
             raise TuningError(result["message"])
         if proc.returncode != 0 or result.get("status") not in ("done", "more"):
-            raise TuningError(f"search process {n} stopped with exit code {proc.returncode}"
-                              " (see its output above)")
+            raise TuningError(
+                f"search process {n} stopped with exit code {proc.returncode}"
+                " (see its output above)"
+            )
         if result["status"] == "done":
             return
         log.info("starting a fresh process for the next trials (memory stays flat)")
@@ -191,8 +246,9 @@ def child_main() -> int:
         space = load_request_space(req)
         role = distribute.resolve_role(req.chief, req.worker)
         distribute.apply(role)
-        done = session(req, space, role, RunDir(req.out),
-                       max_trials=space.budget.trials_per_process)
+        done = session(
+            req, space, role, RunDir(req.out), max_trials=space.budget.trials_per_process
+        )
         result = {"status": "done" if done else "more"}
     except ChestxError as exc:
         result = {"status": "error", "message": str(exc)}
@@ -228,4 +284,5 @@ def _preflight_weights(space) -> None:
             raise TuningError(
                 f"{space.path}: space.weights: imagenet weights for {name} cannot be loaded "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); on an offline "
-                "host use weights: none or a local weights file") from None
+                "host use weights: none or a local weights file"
+            ) from None

@@ -48,13 +48,18 @@ def read_upload(field: str = "image") -> bytes:
             return data
         return request.get_data(cache=False)  # over the limit: Werkzeug raises the 413
     if mimetype != "multipart/form-data":
-        raise ServiceError(400, f'send the X-ray as multipart/form-data field "{field}" '
-                                f"(got {mimetype or 'no content type'})", "missing_field")
+        raise ServiceError(
+            400,
+            f'send the X-ray as multipart/form-data field "{field}" '
+            f"(got {mimetype or 'no content type'})",
+            "missing_field",
+        )
     upload = request.files.get(field)
     if upload is None:
         others = ", ".join(sorted(request.files)) or "none"
-        raise ServiceError(400, f'no file in form field "{field}" (file fields sent: {others})',
-                           "missing_field")
+        raise ServiceError(
+            400, f'no file in form field "{field}" (file fields sent: {others})', "missing_field"
+        )
     return upload.read()
 
 
@@ -82,14 +87,19 @@ def classify_upload(data: bytes, *, explain: bool) -> tuple[dict, np.ndarray]:
         "label": prediction.label,
         "probability": round(prediction.probability, 6),
         "threshold": prediction.threshold,
-        "model": {"name": info["name"], "version": info["version"],
-                  "runtime": info["runtime"]},
+        "model": {"name": info["name"], "version": info["version"], "runtime": info["runtime"]},
         "notice": NOTICE,
     }
     if explain:
         body["heatmap"] = svc.explain(image)
-    log.info("predict label=%s p=%.4f bytes=%d explain=%d ms=%.1f", prediction.label,
-             prediction.probability, len(data), explain, (time.perf_counter() - start) * 1e3)
+    log.info(
+        "predict label=%s p=%.4f bytes=%d explain=%d ms=%.1f",
+        prediction.label,
+        prediction.probability,
+        len(data),
+        explain,
+        (time.perf_counter() - start) * 1e3,
+    )
     return body, image
 
 
@@ -123,8 +133,11 @@ def readyz():
 @bp.get("/metrics")
 def metrics():
     registry = current_app.extensions["chestx_metrics"]
-    return Response(registry.render(), mimetype=registry.content_type.split(";")[0],
-                    headers={"Content-Type": registry.content_type})
+    return Response(
+        registry.render(),
+        mimetype=registry.content_type.split(";")[0],
+        headers={"Content-Type": registry.content_type},
+    )
 
 
 @bp.get("/api/model")
@@ -132,16 +145,20 @@ def model_card():
     """The model card (training data, preprocessing, threshold rule, test metrics)."""
     svc = service()
     predictor = svc.require_ready()
-    return jsonify(card=predictor.card, serving={**svc.model_info(),
-                                                 "explain": svc.can_explain,
-                                                 "threshold_source": threshold_source(),
-                                                 "versions": installed_versions(),
-                                                 "gate": svc.gate_info()})
+    return jsonify(
+        card=predictor.card,
+        serving={
+            **svc.model_info(),
+            "explain": svc.can_explain,
+            "threshold_source": threshold_source(),
+            "versions": installed_versions(),
+            "gate": svc.gate_info(),
+        },
+    )
 
 
 def threshold_source() -> str:
-    return ("CHESTX_THRESHOLD" if service().settings.threshold is not None
-            else "model card")
+    return "CHESTX_THRESHOLD" if service().settings.threshold is not None else "model card"
 
 
 @bp.get("/openapi.json")
@@ -155,8 +172,10 @@ def _error_schema() -> dict:
 
 def openapi_spec() -> dict:
     def err(description: str) -> dict:
-        return {"description": description,
-                "content": {"application/json": {"schema": _error_schema()}}}
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": _error_schema()}},
+        }
 
     return {
         "openapi": "3.1.0",
@@ -166,70 +185,147 @@ def openapi_spec() -> dict:
             "description": "Pneumonia detection on chest X-rays. " + NOTICE,
         },
         "paths": {
-            "/predict": {"post": {
-                "summary": "Classify one chest X-ray",
-                "parameters": [{"name": "explain", "in": "query", "required": False,
-                                "schema": {"type": "integer", "enum": [0, 1]},
-                                "description": "1 adds a Grad-CAM heatmap (PNG, base64)"}],
-                "requestBody": {"required": True, "content": {
-                    "multipart/form-data": {"schema": {
-                        "type": "object", "required": ["image"],
-                        "properties": {"image": {"type": "string", "format": "binary",
-                                                 "description": "JPEG, PNG, BMP or TIFF"}}}},
-                    "image/*": {"schema": {"type": "string", "format": "binary"}}}},
-                "responses": {
-                    "200": {"description": "The prediction", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Prediction"}}}},
-                    "400": err("Missing field, empty, corrupt or undecodable file"),
-                    "405": err("Method not allowed"),
-                    "413": err("Body over the upload limit, or more pixels than allowed"),
-                    "415": err("Not an image format chestx reads"),
-                    "422": err("Not a frontal chest X-ray (reason not_a_chest_xray): the "
-                               "input gate refused it, and no probability is given"),
-                    "503": err("Model not loaded yet, or overloaded"),
-                }}},
-            "/healthz": {"get": {"summary": "Liveness",
-                                 "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"summary": "Readiness: the model is loaded",
-                                "responses": {"200": {"description": "ready"},
-                                              "503": {"description": "not ready"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics (text format)",
-                                 "responses": {"200": {"description": "metrics",
-                                                       "content": {"text/plain": {}}}}}},
-            "/api/model": {"get": {"summary": "The model card and serving settings",
-                                   "responses": {"200": {"description": "card"},
-                                                 "503": err("Model not loaded")}}},
-            "/openapi.json": {"get": {"summary": "This description",
-                                      "responses": {"200": {"description": "OpenAPI"}}}},
+            "/predict": {
+                "post": {
+                    "summary": "Classify one chest X-ray",
+                    "parameters": [
+                        {
+                            "name": "explain",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "enum": [0, 1]},
+                            "description": "1 adds a Grad-CAM heatmap (PNG, base64)",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["image"],
+                                    "properties": {
+                                        "image": {
+                                            "type": "string",
+                                            "format": "binary",
+                                            "description": "JPEG, PNG, BMP or TIFF",
+                                        }
+                                    },
+                                }
+                            },
+                            "image/*": {"schema": {"type": "string", "format": "binary"}},
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The prediction",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Prediction"}
+                                }
+                            },
+                        },
+                        "400": err("Missing field, empty, corrupt or undecodable file"),
+                        "405": err("Method not allowed"),
+                        "413": err("Body over the upload limit, or more pixels than allowed"),
+                        "415": err("Not an image format chestx reads"),
+                        "422": err(
+                            "Not a frontal chest X-ray (reason not_a_chest_xray): the "
+                            "input gate refused it, and no probability is given"
+                        ),
+                        "503": err("Model not loaded yet, or overloaded"),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the model is loaded",
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": {"description": "not ready"},
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format)",
+                    "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}},
+                }
+            },
+            "/api/model": {
+                "get": {
+                    "summary": "The model card and serving settings",
+                    "responses": {"200": {"description": "card"}, "503": err("Model not loaded")},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "responses": {"200": {"description": "OpenAPI"}},
+                }
+            },
         },
-        "components": {"schemas": {
-            "Prediction": {
-                "type": "object",
-                "required": ["result", "label", "probability", "threshold", "model"],
-                "properties": {
-                    "result": {"type": "string", "enum": ["Normal", "Abnormal"],
-                               "description": "the seed tutorial's answer"},
-                    "label": {"type": "string", "enum": ["NORMAL", "PNEUMONIA"]},
-                    "probability": {"type": "number", "minimum": 0, "maximum": 1,
-                                    "description": "P(pneumonia) from the model"},
-                    "threshold": {"type": "number", "description":
-                                  "probability >= threshold is reported as PNEUMONIA"},
-                    "model": {"type": "object", "properties": {
-                        "name": {"type": "string"}, "version": {"type": "string"},
-                        "runtime": {"type": "string", "enum": ["tensorflow", "litert"]}}},
-                    "notice": {"type": "string"},
-                    "heatmap": {"type": "object", "properties": {
-                        "method": {"type": "string"},
-                        "target": {"type": "string", "enum": ["NORMAL", "PNEUMONIA"]},
-                        "layer": {"type": "string"},
-                        "png_base64": {"type": ["string", "null"]},
-                        "unavailable": {"type": "string"}}},
-                }},
-            "Error": {
-                "type": "object", "required": ["error"],
-                "properties": {"error": {"type": "object", "required": ["code", "message"],
-                                         "properties": {"code": {"type": "integer"},
-                                                        "reason": {"type": "string"},
-                                                        "message": {"type": "string"}}}}},
-        }},
+        "components": {
+            "schemas": {
+                "Prediction": {
+                    "type": "object",
+                    "required": ["result", "label", "probability", "threshold", "model"],
+                    "properties": {
+                        "result": {
+                            "type": "string",
+                            "enum": ["Normal", "Abnormal"],
+                            "description": "the seed tutorial's answer",
+                        },
+                        "label": {"type": "string", "enum": ["NORMAL", "PNEUMONIA"]},
+                        "probability": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": "P(pneumonia) from the model",
+                        },
+                        "threshold": {
+                            "type": "number",
+                            "description": "probability >= threshold is reported as PNEUMONIA",
+                        },
+                        "model": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "version": {"type": "string"},
+                                "runtime": {"type": "string", "enum": ["tensorflow", "litert"]},
+                            },
+                        },
+                        "notice": {"type": "string"},
+                        "heatmap": {
+                            "type": "object",
+                            "properties": {
+                                "method": {"type": "string"},
+                                "target": {"type": "string", "enum": ["NORMAL", "PNEUMONIA"]},
+                                "layer": {"type": "string"},
+                                "png_base64": {"type": ["string", "null"]},
+                                "unavailable": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "integer"},
+                                "reason": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+            }
+        },
     }

@@ -45,8 +45,9 @@ DEFAULTS = {
 class InMemoryRequest(Request):
     """Uploads stay in memory (bounded by MAX_CONTENT_LENGTH) and never touch the disk."""
 
-    def _get_file_stream(self, total_content_length, content_type, filename=None,
-                         content_length=None):
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
         return io.BytesIO()
 
 
@@ -179,6 +180,8 @@ def register_request_hooks(app: Flask, metrics: Metrics) -> None:
         if start is not None and rule != "/metrics":
             metrics.latency.labels(rule).observe(time.perf_counter() - start)
         if response.status_code in (400, 413, 415, 422) and request.endpoint in (
-                "api.predict", "ui.classify"):
+            "api.predict",
+            "ui.classify",
+        ):
             metrics.image_errors.labels(status, g.get("chestx_error_reason", "")).inc()
         return response

@@ -32,9 +32,15 @@ class MicroBatcher:
     called with ``(batch_size, seconds)`` after each model call (for metrics).
     """
 
-    def __init__(self, infer: Callable[[np.ndarray], np.ndarray], *, max_batch: int = 16,
-                 max_wait_ms: float = 5.0,
-                 on_batch: Callable[[int, float], None] | None = None, name: str = "batcher"):
+    def __init__(
+        self,
+        infer: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch: int = 16,
+        max_wait_ms: float = 5.0,
+        on_batch: Callable[[int, float], None] | None = None,
+        name: str = "batcher",
+    ):
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         if max_wait_ms < 0:
@@ -74,8 +80,9 @@ class MicroBatcher:
             self._cond.notify_all()
         return future
 
-    def predict(self, image: np.ndarray, *, timeout: float | None = None,
-                reserved: bool = False) -> float:
+    def predict(
+        self, image: np.ndarray, *, timeout: float | None = None, reserved: bool = False
+    ) -> float:
         return float(self.submit(image, reserved=reserved).result(timeout))
 
     # -- batcher thread -------------------------------------------------------------------

@@ -30,24 +30,47 @@ def add_serve(sub) -> None:
         "serve",
         help="serve the model over HTTP (browser UI + JSON API) with Gunicorn",
         description="Run the web service under Gunicorn with chestx/gunicorn.conf.py. Options "
-                    "override the CHESTX_* environment variables of the same meaning. "
-                    "SIGHUP reloads the model gracefully; research use only.",
+        "override the CHESTX_* environment variables of the same meaning. "
+        "SIGHUP reloads the model gracefully; research use only.",
     )
-    p.add_argument("--host", default=None,
-                   help="address to listen on (default 127.0.0.1, or from CHESTX_BIND)")
+    p.add_argument(
+        "--host", default=None, help="address to listen on (default 127.0.0.1, or from CHESTX_BIND)"
+    )
     p.add_argument("--port", type=_port, default=None, help="port (default 8000)")
-    p.add_argument("--model", default=None,
-                   help="model directory (default $CHESTX_MODEL_DIR, else the shipped model)")
-    p.add_argument("--workers", type=_positive, default=None,
-                   help="worker processes, each with its own model (default 2)")
-    p.add_argument("--threads", type=_positive, default=None,
-                   help="request threads per worker; their images are micro-batched (default 16)")
-    p.add_argument("--runtime", choices=("tensorflow", "litert"), default=None,
-                   help="inference runtime (default tensorflow; litert for small hosts)")
-    p.add_argument("--timeout", type=_positive, default=None,
-                   help="seconds before a silent worker is restarted (default 60)")
-    p.add_argument("--dev", action="store_true",
-                   help="Flask's development server with the reloader (not for production)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model directory (default $CHESTX_MODEL_DIR, else the shipped model)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="worker processes, each with its own model (default 2)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="request threads per worker; their images are micro-batched (default 16)",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=("tensorflow", "litert"),
+        default=None,
+        help="inference runtime (default tensorflow; litert for small hosts)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive,
+        default=None,
+        help="seconds before a silent worker is restarted (default 60)",
+    )
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="Flask's development server with the reloader (not for production)",
+    )
     p.set_defaults(handler=run_serve)
 
 
@@ -70,9 +93,13 @@ def serve_env(args) -> dict:
     bind = _bind(args)
     if bind:
         env["CHESTX_BIND"] = bind
-    for key, value in (("CHESTX_MODEL_DIR", args.model), ("CHESTX_WORKERS", args.workers),
-                       ("CHESTX_THREADS", args.threads), ("CHESTX_RUNTIME", args.runtime),
-                       ("CHESTX_TIMEOUT", args.timeout)):
+    for key, value in (
+        ("CHESTX_MODEL_DIR", args.model),
+        ("CHESTX_WORKERS", args.workers),
+        ("CHESTX_THREADS", args.threads),
+        ("CHESTX_RUNTIME", args.runtime),
+        ("CHESTX_TIMEOUT", args.timeout),
+    ):
         if value is not None:
             env[key] = str(Path(value).resolve()) if key == "CHESTX_MODEL_DIR" else str(value)
     return env
@@ -98,6 +125,12 @@ def _run_dev(env: dict) -> int:
     child = os.environ.get("WERKZEUG_RUN_MAIN") == "true"
     app = create_app({"LOAD_MODEL": child})
     # the reloader, but never the interactive debugger: it runs code for whoever reaches it
-    app.run(host=host.strip("[]"), port=int(port), debug=True, use_debugger=False,
-            use_reloader=True, threaded=True)
+    app.run(
+        host=host.strip("[]"),
+        port=int(port),
+        debug=True,
+        use_debugger=False,
+        use_reloader=True,
+        threaded=True,
+    )
     return 0

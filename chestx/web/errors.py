@@ -47,8 +47,9 @@ _IMAGE_REASONS = {
 class ServiceError(Exception):
     """An error the service answers on purpose, with its HTTP status and a reason slug."""
 
-    def __init__(self, status: int, message: str, reason: str | None = None,
-                 headers: dict | None = None):
+    def __init__(
+        self, status: int, message: str, reason: str | None = None, headers: dict | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -63,8 +64,10 @@ def wants_html() -> bool:
     if request.blueprint == "api":
         return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html" and request.accept_mimetypes["text/html"] > \
-        request.accept_mimetypes["application/json"]
+    return (
+        best == "text/html"
+        and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
+    )
 
 
 def note_reason(reason: str) -> None:
@@ -72,8 +75,9 @@ def note_reason(reason: str) -> None:
     g.chestx_error_reason = reason
 
 
-def error_response(status: int, message: str, reason: str | None = None,
-                   headers: dict | None = None) -> Response:
+def error_response(
+    status: int, message: str, reason: str | None = None, headers: dict | None = None
+) -> Response:
     reason = reason or REASONS.get(status, "error")
     note_reason(reason)
     if wants_html():

@@ -39,29 +39,54 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("chestx_http_requests", "HTTP requests by route and status",
-                                ["method", "endpoint", "status"], registry=r)
-        self.latency = Histogram("chestx_http_request_duration_seconds",
-                                 "HTTP request latency by route", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("chestx_inference_batch_size",
-                                    "Images per model call (micro-batching)",
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.inference = Histogram("chestx_inference_duration_seconds",
-                                   "Seconds per model call (one batch)",
-                                   buckets=LATENCY_BUCKETS, registry=r)
-        self.predictions = Counter("chestx_predictions", "Predictions by label", ["label"],
-                                   registry=r)
-        self.image_errors = Counter("chestx_rejected_uploads",
-                                    "Uploads refused before inference, by HTTP status and "
-                                    "reason (not_a_chest_xray: the input gate)",
-                                    ["status", "reason"], registry=r)
-        self.model_info = Gauge("chestx_model_info",
-                                "The served model (value 1), by name, version and runtime",
-                                ["name", "version", "runtime"], registry=r,
-                                multiprocess_mode="livemax")
-        self.ready = Gauge("chestx_worker_ready", "Workers with a loaded model",
-                           registry=r, multiprocess_mode="livesum")
+        self.requests = Counter(
+            "chestx_http_requests",
+            "HTTP requests by route and status",
+            ["method", "endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "chestx_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "chestx_inference_batch_size",
+            "Images per model call (micro-batching)",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "chestx_inference_duration_seconds",
+            "Seconds per model call (one batch)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "chestx_predictions", "Predictions by label", ["label"], registry=r
+        )
+        self.image_errors = Counter(
+            "chestx_rejected_uploads",
+            "Uploads refused before inference, by HTTP status and "
+            "reason (not_a_chest_xray: the input gate)",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "chestx_model_info",
+            "The served model (value 1), by name, version and runtime",
+            ["name", "version", "runtime"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.ready = Gauge(
+            "chestx_worker_ready",
+            "Workers with a loaded model",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -73,16 +73,24 @@ class ModelService:
 
                 s = self.settings
                 if not s.gate:
-                    log.warning("CHESTX_GATE=off: the input gate is switched off, every upload "
-                                "gets a diagnosis whatever it shows (research use only)")
-                predictor = Predictor(model_dir or s.model_dir, runtime=s.runtime,
-                                      threshold=s.threshold, max_pixels=s.max_pixels,
-                                      gate=s.gate)
+                    log.warning(
+                        "CHESTX_GATE=off: the input gate is switched off, every upload "
+                        "gets a diagnosis whatever it shows (research use only)"
+                    )
+                predictor = Predictor(
+                    model_dir or s.model_dir,
+                    runtime=s.runtime,
+                    threshold=s.threshold,
+                    max_pixels=s.max_pixels,
+                    gate=s.gate,
+                )
                 predictor.warm_up()
-                batcher = MicroBatcher(predictor.predict_batch, max_batch=s.batch_size,
-                                       max_wait_ms=s.batch_timeout_ms,
-                                       on_batch=self.metrics.observe_batch if self.metrics
-                                       else None)
+                batcher = MicroBatcher(
+                    predictor.predict_batch,
+                    max_batch=s.batch_size,
+                    max_wait_ms=s.batch_timeout_ms,
+                    on_batch=self.metrics.observe_batch if self.metrics else None,
+                )
             except Exception as exc:  # ModelError, or anything a broken file throws
                 self.state, self.error = FAILED, f"{type(exc).__name__}: {exc}"
                 log.error("model not loaded: %s", self.error)
@@ -93,12 +101,19 @@ class ModelService:
             self.state = READY
             if self.metrics:
                 self.metrics.set_model(predictor.name, predictor.version, predictor.runtime)
-            log.info("model %s %s ready (%s runtime, threshold %.3f, input gate %s) in %.1f s",
-                     predictor.name, predictor.version, predictor.runtime, predictor.threshold,
-                     predictor.gate_info["status"], self.load_seconds)
+            log.info(
+                "model %s %s ready (%s runtime, threshold %.3f, input gate %s) in %.1f s",
+                predictor.name,
+                predictor.version,
+                predictor.runtime,
+                predictor.threshold,
+                predictor.gate_info["status"],
+                self.load_seconds,
+            )
         if self.can_explain:  # trace Grad-CAM off the request path (the first trace is slow)
-            self._warmer = threading.Thread(target=self._warm_explainer, daemon=True,
-                                            name="chestx-gradcam-warm-up")
+            self._warmer = threading.Thread(
+                target=self._warm_explainer, daemon=True, name="chestx-gradcam-warm-up"
+            )
             self._warmer.start()
         return True
 
@@ -115,8 +130,9 @@ class ModelService:
         with self._gradcam_lock:
             if self.state != IDLE or self._loader is not None:
                 return
-            self._loader = threading.Thread(target=self.load, name="chestx-model-loader",
-                                            daemon=True)
+            self._loader = threading.Thread(
+                target=self.load, name="chestx-model-loader", daemon=True
+            )
         self._loader.start()
 
     def close(self) -> None:
@@ -135,10 +151,14 @@ class ModelService:
         if self.state == READY and self.predictor is not None:
             return self.predictor
         if self.state == FAILED:
-            raise ServiceError(503, f"the model could not be loaded: {self.error}",
-                               headers={"Retry-After": "30"})
-        raise ServiceError(503, "the model is still loading; try again in a few seconds",
-                           headers={"Retry-After": "5"})
+            raise ServiceError(
+                503, f"the model could not be loaded: {self.error}", headers={"Retry-After": "30"}
+            )
+        raise ServiceError(
+            503,
+            "the model is still loading; try again in a few seconds",
+            headers={"Retry-After": "5"},
+        )
 
     # -- inference ------------------------------------------------------------------------
     def prepare(self, data: bytes) -> np.ndarray:
@@ -157,14 +177,15 @@ class ModelService:
         predictor = self.require_ready()
         assert self.batcher is not None  # set together with the predictor
         try:
-            p = self.batcher.predict(image, timeout=self.settings.inference_timeout,
-                                     reserved=True)
+            p = self.batcher.predict(image, timeout=self.settings.inference_timeout, reserved=True)
         except TimeoutError:
-            raise ServiceError(503, "the model is overloaded; try again",
-                               headers={"Retry-After": "2"}) from None
+            raise ServiceError(
+                503, "the model is overloaded; try again", headers={"Retry-After": "2"}
+            ) from None
         except BatcherClosed:
-            raise ServiceError(503, "the worker is shutting down; try again",
-                               headers={"Retry-After": "1"}) from None
+            raise ServiceError(
+                503, "the worker is shutting down; try again", headers={"Retry-After": "1"}
+            ) from None
         prediction = predictor.result(p)
         if self.metrics:
             self.metrics.predictions.labels(prediction.label).inc()
@@ -172,10 +193,15 @@ class ModelService:
 
     def model_info(self) -> dict:
         p = self.require_ready()
-        return {"name": p.name, "version": p.version, "runtime": p.runtime,
-                "threshold": p.threshold, "temperature": p.temperature,
-                "logit_bias": p.logit_bias,
-                "image_size": p.image_size}
+        return {
+            "name": p.name,
+            "version": p.version,
+            "runtime": p.runtime,
+            "threshold": p.threshold,
+            "temperature": p.temperature,
+            "logit_bias": p.logit_bias,
+            "image_size": p.image_size,
+        }
 
     def gate_info(self) -> dict:
         """The input gate as served: on, off (``CHESTX_GATE=off``) or absent, and its version."""
@@ -200,17 +226,23 @@ class ModelService:
 
         predictor = self.require_ready()
         if not self.can_explain:
-            return {"method": "grad-cam", "png_base64": None,
-                    "unavailable": f"Grad-CAM needs the Keras model; the {predictor.runtime} "
-                                   "runtime serves predictions only"}
+            return {
+                "method": "grad-cam",
+                "png_base64": None,
+                "unavailable": f"Grad-CAM needs the Keras model; the {predictor.runtime} "
+                "runtime serves predictions only",
+            }
         with self._gradcam_lock:
             if self._gradcam is None:
                 self._gradcam = explain.GradCAM(predictor.model)
         exp = self._gradcam.explain(image, predictor.raw_threshold)
-        png = explain.png_bytes(explain.overlay(image, exp.heatmap,
-                                                size=self.display_size))
-        return {"method": "grad-cam", "target": exp.target, "layer": exp.layer,
-                "png_base64": base64.b64encode(png).decode("ascii")}
+        png = explain.png_bytes(explain.overlay(image, exp.heatmap, size=self.display_size))
+        return {
+            "method": "grad-cam",
+            "target": exp.target,
+            "layer": exp.layer,
+            "png_base64": base64.b64encode(png).decode("ascii"),
+        }
 
 
 def upload_png_base64(data: bytes, size: int) -> str:
@@ -230,8 +262,11 @@ def upload_png_base64(data: bytes, size: int) -> str:
     h, w = image.shape[:2]
     scale = min(1.0, size / max(h, w))
     if scale < 1.0:
-        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            image,
+            (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
     return base64.b64encode(png_bytes(image)).decode("ascii")
 
 

@@ -42,17 +42,33 @@ def performance_context(card: dict, threshold: float) -> list[dict]:
     """What the model card reports, one row per data set: the internal test split, any
     calibration set from another collection (flagged: chosen on it, so flattered) and an
     external test set; the validation split only when nothing else is there."""
-    metrics = {k: m for k, m in (card.get("metrics") or {}).items()
-               if isinstance(m, dict) and "sensitivity" in m and "specificity" in m}
+    metrics = {
+        k: m
+        for k, m in (card.get("metrics") or {}).items()
+        if isinstance(m, dict) and "sensitivity" in m and "specificity" in m
+    }
     rows = []
     if "test" in metrics:
-        rows.append(_row(metrics["test"], "the internal test split (patients held out, same "
-                         "hospital as the training data)", card, threshold))
+        rows.append(
+            _row(
+                metrics["test"],
+                "the internal test split (patients held out, same hospital as the training data)",
+                card,
+                threshold,
+            )
+        )
     for key, m in metrics.items():
         if key.startswith("calibration:"):
-            rows.append(_row(m, f"{key.split(':', 1)[1]}, X-rays from another collection",
-                             card, threshold, note="used to calibrate this model and choose "
-                             "its threshold, so these figures flatter it; they are not a test"))
+            rows.append(
+                _row(
+                    m,
+                    f"{key.split(':', 1)[1]}, X-rays from another collection",
+                    card,
+                    threshold,
+                    note="used to calibrate this model and choose "
+                    "its threshold, so these figures flatter it; they are not a test",
+                )
+            )
     if "external" in metrics:
         rows.append(_row(metrics["external"], "an external test set", card, threshold))
     if not rows and "val" in metrics:
@@ -62,14 +78,23 @@ def performance_context(card: dict, threshold: float) -> list[dict]:
 
 def page_context() -> dict:
     svc = _service()
-    ctx = {"notice": NOTICE, "accept": ACCEPT, "ready": svc.ready, "model": None,
-           "max_mb": current_app.config["MAX_CONTENT_LENGTH"] / 1e6, "load_error": svc.error}
+    ctx = {
+        "notice": NOTICE,
+        "accept": ACCEPT,
+        "ready": svc.ready,
+        "model": None,
+        "max_mb": current_app.config["MAX_CONTENT_LENGTH"] / 1e6,
+        "load_error": svc.error,
+    }
     if svc.ready:
         p = svc.require_ready()
-        ctx["model"] = {**svc.model_info(), "threshold_source": threshold_source(),
-                        "threshold_rule": p.card.get("threshold_rule"),
-                        "performance": performance_context(p.card, p.threshold),
-                        "explain": svc.can_explain}
+        ctx["model"] = {
+            **svc.model_info(),
+            "threshold_source": threshold_source(),
+            "threshold_rule": p.card.get("threshold_rule"),
+            "performance": performance_context(p.card, p.threshold),
+            "explain": svc.can_explain,
+        }
     return ctx
 
 
@@ -87,10 +112,14 @@ def classify():
         body, image = classify_upload(data, explain=True)
     except NotAChestXrayError as exc:  # the gate refused it: say so, show it, no result
         note_reason(image_error_reason(exc))
-        html = render_template("refused.html", reason=exc.verdict.reason,
-                               upload_png=upload_png_base64(data, svc.display_size),
-                               **page_context())
+        html = render_template(
+            "refused.html",
+            reason=exc.verdict.reason,
+            upload_png=upload_png_base64(data, svc.display_size),
+            **page_context(),
+        )
         return html, 422
     size = svc.display_size
-    return render_template("result.html", result=body,
-                           input_png=input_png_base64(image, size), **page_context())
+    return render_template(
+        "result.html", result=body, input_png=input_png_base64(image, size), **page_context()
+    )

@@ -36,9 +36,14 @@ def start(argv: list[str], log: Path, extra_env: dict | None = None) -> subproce
     env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", **(extra_env or {}))
     fh = log.open("w")
     try:
-        return subprocess.Popen([sys.executable, "-m", "chestx", *argv], stdout=fh,
-                                stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "chestx", *argv],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     finally:
         fh.close()  # the child keeps its own descriptor
 
@@ -59,14 +64,25 @@ def test_chief_and_two_workers_on_loopback(tmp_path, xray_dir):
     logs = {name: tmp_path / f"{name}.log" for name in ("chief", "w1", "w2")}
     procs = []
     try:
-        procs.append(start([*common, "--chief", f"127.0.0.1:{port}", "--max-trials",
-                            str(TRIALS), "--no-best"], logs["chief"]))
-        procs.append(start([*common, "--worker", "w1", "--chief", f"127.0.0.1:{port}"],
-                           logs["w1"]))
+        procs.append(
+            start(
+                [*common, "--chief", f"127.0.0.1:{port}", "--max-trials", str(TRIALS), "--no-best"],
+                logs["chief"],
+            )
+        )
+        procs.append(start([*common, "--worker", "w1", "--chief", f"127.0.0.1:{port}"], logs["w1"]))
         # the second worker is configured the Ansible way: environment variables only
-        procs.append(start(common, logs["w2"], {"KERASTUNER_TUNER_ID": "w2",
-                                                "KERASTUNER_ORACLE_IP": "127.0.0.1",
-                                                "KERASTUNER_ORACLE_PORT": str(port)}))
+        procs.append(
+            start(
+                common,
+                logs["w2"],
+                {
+                    "KERASTUNER_TUNER_ID": "w2",
+                    "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                    "KERASTUNER_ORACLE_PORT": str(port),
+                },
+            )
+        )
         deadline = time.monotonic() + 900  # a deadline, not a speed check
         while time.monotonic() < deadline and any(p.poll() is None for p in procs):
             if any(p.poll() not in (None, 0) for p in procs):
@@ -96,30 +112,39 @@ def test_chief_and_two_workers_on_loopback(tmp_path, xray_dir):
     assert doc["trials"] == doc["completed"] == TRIALS
     assert not (out / "best").exists()
     assert sorted(p.name for p in (out / "search").glob("*.json")) == [
-        "chief.json", "oracle.json", "w1.json", "w2.json"]
+        "chief.json",
+        "oracle.json",
+        "w1.json",
+        "w2.json",
+    ]
 
 
 def test_role_from_flags_and_environment():
     assert resolve_role(environ={}) == Role("local")
     assert resolve_role("0.0.0.0:8470", environ={}) == Role("chief", "chief", "0.0.0.0", 8470)
-    assert resolve_role("10.0.0.5:8470", "w1", environ={}) == Role("worker", "w1", "10.0.0.5",
-                                                                   8470)
-    env = {"KERASTUNER_TUNER_ID": "w3", "KERASTUNER_ORACLE_IP": "10.0.0.5",
-           "KERASTUNER_ORACLE_PORT": "9000"}
+    assert resolve_role("10.0.0.5:8470", "w1", environ={}) == Role("worker", "w1", "10.0.0.5", 8470)
+    env = {
+        "KERASTUNER_TUNER_ID": "w3",
+        "KERASTUNER_ORACLE_IP": "10.0.0.5",
+        "KERASTUNER_ORACLE_PORT": "9000",
+    }
     assert resolve_role(environ=env) == Role("worker", "w3", "10.0.0.5", 9000)
     assert resolve_role(environ={**env, "KERASTUNER_TUNER_ID": "chief"}).kind == "chief"
     assert parse_address("[::1]:8000") == ("::1", 8000)
 
 
-@pytest.mark.parametrize("chief, worker, env, phrase", [
-    ("localhost", None, {}, "HOST:PORT"),
-    ("localhost:http", None, {}, "port must be a number"),
-    ("localhost:70000", None, {}, "1-65535"),
-    (None, "w1", {}, "--worker needs --chief"),
-    ("h:1", "chief-2", {}, "must not contain 'chief'"),
-    ("h:1", "w 1", {}, "letters, digits"),
-    (None, None, {"KERASTUNER_ORACLE_IP": "h"}, "KERASTUNER_ORACLE_PORT and"),
-])
+@pytest.mark.parametrize(
+    "chief, worker, env, phrase",
+    [
+        ("localhost", None, {}, "HOST:PORT"),
+        ("localhost:http", None, {}, "port must be a number"),
+        ("localhost:70000", None, {}, "1-65535"),
+        (None, "w1", {}, "--worker needs --chief"),
+        ("h:1", "chief-2", {}, "must not contain 'chief'"),
+        ("h:1", "w 1", {}, "letters, digits"),
+        (None, None, {"KERASTUNER_ORACLE_IP": "h"}, "KERASTUNER_ORACLE_PORT and"),
+    ],
+)
 def test_bad_distributed_settings(chief, worker, env, phrase):
     with pytest.raises(DistributedError, match=re.escape(phrase)):
         resolve_role(chief, worker, environ=env)
@@ -128,7 +153,10 @@ def test_bad_distributed_settings(chief, worker, env, phrase):
 def test_apply_sets_and_clears_the_variables():
     env = {"KERASTUNER_TUNER_ID": "stale"}
     apply(Role("worker", "w1", "h", 1), env)
-    assert env == {"KERASTUNER_TUNER_ID": "w1", "KERASTUNER_ORACLE_IP": "h",
-                   "KERASTUNER_ORACLE_PORT": "1"}
+    assert env == {
+        "KERASTUNER_TUNER_ID": "w1",
+        "KERASTUNER_ORACLE_IP": "h",
+        "KERASTUNER_ORACLE_PORT": "1",
+    }
     apply(Role("local"), env)
     assert env == {}

@@ -51,8 +51,7 @@ def test_build_declares_the_yaml_keys_and_honours_conditions(smoke):
     cfg = hm.configuration(hp)
     assert cfg["rotation"] == 7.5
     model = hm.build(hp)
-    assert [layer.filters for layer in model.layers if layer.name.endswith("_1_conv")] \
-        == [4, 8, 16]
+    assert [layer.filters for layer in model.layers if layer.name.endswith("_1_conv")] == [4, 8, 16]
 
 
 def test_too_small_an_image_fails_the_trial_not_the_search(smoke):
@@ -82,8 +81,7 @@ def test_defaults_first_oracle(smoke):
 
     from chestx.tuning.tuners.random import RandomSearchOracle
 
-    oracle = RandomSearchOracle(objective=kt.Objective("val_roc_auc", "max"), max_trials=3,
-                                seed=1)
+    oracle = RandomSearchOracle(objective=kt.Objective("val_roc_auc", "max"), max_trials=3, seed=1)
     hp = oracle.get_space()
     smoke.declare(hp)
     oracle.update_space(hp)
@@ -100,13 +98,18 @@ def test_pins_are_validated(smoke):
 
 
 def test_rank_and_table():
-    space = parse_space("model: chestnet\nspace:\n  blocks: {type: int, min: 2, max: 3}\n"
-                        "  image_size: 64\n")
-    rows = rank([
-        {"trial": "0", "status": "COMPLETED", "val_roc_auc": 0.8, "blocks": 2},
-        {"trial": "1", "status": "FAILED", "val_roc_auc": None, "blocks": 3},
-        {"trial": "2", "status": "COMPLETED", "val_roc_auc": 0.9, "blocks": 3},
-    ], "val_roc_auc", "max")
+    space = parse_space(
+        "model: chestnet\nspace:\n  blocks: {type: int, min: 2, max: 3}\n  image_size: 64\n"
+    )
+    rows = rank(
+        [
+            {"trial": "0", "status": "COMPLETED", "val_roc_auc": 0.8, "blocks": 2},
+            {"trial": "1", "status": "FAILED", "val_roc_auc": None, "blocks": 3},
+            {"trial": "2", "status": "COMPLETED", "val_roc_auc": 0.9, "blocks": 3},
+        ],
+        "val_roc_auc",
+        "max",
+    )
     assert [(r["trial"], r["rank"]) for r in rows] == [("2", 1), ("0", 2), ("1", None)]
     table = format_table(rows, space).splitlines()
     assert table[0].split()[:4] == ["rank", "trial", "status", "roc_auc"]

@@ -19,8 +19,7 @@ from chestx.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "hyperparams" / "smoke.yaml"
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.filterwarnings("ignore:All-NaN:RuntimeWarning")]
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:All-NaN:RuntimeWarning")]
 
 
 def read_leaderboard(run: Path) -> list[dict]:
@@ -48,9 +47,23 @@ def test_smoke_search_writes_a_complete_leaderboard(smoke_run):
     scores = [float(r["val_roc_auc"]) for r in rows]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     header = rows[0].keys()
-    for column in ("trial", "status", "val_roc_auc", "val_sensitivity", "val_specificity",
-                   "val_pr_auc", "epochs", "seconds", "blocks", "filters", "learning_rate",
-                   "batch_size", "augment", "rotation", "image_size"):
+    for column in (
+        "trial",
+        "status",
+        "val_roc_auc",
+        "val_sensitivity",
+        "val_specificity",
+        "val_pr_auc",
+        "epochs",
+        "seconds",
+        "blocks",
+        "filters",
+        "learning_rate",
+        "batch_size",
+        "augment",
+        "rotation",
+        "image_size",
+    ):
         assert column in header, column
     assert all(r["epochs"] == "1" and float(r["seconds"]) > 0 for r in rows)
     # trial 0 is the file's defaults
@@ -63,10 +76,14 @@ def test_smoke_search_writes_a_complete_leaderboard(smoke_run):
 
 def test_no_checkpoints_are_kept(smoke_run):
     files = {p.name for p in (smoke_run / "search").rglob("*") if p.is_file()}
-    assert files <= {"oracle.json", "tuner0.json", "trial.json", "chestx.json",
-                     "build_config.json"}, files
-    assert sum(p.stat().st_size for p in (smoke_run / "search").rglob("*") if p.is_file()) \
-        < 200_000
+    assert files <= {
+        "oracle.json",
+        "tuner0.json",
+        "trial.json",
+        "chestx.json",
+        "build_config.json",
+    }, files
+    assert sum(p.stat().st_size for p in (smoke_run / "search").rglob("*") if p.is_file()) < 200_000
 
 
 def test_best_is_a_full_model_directory(smoke_run):
@@ -92,8 +109,7 @@ def test_best_loads_in_chestx_predict(smoke_run, xray_dir, capsys):
     assert main(["predict", "--model", str(smoke_run / "best"), *images]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert len(lines) == 3
-    assert all(0 <= x["probability"] <= 1 and x["label"] in ("NORMAL", "PNEUMONIA")
-               for x in lines)
+    assert all(0 <= x["probability"] <= 1 and x["label"] in ("NORMAL", "PNEUMONIA") for x in lines)
 
 
 def test_report_prints_table_and_writes_png(smoke_run, capsys):
@@ -113,12 +129,17 @@ def test_second_search_into_same_dir_needs_resume(smoke_run, xray_dir, capsys):
 
 def test_hyperband_obeys_max_trials_and_epochs(tmp_path, xray_dir):
     space = tmp_path / "hb.yaml"
-    space.write_text(SMOKE.read_text().replace("tuner: random", "tuner: hyperband")
-                     .replace("  default_first: true\n", "  hyperband: {factor: 3}\n"))
+    space.write_text(
+        SMOKE.read_text()
+        .replace("tuner: random", "tuner: hyperband")
+        .replace("  default_first: true\n", "  hyperband: {factor: 3}\n")
+    )
     out = tmp_path / "run"
     # max_epochs 3, factor 3: Hyperband alone would run 6 trials (3 x 1 epoch, then 3 x 3)
-    assert main(tune_argv(space, xray_dir, out, "--max-trials", "3", "--epochs", "3",
-                          "--no-best")) == 0
+    assert (
+        main(tune_argv(space, xray_dir, out, "--max-trials", "3", "--epochs", "3", "--no-best"))
+        == 0
+    )
     rows = read_leaderboard(out)
     assert len(rows) == 3 and all(r["status"] == "COMPLETED" for r in rows)
     assert all(r["budget_epochs"] == "1" and int(r["epochs"]) == 1 for r in rows)
@@ -127,8 +148,11 @@ def test_hyperband_obeys_max_trials_and_epochs(tmp_path, xray_dir):
 
 def test_bayesian_search_in_a_fresh_process_per_trial(tmp_path, xray_dir):
     space = tmp_path / "bo.yaml"
-    space.write_text(SMOKE.read_text().replace("tuner: random", "tuner: bayesian")
-                     .replace("  default_first: true\n", "  trials_per_process: 1\n"))
+    space.write_text(
+        SMOKE.read_text()
+        .replace("tuner: random", "tuner: bayesian")
+        .replace("  default_first: true\n", "  trials_per_process: 1\n")
+    )
     out = tmp_path / "run"
     assert main(tune_argv(space, xray_dir, out, "--max-trials", "3", "--no-best")) == 0
     rows = read_leaderboard(out)
@@ -143,9 +167,14 @@ def _tune_process(argv, log_path):
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
         env.pop(name, None)
     log = open(log_path, "w")  # noqa: SIM115  (closed by the caller through the process)
-    proc = subprocess.Popen([sys.executable, "-m", "chestx", *argv], stdout=log,
-                            stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chestx", *argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     proc.log = log
     return proc
 

@@ -72,74 +72,188 @@ CASES = {
     "empty": ("", "", None, "empty"),
     "unknown top key": ("model: chestnet\nspce: {}\n", "spce", 2, "unknown key"),
     "unknown model": ("model: vgg\nspace: {dropout: 0.1}\n", "model", 1, "unknown value"),
-    "unknown tuner": ("model: chestnet\ntuner: grid\nspace: {dropout: 0.1}\n", "tuner", 2,
-                      "unknown value"),
-    "unknown space key": ("model: chestnet\nspace:\n  dropout: 0.1\n  dropuot: 0.2\n",
-                          "space.dropuot", 4, "unknown key for model chestnet"),
-    "key of other family": ("model: chestnet\nspace:\n  backbone: resnet50\n",
-                            "space.backbone", 3, "unknown key"),
-    "unknown type": ("model: chestnet\nspace:\n  dropout: {type: real, min: 0, max: 1}\n",
-                     "space.dropout.type", 3, "unknown type 'real'"),
-    "missing type": ("model: chestnet\nspace:\n  dropout: {min: 0, max: 1}\n",
-                     "space.dropout", 3, "needs a type"),
-    "unknown entry key": ("model: chestnet\nspace:\n  dropout:\n    type: float\n    min: 0\n"
-                          "    max: 0.5\n    maximum: 1\n", "space.dropout.maximum", 7,
-                          "unknown key"),
-    "min > max": ("model: chestnet\nspace:\n  blocks:\n    type: int\n    min: 5\n    max: 3\n",
-                  "space.blocks.min", 5, "min (5) > max (3)"),
-    "log touching 0": ("model: chestnet\nspace:\n  learning_rate:\n    type: float\n"
-                       "    min: 0\n    max: 0.01\n    sampling: log\n",
-                       "space.learning_rate.min", 5, "must not touch 0"),
-    "log step": ("model: chestnet\nspace:\n  learning_rate: {type: float, min: 1.0e-4, "
-                 "max: 1.0e-2, sampling: log, step: 0.5}\n", "space.learning_rate.step", 3,
-                 "must be > 1"),
-    "default outside": ("model: chestnet\nspace:\n  blocks: {type: int, min: 2, max: 3, "
-                        "default: 5}\n", "space.blocks.default", 3, "outside [2, 3]"),
-    "int given a float": ("model: chestnet\nspace:\n  blocks: {type: int, min: 2.5, max: 3}\n",
-                          "space.blocks.min", 3, "must be an integer"),
-    "float type for int key": ("model: chestnet\nspace:\n  blocks: {type: float, min: 2, "
-                               "max: 3}\n", "space.blocks.type", 3, "takes integer values"),
-    "outside vocabulary range": ("model: chestnet\nspace:\n  dropout: {type: float, min: 0.5, "
-                                 "max: 1.5}\n", "space.dropout.max", 3, "must be <= 0.95"),
-    "choice not a list": ("model: chestnet\nspace:\n  batch_size: {type: choice, values: 8}\n",
-                          "space.batch_size.values", 3, "non-empty list"),
-    "choice mixed": ("model: chestnet\nspace:\n  intensity: {type: choice, values: [clahe, 3]}\n",
-                     "space.intensity.values.1", 3, "non-empty string"),
-    "choice bad string": ("model: chestnet\nspace:\n  intensity: {type: choice, values: "
-                          "[clahe, sharpen]}\n", "space.intensity.values.1", 3,
-                          "unknown value 'sharpen'"),
-    "choice default": ("model: chestnet\nspace:\n  batch_size: {type: choice, values: [8, 16], "
-                       "default: 32}\n", "space.batch_size.default", 3, "not one of the values"),
-    "choice of booleans": ("model: chestnet\nspace:\n  augment: {type: choice, values: "
-                           "[true, false]}\n", "space.augment.values", 3, "type: boolean"),
-    "boolean for numeric": ("model: chestnet\nspace:\n  dropout: {type: boolean}\n",
-                            "space.dropout.type", 3, "not boolean"),
-    "condition on unknown": ("model: chestnet\nspace:\n  rotation: {type: float, min: 0, max: 9,"
-                             "\n             when: {augmentation: true}}\n",
-                             "space.rotation.when.augmentation", 4,
-                             "condition on unknown parameter 'augmentation'"),
-    "condition impossible": ("model: chestnet\nspace:\n  blocks: {type: int, min: 2, max: 3}\n"
-                             "  dense_units: {type: choice, values: [0, 64], when: {blocks: 5}}"
-                             "\n", "space.dense_units.when.blocks", 4, "blocks can never be 5"),
-    "condition on float": ("model: chestnet\nspace:\n  dropout: {type: float, min: 0, max: 0.5}\n"
-                           "  blocks: {type: int, min: 2, max: 3, when: {dropout: 0.1}}\n",
-                           "space.blocks.when.dropout", 4, "float parameter"),
-    "condition cycle": ("model: chestnet\nspace:\n  augment: {type: boolean, when: {flip: true}}"
-                        "\n  flip: {type: boolean, when: {augment: true}}\n", "space.", None,
-                        "cycle"),
-    "duplicate key": ("model: chestnet\nspace:\n  dropout: 0.1\n  dropout: 0.2\n",
-                      "space.dropout", 4, "duplicate key"),
-    "unknown objective": ("model: chestnet\nobjective: val_auroc\nspace: {dropout: 0.1}\n",
-                          "objective", 2, "unknown value 'val_auroc'"),
-    "bad budget": ("model: chestnet\nbudget: {max_trials: 0}\nspace: {dropout: 0.1}\n",
-                   "budget.max_trials", 2, "must be >= 1"),
-    "unknown budget key": ("model: chestnet\nbudget: {trials: 3}\nspace: {dropout: 0.1}\n",
-                           "budget.trials", 2, "unknown key"),
-    "hyperband section on random": ("model: chestnet\nbudget:\n  hyperband: {factor: 3}\n"
-                                    "space: {dropout: 0.1}\n", "budget.hyperband", 3,
-                                    "only used with tuner: hyperband"),
-    "missing weights file": ("model: transfer\nspace:\n  weights: /no/such/file.h5\n",
-                             "space.weights", 3, "existing file"),
+    "unknown tuner": (
+        "model: chestnet\ntuner: grid\nspace: {dropout: 0.1}\n",
+        "tuner",
+        2,
+        "unknown value",
+    ),
+    "unknown space key": (
+        "model: chestnet\nspace:\n  dropout: 0.1\n  dropuot: 0.2\n",
+        "space.dropuot",
+        4,
+        "unknown key for model chestnet",
+    ),
+    "key of other family": (
+        "model: chestnet\nspace:\n  backbone: resnet50\n",
+        "space.backbone",
+        3,
+        "unknown key",
+    ),
+    "unknown type": (
+        "model: chestnet\nspace:\n  dropout: {type: real, min: 0, max: 1}\n",
+        "space.dropout.type",
+        3,
+        "unknown type 'real'",
+    ),
+    "missing type": (
+        "model: chestnet\nspace:\n  dropout: {min: 0, max: 1}\n",
+        "space.dropout",
+        3,
+        "needs a type",
+    ),
+    "unknown entry key": (
+        "model: chestnet\nspace:\n  dropout:\n    type: float\n    min: 0\n"
+        "    max: 0.5\n    maximum: 1\n",
+        "space.dropout.maximum",
+        7,
+        "unknown key",
+    ),
+    "min > max": (
+        "model: chestnet\nspace:\n  blocks:\n    type: int\n    min: 5\n    max: 3\n",
+        "space.blocks.min",
+        5,
+        "min (5) > max (3)",
+    ),
+    "log touching 0": (
+        "model: chestnet\nspace:\n  learning_rate:\n    type: float\n"
+        "    min: 0\n    max: 0.01\n    sampling: log\n",
+        "space.learning_rate.min",
+        5,
+        "must not touch 0",
+    ),
+    "log step": (
+        "model: chestnet\nspace:\n  learning_rate: {type: float, min: 1.0e-4, "
+        "max: 1.0e-2, sampling: log, step: 0.5}\n",
+        "space.learning_rate.step",
+        3,
+        "must be > 1",
+    ),
+    "default outside": (
+        "model: chestnet\nspace:\n  blocks: {type: int, min: 2, max: 3, default: 5}\n",
+        "space.blocks.default",
+        3,
+        "outside [2, 3]",
+    ),
+    "int given a float": (
+        "model: chestnet\nspace:\n  blocks: {type: int, min: 2.5, max: 3}\n",
+        "space.blocks.min",
+        3,
+        "must be an integer",
+    ),
+    "float type for int key": (
+        "model: chestnet\nspace:\n  blocks: {type: float, min: 2, max: 3}\n",
+        "space.blocks.type",
+        3,
+        "takes integer values",
+    ),
+    "outside vocabulary range": (
+        "model: chestnet\nspace:\n  dropout: {type: float, min: 0.5, max: 1.5}\n",
+        "space.dropout.max",
+        3,
+        "must be <= 0.95",
+    ),
+    "choice not a list": (
+        "model: chestnet\nspace:\n  batch_size: {type: choice, values: 8}\n",
+        "space.batch_size.values",
+        3,
+        "non-empty list",
+    ),
+    "choice mixed": (
+        "model: chestnet\nspace:\n  intensity: {type: choice, values: [clahe, 3]}\n",
+        "space.intensity.values.1",
+        3,
+        "non-empty string",
+    ),
+    "choice bad string": (
+        "model: chestnet\nspace:\n  intensity: {type: choice, values: [clahe, sharpen]}\n",
+        "space.intensity.values.1",
+        3,
+        "unknown value 'sharpen'",
+    ),
+    "choice default": (
+        "model: chestnet\nspace:\n  batch_size: {type: choice, values: [8, 16], default: 32}\n",
+        "space.batch_size.default",
+        3,
+        "not one of the values",
+    ),
+    "choice of booleans": (
+        "model: chestnet\nspace:\n  augment: {type: choice, values: [true, false]}\n",
+        "space.augment.values",
+        3,
+        "type: boolean",
+    ),
+    "boolean for numeric": (
+        "model: chestnet\nspace:\n  dropout: {type: boolean}\n",
+        "space.dropout.type",
+        3,
+        "not boolean",
+    ),
+    "condition on unknown": (
+        "model: chestnet\nspace:\n  rotation: {type: float, min: 0, max: 9,"
+        "\n             when: {augmentation: true}}\n",
+        "space.rotation.when.augmentation",
+        4,
+        "condition on unknown parameter 'augmentation'",
+    ),
+    "condition impossible": (
+        "model: chestnet\nspace:\n  blocks: {type: int, min: 2, max: 3}\n"
+        "  dense_units: {type: choice, values: [0, 64], when: {blocks: 5}}"
+        "\n",
+        "space.dense_units.when.blocks",
+        4,
+        "blocks can never be 5",
+    ),
+    "condition on float": (
+        "model: chestnet\nspace:\n  dropout: {type: float, min: 0, max: 0.5}\n"
+        "  blocks: {type: int, min: 2, max: 3, when: {dropout: 0.1}}\n",
+        "space.blocks.when.dropout",
+        4,
+        "float parameter",
+    ),
+    "condition cycle": (
+        "model: chestnet\nspace:\n  augment: {type: boolean, when: {flip: true}}"
+        "\n  flip: {type: boolean, when: {augment: true}}\n",
+        "space.",
+        None,
+        "cycle",
+    ),
+    "duplicate key": (
+        "model: chestnet\nspace:\n  dropout: 0.1\n  dropout: 0.2\n",
+        "space.dropout",
+        4,
+        "duplicate key",
+    ),
+    "unknown objective": (
+        "model: chestnet\nobjective: val_auroc\nspace: {dropout: 0.1}\n",
+        "objective",
+        2,
+        "unknown value 'val_auroc'",
+    ),
+    "bad budget": (
+        "model: chestnet\nbudget: {max_trials: 0}\nspace: {dropout: 0.1}\n",
+        "budget.max_trials",
+        2,
+        "must be >= 1",
+    ),
+    "unknown budget key": (
+        "model: chestnet\nbudget: {trials: 3}\nspace: {dropout: 0.1}\n",
+        "budget.trials",
+        2,
+        "unknown key",
+    ),
+    "hyperband section on random": (
+        "model: chestnet\nbudget:\n  hyperband: {factor: 3}\nspace: {dropout: 0.1}\n",
+        "budget.hyperband",
+        3,
+        "only used with tuner: hyperband",
+    ),
+    "missing weights file": (
+        "model: transfer\nspace:\n  weights: /no/such/file.h5\n",
+        "space.weights",
+        3,
+        "existing file",
+    ),
     "missing space": ("model: chestnet\n", "space", None, "required"),
 }
 
@@ -166,8 +280,10 @@ def test_missing_file(tmp_path):
 
 
 def test_numbers_written_1e_4_are_read_as_numbers():
-    space = parse_space("model: chestnet\nspace:\n  learning_rate: {type: float, min: 1e-4, "
-                        "max: 1e-2, sampling: log, default: 1e-3}\n")
+    space = parse_space(
+        "model: chestnet\nspace:\n  learning_rate: {type: float, min: 1e-4, "
+        "max: 1e-2, sampling: log, default: 1e-3}\n"
+    )
     assert space.params["learning_rate"].min == 1e-4
 
 
@@ -185,17 +301,22 @@ def test_bad_space_exits_2_with_one_line_and_writes_nothing(capsys, tmp_path, xr
 def test_validation_imports_no_tensorflow():
     import subprocess
 
-    code = ("import sys; from chestx.tuning.engine.space import load_space; "
-            f"load_space({str(HYPERPARAMS / 'cnn.yaml')!r}); "
-            "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras'))]")
+    code = (
+        "import sys; from chestx.tuning.engine.space import load_space; "
+        f"load_space({str(HYPERPARAMS / 'cnn.yaml')!r}); "
+        "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras'))]"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("argv, phrase", [
-    (["tune", "--space", "x.yaml"], "tune needs --data, --out"),
-    (["tune", "--check"], "needs --space"),
-    (["tune", "--report", "/no/such/run"], "holds no chestx search"),
-])
+@pytest.mark.parametrize(
+    "argv, phrase",
+    [
+        (["tune", "--space", "x.yaml"], "tune needs --data, --out"),
+        (["tune", "--check"], "needs --space"),
+        (["tune", "--report", "/no/such/run"], "holds no chestx search"),
+    ],
+)
 def test_cli_usage_errors_exit_2(capsys, argv, phrase):
     code = main(argv)
     err = capsys.readouterr().err
@@ -211,13 +332,24 @@ def test_rundir_refuses_a_second_search_without_resume(capsys, tmp_path, xray_di
     out = tmp_path / "run"
     out.mkdir()
     (out / "search.yaml").write_text((HYPERPARAMS / "smoke.yaml").read_text())
-    argv = ["tune", "--space", str(HYPERPARAMS / "smoke.yaml"), "--data", str(xray_dir),
-            "--out", str(out)]
+    argv = [
+        "tune",
+        "--space",
+        str(HYPERPARAMS / "smoke.yaml"),
+        "--data",
+        str(xray_dir),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 2
     assert "already holds a search; pass --resume" in capsys.readouterr().err
     other = tmp_path / "other.yaml"
     other.write_text(GOOD)
-    assert main(["tune", "--space", str(other), "--data", str(xray_dir), "--out", str(out),
-                 "--resume"]) == 2
+    assert (
+        main(
+            ["tune", "--space", str(other), "--data", str(xray_dir), "--out", str(out), "--resume"]
+        )
+        == 2
+    )
     assert "another space" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["search.yaml"]

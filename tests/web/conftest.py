@@ -25,15 +25,21 @@ def png_bytes(width: int, height: int, idat: bytes | None = None) -> bytes:
     With ``idat=None`` the pixel data is a few compressed zero rows: a decompression bomb
     when the declared size is huge (the file stays tiny).
     """
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     if idat is None:
         idat = zlib.compress(b"\x00" * (min(width, 4096) + 1) * 4, 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -90,20 +96,37 @@ def free_port() -> int:
 class LiveServer:
     """``chestx serve`` in a child process (it execs into the Gunicorn master)."""
 
-    def __init__(self, model_dir: Path, *, workers: int = 1, env: dict | None = None,
-                 log_path: Path | None = None):
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        workers: int = 1,
+        env: dict | None = None,
+        log_path: Path | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        full_env = {**os.environ, "CHESTX_MODEL_DIR": str(model_dir),
-                    "CHESTX_WORKERS": str(workers), "CHESTX_THREADS": "16",
-                    "CHESTX_BIND": f"127.0.0.1:{self.port}", "CHESTX_ACCESS_LOG": "0",
-                    "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = {
+            **os.environ,
+            "CHESTX_MODEL_DIR": str(model_dir),
+            "CHESTX_WORKERS": str(workers),
+            "CHESTX_THREADS": "16",
+            "CHESTX_BIND": f"127.0.0.1:{self.port}",
+            "CHESTX_ACCESS_LOG": "0",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "chestx", "serve"], env=full_env,
-                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chestx", "serve"],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
 
     def get(self, path: str, **kw):
         import requests
@@ -137,8 +160,9 @@ class LiveServer:
         return ""
 
     def worker_pids(self) -> set[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+        ).stdout
         return {int(p) for p in out.split()}
 
     def stop(self) -> None:
@@ -162,8 +186,12 @@ def live_server(gated_model_dir, tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     # a long batch window: concurrent uploads meet in one model call however slow the
     # machine (a lone request never waits for it), and a generous inference deadline
-    server = LiveServer(model, workers=2, log_path=logs / "live_server.log",
-                        env={"CHESTX_BATCH_TIMEOUT_MS": "10000", "CHESTX_INFERENCE_TIMEOUT": "600"})
+    server = LiveServer(
+        model,
+        workers=2,
+        log_path=logs / "live_server.log",
+        env={"CHESTX_BATCH_TIMEOUT_MS": "10000", "CHESTX_INFERENCE_TIMEOUT": "600"},
+    )
     try:
         server.ready_after = server.wait_ready()
         yield server

@@ -22,8 +22,7 @@ def models():
     return {
         "chestnet": build_model("chestnet", 64, filters=(8, 16)),
         "cnn": build_model("cnn", 64),
-        "transfer": build_model("transfer", 64, backbone="mobilenetv2", weights=None,
-                                head_units=0),
+        "transfer": build_model("transfer", 64, backbone="mobilenetv2", weights=None, head_units=0),
     }
 
 

@@ -67,7 +67,7 @@ import io, sys
 from chestx.web import create_app
 app = create_app({{"MODEL_DIR": {str(tiny_model_dir)!r}, "RUNTIME": "litert"}})
 c = app.test_client()
-data = open({str(tmp_path / 'x.jpeg')!r}, "rb").read()
+data = open({str(tmp_path / "x.jpeg")!r}, "rb").read()
 assert c.post("/predict", data={{"image": (io.BytesIO(data), "x.jpeg")}}).status_code == 200
 assert c.post("/", data={{"image": (io.BytesIO(data), "x.jpeg")}}).status_code == 200
 assert c.get("/metrics").status_code == 200

@@ -48,8 +48,9 @@ def test_predict_matches_the_predictor(app, client, xray_files, make_upload):
     for path in xray_files[:3]:
         data = path.read_bytes()
         body = client.post("/predict", data=make_upload(data)).get_json()
-        assert body["probability"] == pytest.approx(predictor.predict_bytes(data).probability,
-                                                    abs=1e-5)
+        assert body["probability"] == pytest.approx(
+            predictor.predict_bytes(data).probability, abs=1e-5
+        )
 
 
 def test_predict_explain_adds_a_png_heatmap(client, xray_bytes, make_upload):
@@ -93,8 +94,9 @@ def test_png_bmp_and_tiff_uploads(client, xray_bytes, make_upload):
 # -- bad input never becomes a 500 ----------------------------------------------------------
 def test_missing_field(client, xray_bytes, make_upload):
     assert_error(client.post("/predict", data={}), 400, "missing_field")
-    err = assert_error(client.post("/predict", data=make_upload(xray_bytes, field="file")),
-                       400, "missing_field")
+    err = assert_error(
+        client.post("/predict", data=make_upload(xray_bytes, field="file")), 400, "missing_field"
+    )
     assert "file" in err["message"]
     assert_error(client.post("/predict", json={"image": "abc"}), 400, "missing_field")
     assert_error(client.post("/predict", data={"image": "not a file"}), 400, "missing_field")
@@ -105,11 +107,19 @@ def test_empty_file(client, make_upload):
     assert_error(client.post("/predict", data=b"", content_type="image/png"), 400, "empty_file")
 
 
-@pytest.mark.parametrize("data", [b"hello, I am not an X-ray", b"%PDF-1.7\n" + b"x" * 500,
-                                  b"GIF89a" + b"\x00" * 100, b"\x00" * 1000])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"hello, I am not an X-ray",
+        b"%PDF-1.7\n" + b"x" * 500,
+        b"GIF89a" + b"\x00" * 100,
+        b"\x00" * 1000,
+    ],
+)
 def test_not_an_image(client, make_upload, data):
-    assert_error(client.post("/predict", data=make_upload(data, "x.jpeg")), 415,
-                 "unsupported_image")
+    assert_error(
+        client.post("/predict", data=make_upload(data, "x.jpeg")), 415, "unsupported_image"
+    )
 
 
 def test_corrupt_images(client, xray_bytes, make_png, make_upload):
@@ -123,8 +133,9 @@ def test_corrupt_images(client, xray_bytes, make_png, make_upload):
 
 def test_body_over_the_limit(app_factory, xray_bytes, make_upload):
     client = app_factory(MAX_CONTENT_LENGTH=1000).test_client()
-    err = assert_error(client.post("/predict", data=make_upload(xray_bytes)), 413,
-                       "payload_too_large")
+    err = assert_error(
+        client.post("/predict", data=make_upload(xray_bytes)), 413, "payload_too_large"
+    )
     assert "1000" in err["message"] or "0.001 MB" in err["message"]
     assert_error(client.post("/predict", data=xray_bytes, content_type="image/jpeg"), 413)
 
@@ -134,9 +145,12 @@ def test_chunked_raw_body_over_the_limit(app_factory):
 
     app = app_factory(MAX_CONTENT_LENGTH=1000)
     for size, status in ((1001, "413"), (50_000, "413"), (1000, "415")):
-        env = EnvironBuilder(method="POST", path="/predict", input_stream=io.BytesIO(b"x" * size),
-                             headers={"Content-Type": "image/jpeg",
-                                      "Transfer-Encoding": "chunked"}).get_environ()
+        env = EnvironBuilder(
+            method="POST",
+            path="/predict",
+            input_stream=io.BytesIO(b"x" * size),
+            headers={"Content-Type": "image/jpeg", "Transfer-Encoding": "chunked"},
+        ).get_environ()
         env.pop("CONTENT_LENGTH", None)
         env["wsgi.input_terminated"] = True  # what Gunicorn sets for a chunked body
         body, got, _ = run_wsgi_app(app.wsgi_app, env)
@@ -147,21 +161,22 @@ def test_default_upload_limit_is_20_mb(app):
     assert app.config["MAX_CONTENT_LENGTH"] == 20_000_000
 
 
-def test_decompression_bomb_is_refused_before_decoding(client, bomb_png, make_upload,
-                                                       monkeypatch):
+def test_decompression_bomb_is_refused_before_decoding(client, bomb_png, make_upload, monkeypatch):
     def no_decode(*args, **kwargs):
         raise AssertionError("the bomb reached the decoder")
 
     monkeypatch.setattr(cv2, "imdecode", no_decode)
     assert len(bomb_png) < 1000
-    assert_error(client.post("/predict", data=make_upload(bomb_png, "bomb.png")), 413,
-                 "image_too_large")
+    assert_error(
+        client.post("/predict", data=make_upload(bomb_png, "bomb.png")), 413, "image_too_large"
+    )
 
 
 def test_max_pixels_limit(app_factory, make_png, xray_bytes, make_upload):
     client = app_factory(MAX_PIXELS=100 * 100).test_client()
-    assert_error(client.post("/predict", data=make_upload(make_png(101, 100))), 413,
-                 "image_too_large")
+    assert_error(
+        client.post("/predict", data=make_upload(make_png(101, 100))), 413, "image_too_large"
+    )
     assert_error(client.post("/predict", data=make_upload(xray_bytes)), 413)  # 224 x 224
 
 
@@ -245,8 +260,7 @@ def test_deferred_load_starts_on_first_request(app_factory):
 
 
 def test_broken_model_dir_gives_503_not_a_crash(app_factory, tmp_path, xray_bytes, make_upload):
-    (tmp_path / "card.json").write_text('{"image_size": 64, "intensity": "none", '
-                                        '"threshold": 0.5}')
+    (tmp_path / "card.json").write_text('{"image_size": 64, "intensity": "none", "threshold": 0.5}')
     (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 truncated")
     client = app_factory(MODEL_DIR=str(tmp_path)).test_client()
     r = client.get("/readyz")
@@ -268,7 +282,7 @@ def test_metrics(client, xray_bytes, make_upload):
     assert "chestx_http_request_duration_seconds_bucket" in text
     assert "chestx_inference_batch_size_count" in text
     assert 'chestx_model_info{name="tiny-test",runtime="tensorflow",version="0.0-test"} 1.0' in text
-    assert 'chestx_predictions_total{label=' in text
+    assert "chestx_predictions_total{label=" in text
 
 
 def test_model_card(client):

@@ -15,11 +15,19 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if not CHROMIUM:
     pytest.skip("Debian's chromium package is not installed", allow_module_level=True)
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 DEADLINE_MS = 180_000  # every wait of a page: a deadline for a busy machine, not a speed check
-SHOTS = Path(os.environ.get("CHESTX_SCREENSHOTS", "")) if os.environ.get(
-    "CHESTX_SCREENSHOTS") else None
+SHOTS = (
+    Path(os.environ.get("CHESTX_SCREENSHOTS", "")) if os.environ.get("CHESTX_SCREENSHOTS") else None
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +67,9 @@ def test_upload_with_javascript(browser, live_server, xray_dir):
 
 
 def test_upload_without_javascript_on_a_phone(browser, live_server, xray_dir):
-    context = browser.new_context(java_script_enabled=False,
-                                  viewport={"width": 390, "height": 844}, is_mobile=True)
+    context = browser.new_context(
+        java_script_enabled=False, viewport={"width": 390, "height": 844}, is_mobile=True
+    )
     context.set_default_timeout(DEADLINE_MS)
     page = context.new_page()
     page.goto(live_server.url + "/")

@@ -26,18 +26,23 @@ def test_prefixed_environment(monkeypatch, tiny_model_dir):
     assert settings.max_pixels == 1_000_000
     assert settings.batch_size == 4 and settings.batch_timeout_ms == 2.5
     assert settings.model_dir == str(tiny_model_dir)
-    assert create_app({"LOAD_MODEL": False, "THRESHOLD": 0.75}).extensions[
-        "chestx"].settings.threshold == 0.75  # the mapping wins
+    assert (
+        create_app({"LOAD_MODEL": False, "THRESHOLD": 0.75}).extensions["chestx"].settings.threshold
+        == 0.75
+    )  # the mapping wins
 
 
-@pytest.mark.parametrize("key, value, words", [
-    ("THRESHOLD", "1.5", "between 0.0 and 1.0"),
-    ("THRESHOLD", '"high"', "must be a float"),
-    ("RUNTIME", '"pytorch"', "tensorflow, litert"),
-    ("BATCH_SIZE", "0", "between 1"),
-    ("MAX_CONTENT_LENGTH", "-1", "at least 1"),
-    ("MAX_PIXELS", "2.5", "must be a int"),
-])
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("THRESHOLD", "1.5", "between 0.0 and 1.0"),
+        ("THRESHOLD", '"high"', "must be a float"),
+        ("RUNTIME", '"pytorch"', "tensorflow, litert"),
+        ("BATCH_SIZE", "0", "between 1"),
+        ("MAX_CONTENT_LENGTH", "-1", "at least 1"),
+        ("MAX_PIXELS", "2.5", "must be a int"),
+    ],
+)
 def test_bad_settings_stop_start_up(monkeypatch, key, value, words):
     from chestx.web import create_app
 
@@ -49,15 +54,22 @@ def test_bad_settings_stop_start_up(monkeypatch, key, value, words):
 
 def test_help_lists_serve_and_loads_no_heavy_module():
     # "instant" is checked by what --help imports, not by a stopwatch a busy machine beats
-    out = subprocess.run([sys.executable, "-m", "chestx", "serve", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "chestx", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for option in ("--host", "--port", "--model", "--workers", "--dev", "--runtime"):
         assert option in out
-    probe = ("import sys, chestx.cli; chestx.cli.build_parser(); "
-             "print(sorted(m for m in ('tensorflow', 'flask', 'gunicorn', 'keras') "
-             "if m in sys.modules))")
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    probe = (
+        "import sys, chestx.cli; chestx.cli.build_parser(); "
+        "print(sorted(m for m in ('tensorflow', 'flask', 'gunicorn', 'keras') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert loaded == "[]"
 
 
@@ -66,15 +78,28 @@ def test_serve_options_become_environment(tmp_path, monkeypatch):
     from chestx.web.cli import serve_env
 
     monkeypatch.delenv("CHESTX_BIND", raising=False)
-    args = build_parser().parse_args(["serve", "--port", "9001", "--model", str(tmp_path),
-                                      "--workers", "3", "--runtime", "litert"])
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--port",
+            "9001",
+            "--model",
+            str(tmp_path),
+            "--workers",
+            "3",
+            "--runtime",
+            "litert",
+        ]
+    )
     env = serve_env(args)
     assert env["CHESTX_BIND"] == "127.0.0.1:9001"
     assert env["CHESTX_MODEL_DIR"] == str(tmp_path.resolve())
     assert env["CHESTX_WORKERS"] == "3" and env["CHESTX_RUNTIME"] == "litert"
     monkeypatch.setenv("CHESTX_BIND", "0.0.0.0:8080")
-    assert serve_env(build_parser().parse_args(["serve", "--port", "81"]))[
-        "CHESTX_BIND"] == "0.0.0.0:81"
+    assert (
+        serve_env(build_parser().parse_args(["serve", "--port", "81"]))["CHESTX_BIND"]
+        == "0.0.0.0:81"
+    )
     assert serve_env(build_parser().parse_args(["serve"]))["CHESTX_BIND"] == "0.0.0.0:8080"
 
 
@@ -94,8 +119,13 @@ def test_gunicorn_settings_from_environment(monkeypatch, tmp_path):
     conf = _gunicorn_conf(monkeypatch)
     assert conf["bind"] == ["127.0.0.1:8000"] and conf["preload_app"] is False
     assert conf["worker_class"] == "gthread" and conf["max_requests_jitter"] > 0
-    conf = _gunicorn_conf(monkeypatch, CHESTX_BIND="0.0.0.0:9000", CHESTX_WORKERS="3",
-                          CHESTX_TIMEOUT="120", CHESTX_MAX_REQUESTS="100")
+    conf = _gunicorn_conf(
+        monkeypatch,
+        CHESTX_BIND="0.0.0.0:9000",
+        CHESTX_WORKERS="3",
+        CHESTX_TIMEOUT="120",
+        CHESTX_MAX_REQUESTS="100",
+    )
     assert conf["bind"] == ["0.0.0.0:9000"] and conf["workers"] == 3
     assert conf["timeout"] == 120 and conf["max_requests"] == 100
     assert conf["max_requests_jitter"] == 10

@@ -42,15 +42,13 @@ def test_the_fixture_xrays_are_answered(gated_client, xray_files, make_upload):
         assert 0 <= r.get_json()["probability"] <= 1
 
 
-def test_refusals_are_counted_by_reason(app_factory, gated_model_dir, negative_images,
-                                        make_upload):
+def test_refusals_are_counted_by_reason(app_factory, gated_model_dir, negative_images, make_upload):
     client = app_factory(MODEL_DIR=str(gated_model_dir)).test_client()
     client.post("/predict", data=make_upload(negative_images["document"][0]))
     client.post("/", data=make_upload(negative_images["photo"][0]))
     client.post("/predict", data=make_upload(b""))
     text = client.get("/metrics").get_data(as_text=True)
-    assert ('chestx_rejected_uploads_total{reason="not_a_chest_xray",status="422"} 2.0'
-            in text)
+    assert 'chestx_rejected_uploads_total{reason="not_a_chest_xray",status="422"} 2.0' in text
     assert 'chestx_rejected_uploads_total{reason="empty_file",status="400"} 1.0' in text
 
 
@@ -61,8 +59,9 @@ def test_gate_in_the_model_card(gated_client, client):
     assert client.get("/api/model").get_json()["serving"]["gate"] == {"status": "absent"}
 
 
-def test_gate_off_is_logged_shown_and_judges_anything(app_factory, gated_model_dir,
-                                                      negative_images, make_upload, caplog):
+def test_gate_off_is_logged_shown_and_judges_anything(
+    app_factory, gated_model_dir, negative_images, make_upload, caplog
+):
     with caplog.at_level(logging.WARNING):
         client = app_factory(MODEL_DIR=str(gated_model_dir), GATE="off").test_client()
     assert "CHESTX_GATE=off" in caplog.text
@@ -83,8 +82,9 @@ def test_bad_gate_setting_stops_start_up(value):
         settings_from_config({**DEFAULTS, "GATE": value})
 
 
-def test_ui_refusal_page_shows_the_upload_and_no_heatmap(gated_client, negative_images,
-                                                         make_upload):
+def test_ui_refusal_page_shows_the_upload_and_no_heatmap(
+    gated_client, negative_images, make_upload
+):
     r = gated_client.post("/", data=make_upload(negative_images["document"][0], "report.png"))
     assert r.status_code == 422 and r.mimetype == "text/html"
     html = r.get_data(as_text=True)
@@ -95,8 +95,9 @@ def test_ui_refusal_page_shows_the_upload_and_no_heatmap(gated_client, negative_
     assert "Research use only" in html
 
 
-def test_litert_gate_matches_tensorflow_without_importing_it(gated_model_dir, negative_images,
-                                                             xray_files, tmp_path):
+def test_litert_gate_matches_tensorflow_without_importing_it(
+    gated_model_dir, negative_images, xray_files, tmp_path
+):
     from chestx.predict import Predictor
 
     tf_predictor = Predictor(gated_model_dir, runtime="tensorflow")
@@ -140,6 +141,9 @@ def test_snapshot_takes_the_gate_along(monkeypatch, tmp_path, gated_model_dir):
 
 
 def test_raw_body_refused_too(gated_client, negative_images):
-    r = gated_client.post("/predict", data=io.BytesIO(negative_images["noise"][0]),
-                          content_type="application/octet-stream")
+    r = gated_client.post(
+        "/predict",
+        data=io.BytesIO(negative_images["noise"][0]),
+        content_type="application/octet-stream",
+    )
     assert_refused(r)

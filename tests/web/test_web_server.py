@@ -29,8 +29,9 @@ def test_valid_uploads(live_server, xray_files):
         body = r.json()
         assert body["result"] in ("Normal", "Abnormal")
         assert body["model"]["version"] == "0.0-test"
-    r = live_server.post("/predict?explain=1",
-                         files={"image": ("x.jpeg", xray_files[0].read_bytes())})
+    r = live_server.post(
+        "/predict?explain=1", files={"image": ("x.jpeg", xray_files[0].read_bytes())}
+    )
     assert r.json()["heatmap"]["png_base64"]
 
 
@@ -49,9 +50,10 @@ def test_concurrent_uploads_are_batched(live_server, xray_files):
         by_image.setdefault(data, set()).add(round(r.json()["probability"], 5))
     assert all(len(v) == 1 for v in by_image.values())
     after = live_server.get("/metrics").text
-    calls, images = (_sample(after, name) - _sample(before, name, default=0.0)
-                     for name in ("chestx_inference_batch_size_count",
-                                  "chestx_inference_batch_size_sum"))
+    calls, images = (
+        _sample(after, name) - _sample(before, name, default=0.0)
+        for name in ("chestx_inference_batch_size_count", "chestx_inference_batch_size_sum")
+    )
     # the server's batch window is long (conftest): a request that meets others announced in
     # its worker waits for them, so model calls are shared whatever the machine's speed
     assert images == len(datas) and calls < images
@@ -88,10 +90,12 @@ def test_oversize_chunked_uploads(live_server):
 
     r = live_server.post("/predict", data=chunks(), headers={"Content-Type": "image/jpeg"})
     assert r.status_code == 413, r.text
-    head = (b'--xx\r\nContent-Disposition: form-data; name="image"; filename="a.jpeg"'
-            b"\r\n\r\n")
-    r = live_server.post("/predict", data=chunks(head, b"\r\n--xx--\r\n"),
-                         headers={"Content-Type": "multipart/form-data; boundary=xx"})
+    head = b'--xx\r\nContent-Disposition: form-data; name="image"; filename="a.jpeg"\r\n\r\n'
+    r = live_server.post(
+        "/predict",
+        data=chunks(head, b"\r\n--xx--\r\n"),
+        headers={"Content-Type": "multipart/form-data; boundary=xx"},
+    )
     assert r.status_code == 413, r.text
 
 
@@ -104,11 +108,13 @@ def test_decompression_bomb(live_server, bomb_png):
 
 def test_bad_inputs_then_still_serving(live_server, xray_bytes):
     pids = live_server.worker_pids()
-    cases = [({"files": {"image": ("a.txt", b"text")}}, 415),
-             ({"files": {"image": ("a.jpeg", b"")}}, 400),
-             ({"files": {"image": ("a.jpeg", xray_bytes[:300])}}, 400),
-             ({"files": {"other": ("a.jpeg", xray_bytes)}}, 400),
-             ({"data": b"\x00" * 100, "headers": {"Content-Type": "image/png"}}, 415)]
+    cases = [
+        ({"files": {"image": ("a.txt", b"text")}}, 415),
+        ({"files": {"image": ("a.jpeg", b"")}}, 400),
+        ({"files": {"image": ("a.jpeg", xray_bytes[:300])}}, 400),
+        ({"files": {"other": ("a.jpeg", xray_bytes)}}, 400),
+        ({"data": b"\x00" * 100, "headers": {"Content-Type": "image/png"}}, 415),
+    ]
     for kwargs, status in cases:
         r = live_server.post("/predict", **kwargs)
         assert r.status_code == status, (kwargs.keys(), r.text)
@@ -141,7 +147,8 @@ def _wait_for_new_workers(server, old: set[int], timeout: float = 600.0) -> set[
 
 
 def test_sighup_reload_keeps_the_old_model_when_the_new_one_is_broken(
-        server_factory, tiny_model_dir, tmp_path, xray_bytes):
+    server_factory, tiny_model_dir, tmp_path, xray_bytes
+):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     server = server_factory(model, workers=1)

@@ -48,8 +48,12 @@ def test_result_page_shows_threshold_override_warning(app_factory, xray_bytes, m
 
 
 def test_ui_errors_are_friendly_pages(client, make_upload, bomb_png):
-    cases = [(make_upload(b"not an image"), 415), (make_upload(b""), 400),
-             ({}, 400), (make_upload(bomb_png, "bomb.png"), 413)]
+    cases = [
+        (make_upload(b"not an image"), 415),
+        (make_upload(b""), 400),
+        ({}, 400),
+        (make_upload(bomb_png, "bomb.png"), 413),
+    ]
     for data, status in cases:
         r = client.post("/", data=data)
         assert r.status_code == status
@@ -83,12 +87,26 @@ def test_form_page_when_model_failed(app_factory, tmp_path):
 def test_trust_panel_shows_internal_and_other_collection_figures():
     from chestx.web.ui import performance_context
 
-    card = {"threshold": 0.4, "metrics": {
-        "val": {"n": 50, "threshold": 0.4, "sensitivity": 0.97, "specificity": 0.96},
-        "test": {"n": 516, "threshold": 0.4, "sensitivity": 0.96, "specificity": 0.99,
-                 "roc_auc": 0.998},
-        "calibration:external-dev": {"n": 313, "threshold": 0.4, "sensitivity": 0.96,
-                                     "specificity": 0.88, "roc_auc": 0.97}}}
+    card = {
+        "threshold": 0.4,
+        "metrics": {
+            "val": {"n": 50, "threshold": 0.4, "sensitivity": 0.97, "specificity": 0.96},
+            "test": {
+                "n": 516,
+                "threshold": 0.4,
+                "sensitivity": 0.96,
+                "specificity": 0.99,
+                "roc_auc": 0.998,
+            },
+            "calibration:external-dev": {
+                "n": 313,
+                "threshold": 0.4,
+                "sensitivity": 0.96,
+                "specificity": 0.88,
+                "roc_auc": 0.97,
+            },
+        },
+    }
     rows = performance_context(card, 0.4)
     assert [r["split"].split(" ")[0] for r in rows] == ["the", "external-dev,"]
     assert rows[0]["note"] is None and "flatter" in rows[1]["note"]

@@ -20,19 +20,36 @@ from chestx.tuning.engine.space import MONITORS, SearchSpace
 
 log = logging.getLogger(__name__)
 
-REPORTED = ("roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity", "precision", "npv",
-            "f1", "brier", "ece")
+REPORTED = (
+    "roc_auc",
+    "pr_auc",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "npv",
+    "f1",
+    "brier",
+    "ece",
+)
 
 
 def model_options(model: str, cfg: dict) -> dict:
     """``chestx.models.build_model`` options for a resolved configuration."""
     if model == "chestnet":
-        return {"filters": tuple(int(cfg["filters"]) * 2 ** i for i in range(int(cfg["blocks"]))),
-                "convs_per_block": int(cfg["convs_per_block"]),
-                "dropout": float(cfg["dropout"]), "dense_units": int(cfg["dense_units"])}
+        return {
+            "filters": tuple(int(cfg["filters"]) * 2**i for i in range(int(cfg["blocks"]))),
+            "convs_per_block": int(cfg["convs_per_block"]),
+            "dropout": float(cfg["dropout"]),
+            "dense_units": int(cfg["dense_units"]),
+        }
     if model == "transfer":
-        return {"backbone": cfg["backbone"], "weights": cfg["weights"],
-                "head_units": int(cfg["head_units"]), "dropout": float(cfg["dropout"])}
+        return {
+            "backbone": cfg["backbone"],
+            "weights": cfg["weights"],
+            "head_units": int(cfg["head_units"]),
+            "dropout": float(cfg["dropout"]),
+        }
     return {}
 
 
@@ -59,8 +76,15 @@ class ChestHyperModel(kt.HyperModel):
         verbose: ``model.fit`` verbosity (0 silent, 2 one line per epoch).
     """
 
-    def __init__(self, space: SearchSpace, *, min_sensitivity: float =
-                 config.DEFAULT_MIN_SENSITIVITY, seed: int = 42, verbose: int = 0, **kwargs):
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY,
+        seed: int = 42,
+        verbose: int = 0,
+        **kwargs,
+    ):
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space must be a SearchSpace, got {type(space).__name__}")
         if space.model not in vocab.FAMILIES:
@@ -90,11 +114,15 @@ class ChestHyperModel(kt.HyperModel):
         size = int(cfg["image_size"])
         if self.space.model == "chestnet" and size // 2 ** (int(cfg["blocks"]) + 1) < 1:
             raise kt.errors.FailedTrialError(
-                f"image_size {size} is too small for {cfg['blocks']} blocks")
+                f"image_size {size} is too small for {cfg['blocks']} blocks"
+            )
         model = build_model(self.space.model, size, **model_options(self.space.model, cfg))
-        compile_model(model, learning_rate=float(cfg["learning_rate"]),
-                      label_smoothing=float(cfg["label_smoothing"]),
-                      weight_decay=float(cfg["weight_decay"]) or None)
+        compile_model(
+            model,
+            learning_rate=float(cfg["learning_rate"]),
+            label_smoothing=float(cfg["label_smoothing"]),
+            weight_decay=float(cfg["weight_decay"]) or None,
+        )
         return model
 
     def fit(self, hp, model, *args, data=None, **kwargs):
@@ -111,16 +139,26 @@ class ChestHyperModel(kt.HyperModel):
         aug_args = augmentation(cfg)
         aug = augmenter(**aug_args, seed=self.seed) if aug_args else None
         train_ds, val_ds, y_train = data.datasets(
-            image_size=int(cfg["image_size"]), intensity=cfg["intensity"],
-            batch_size=int(cfg["batch_size"]), augment=aug, seed=self.seed)
+            image_size=int(cfg["image_size"]),
+            intensity=cfg["intensity"],
+            batch_size=int(cfg["batch_size"]),
+            augment=aug,
+            seed=self.seed,
+        )
         kwargs.setdefault("class_weight", class_weights(y_train))
         kwargs.setdefault("verbose", self.verbose)
         kwargs.setdefault("shuffle", False)  # the training dataset shuffles itself
         user_callbacks = list(kwargs.pop("callbacks", None) or [])
         epochs = int(kwargs.pop("epochs", self.space.budget.epochs))
 
-        history = model.fit(train_ds, *args, validation_data=val_ds, epochs=epochs,
-                            callbacks=[*user_callbacks, *self._callbacks()], **kwargs)
+        history = model.fit(
+            train_ds,
+            *args,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=[*user_callbacks, *self._callbacks()],
+            **kwargs,
+        )
         epochs_run = len(history.epoch)
         val_losses = list(history.history.get("val_loss", []))
 
@@ -129,12 +167,21 @@ class ChestHyperModel(kt.HyperModel):
         if self.space.model == "transfer" and ft_layers and ft_epochs:
             n = unfreeze_top(model, ft_layers)
             log.debug("fine-tuning %d backbone layers for %d epochs", n, ft_epochs)
-            compile_model(model, learning_rate=fine_tune_learning_rate(cfg),
-                          label_smoothing=float(cfg["label_smoothing"]),
-                          weight_decay=float(cfg["weight_decay"]) or None)
-            more = model.fit(train_ds, *args, validation_data=val_ds,
-                             epochs=epochs_run + ft_epochs, initial_epoch=epochs_run,
-                             callbacks=[*user_callbacks, *self._callbacks()], **kwargs)
+            compile_model(
+                model,
+                learning_rate=fine_tune_learning_rate(cfg),
+                label_smoothing=float(cfg["label_smoothing"]),
+                weight_decay=float(cfg["weight_decay"]) or None,
+            )
+            more = model.fit(
+                train_ds,
+                *args,
+                validation_data=val_ds,
+                epochs=epochs_run + ft_epochs,
+                initial_epoch=epochs_run,
+                callbacks=[*user_callbacks, *self._callbacks()],
+                **kwargs,
+            )
             epochs_run += len(more.epoch)
             val_losses += list(more.history.get("val_loss", []))
 
@@ -148,7 +195,8 @@ class ChestHyperModel(kt.HyperModel):
         objective = self.space.objective
         if not math.isfinite(results[objective]):
             raise kt.errors.FailedTrialError(
-                f"{objective} is {results[objective]} (the model diverged?)")
+                f"{objective} is {results[objective]} (the model diverged?)"
+            )
         return results
 
     def _callbacks(self) -> list:
@@ -157,7 +205,12 @@ class ChestHyperModel(kt.HyperModel):
         out = [keras.callbacks.TerminateOnNaN()]
         budget = self.space.budget
         if budget.patience:
-            out.append(keras.callbacks.EarlyStopping(
-                monitor=budget.monitor, mode=MONITORS[budget.monitor], patience=budget.patience,
-                restore_best_weights=True))
+            out.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=budget.monitor,
+                    mode=MONITORS[budget.monitor],
+                    patience=budget.patience,
+                    restore_best_weights=True,
+                )
+            )
         return out

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 class SearchData:
     """The train/val split of ``root`` (by patient, ``seed``, at most ``limit`` images)."""
 
-    def __init__(self, root: str | Path, *, seed: int = 42, limit: int | None = None,
-                 max_cached: int = 2):
+    def __init__(
+        self, root: str | Path, *, seed: int = 42, limit: int | None = None, max_cached: int = 2
+    ):
         if max_cached < 1:
             raise ValueError("max_cached must be at least 1")
         self.root = Path(root)
@@ -40,7 +41,8 @@ class SearchData:
                 raise DataError(
                     f"{root}: the {name} split has {len(self.splits[name])} images and not both "
                     "classes; a search needs NORMAL and PNEUMONIA in train and validation "
-                    "(use more data or a larger --limit)")
+                    "(use more data or a larger --limit)"
+                )
         self.skipped = DecodeLog()
         self._cache: OrderedDict = OrderedDict()
 
@@ -56,8 +58,14 @@ class SearchData:
         start = time.perf_counter()
         out = []
         for split in ("train", "val"):
-            ds = dataset(self.splits[split], image_size=image_size, intensity=intensity,
-                         batch_size=128, training=False, skipped=self.skipped)
+            ds = dataset(
+                self.splits[split],
+                image_size=image_size,
+                intensity=intensity,
+                batch_size=128,
+                training=False,
+                skipped=self.skipped,
+            )
             xs, ys = [], []
             for x, y in ds:
                 xs.append(x.numpy().astype(np.uint8))
@@ -68,16 +76,23 @@ class SearchData:
         self._cache[key] = tuple(out)
         while len(self._cache) > self.max_cached:
             self._cache.popitem(last=False)
-        log.info("decoded %d train + %d validation images at %d px (%s) in %.0f s",
-                 len(out[0][0]), len(out[1][0]), image_size, intensity,
-                 time.perf_counter() - start)
+        log.info(
+            "decoded %d train + %d validation images at %d px (%s) in %.0f s",
+            len(out[0][0]),
+            len(out[1][0]),
+            image_size,
+            intensity,
+            time.perf_counter() - start,
+        )
         return self._cache[key]
 
-    def datasets(self, *, image_size: int, intensity: str, batch_size: int, augment=None,
-                 seed: int = 42):
+    def datasets(
+        self, *, image_size: int, intensity: str, batch_size: int, augment=None, seed: int = 42
+    ):
         """(train, val) tf.data datasets and the training labels (for class weights)."""
         (x_train, y_train), (x_val, y_val) = self.arrays(image_size, intensity)
-        train = array_dataset(x_train, y_train, batch_size=batch_size, training=True,
-                              augment=augment, seed=seed)
+        train = array_dataset(
+            x_train, y_train, batch_size=batch_size, training=True, augment=augment, seed=seed
+        )
         val = array_dataset(x_val, y_val, batch_size=max(batch_size, 64))
         return train, val, y_train

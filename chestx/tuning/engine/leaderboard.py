@@ -58,11 +58,13 @@ def collect(run_dir: RunDir, space: SearchSpace) -> list[dict]:
         epochs = side.get("epochs", _metric(trial, "epochs"))
         row = {"rank": None, "trial": trial.get("trial_id"), "status": trial.get("status")}
         row.update({m: _metric(trial, m) for m in METRICS})
-        row.update({
-            "epochs": int(epochs) if epochs is not None else None,
-            "seconds": side.get("seconds"),
-            "worker": side.get("tuner_id"),
-        })
+        row.update(
+            {
+                "epochs": int(epochs) if epochs is not None else None,
+                "seconds": side.get("seconds"),
+                "worker": side.get("tuner_id"),
+            }
+        )
         row.update({name: values.get(name) for name in space.params})
         if "tuner/epochs" in values:  # hyperband's budget for this trial
             row["budget_epochs"] = values["tuner/epochs"]
@@ -76,8 +78,9 @@ def rank(rows: list[dict], objective: str, direction: str) -> list[dict]:
         v = r.get(objective)
         return r["status"] == "COMPLETED" and v is not None and math.isfinite(v)
 
-    done = sorted((r for r in rows if good(r)), key=lambda r: r[objective],
-                  reverse=direction == "max")
+    done = sorted(
+        (r for r in rows if good(r)), key=lambda r: r[objective], reverse=direction == "max"
+    )
     rest = sorted((r for r in rows if not good(r)), key=lambda r: str(r["trial"]))
     for i, r in enumerate(done, 1):
         r["rank"] = i
@@ -97,8 +100,9 @@ def columns(rows: list[dict], space: SearchSpace) -> list[str]:
     return [*cols, "message"]
 
 
-def write(run_dir: RunDir, space: SearchSpace, *, search_seconds: float | None = None
-          ) -> list[dict]:
+def write(
+    run_dir: RunDir, space: SearchSpace, *, search_seconds: float | None = None
+) -> list[dict]:
     """Write ``leaderboard.csv`` and ``leaderboard.json`` (atomically); return the rows."""
     rows = collect(run_dir, space)
     cols = columns(rows, space)
@@ -109,19 +113,24 @@ def write(run_dir: RunDir, space: SearchSpace, *, search_seconds: float | None =
         writer.writerow({k: _cell(r.get(k)) for k in cols})
     atomic_write_text(run_dir.leaderboard_csv, out.getvalue())
     doc = {
-        "search": space.name, "space_file": run_dir.space_copy.name, "model": space.model,
-        "tuner": space.tuner, "objective": {"name": space.objective,
-                                            "direction": space.direction},
+        "search": space.name,
+        "space_file": run_dir.space_copy.name,
+        "model": space.model,
+        "tuner": space.tuner,
+        "objective": {"name": space.objective, "direction": space.direction},
         "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "trials": len(rows),
         "completed": sum(r["status"] == "COMPLETED" for r in rows),
         "best": rows[0]["trial"] if rows and rows[0]["rank"] == 1 else None,
-        "search_seconds": search_seconds, "columns": cols, "rows": rows,
+        "search_seconds": search_seconds,
+        "columns": cols,
+        "rows": rows,
     }
     if search_seconds is None and run_dir.leaderboard_json.is_file():
         try:
             doc["search_seconds"] = json.loads(run_dir.leaderboard_json.read_text()).get(
-                "search_seconds")
+                "search_seconds"
+            )
         except (OSError, json.JSONDecodeError):
             pass
     atomic_write_text(run_dir.leaderboard_json, json.dumps(doc, indent=2, default=str) + "\n")
@@ -141,18 +150,32 @@ def _cell(value):
 def format_table(rows: list[dict], space: SearchSpace, *, limit: int | None = None) -> str:
     """A plain-text table: the ranking columns, then every key of the space."""
     objective = space.objective
-    cols = ["rank", "trial", "status", objective, "val_sensitivity", "val_specificity",
-            "epochs", "seconds"]
+    cols = [
+        "rank",
+        "trial",
+        "status",
+        objective,
+        "val_sensitivity",
+        "val_specificity",
+        "epochs",
+        "seconds",
+    ]
     if any(r.get("worker") not in (None, "tuner0") for r in rows):
         cols.append("worker")
     cols += [p for p in space.params if space.params[p].type != "fixed"]
-    short = {objective: objective.removeprefix("val_"), "val_sensitivity": "sens",
-             "val_specificity": "spec", "seconds": "s"}
+    short = {
+        objective: objective.removeprefix("val_"),
+        "val_sensitivity": "sens",
+        "val_specificity": "spec",
+        "seconds": "s",
+    }
     shown = rows[:limit] if limit else rows
     cells = [[_short(r.get(c)) for c in cols] for r in shown]
     heads = [short.get(c, c) for c in cols]
-    widths = [max(len(h), *(len(row[i]) for row in cells)) if cells else len(h)
-              for i, h in enumerate(heads)]
+    widths = [
+        max(len(h), *(len(row[i]) for row in cells)) if cells else len(h)
+        for i, h in enumerate(heads)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)

@@ -28,18 +28,44 @@ SAMPLINGS = ("linear", "log", "reverse_log")
 
 # every validation metric a trial reports, and which way is better
 OBJECTIVES = {
-    "val_roc_auc": "max", "val_pr_auc": "max", "val_accuracy": "max",
-    "val_sensitivity": "max", "val_specificity": "max", "val_precision": "max",
-    "val_npv": "max", "val_f1": "max", "val_brier": "min", "val_ece": "min", "val_loss": "min",
+    "val_roc_auc": "max",
+    "val_pr_auc": "max",
+    "val_accuracy": "max",
+    "val_sensitivity": "max",
+    "val_specificity": "max",
+    "val_precision": "max",
+    "val_npv": "max",
+    "val_f1": "max",
+    "val_brier": "min",
+    "val_ece": "min",
+    "val_loss": "min",
 }
 # what EarlyStopping may watch (Keras' own per-epoch names, as in ``chestx train``)
 MONITORS = {"val_auc": "max", "val_loss": "min", "val_accuracy": "max"}
 
-TOP_KEYS = ("name", "description", "model", "tuner", "objective", "seed", "budget", "space",
-            "retrain")
-BUDGET_KEYS = ("max_trials", "epochs", "executions_per_trial", "early_stopping",
-               "fine_tune_epochs", "default_first", "max_failures", "trials_per_process",
-               "hyperband", "bayesian")
+TOP_KEYS = (
+    "name",
+    "description",
+    "model",
+    "tuner",
+    "objective",
+    "seed",
+    "budget",
+    "space",
+    "retrain",
+)
+BUDGET_KEYS = (
+    "max_trials",
+    "epochs",
+    "executions_per_trial",
+    "early_stopping",
+    "fine_tune_epochs",
+    "default_first",
+    "max_failures",
+    "trials_per_process",
+    "hyperband",
+    "bayesian",
+)
 ENTRY_KEYS = {
     "int": ("type", "min", "max", "step", "sampling", "default", "when", "help"),
     "float": ("type", "min", "max", "step", "sampling", "default", "when", "help"),
@@ -68,16 +94,28 @@ class Param:
         """Register this parameter on a ``keras_tuner.HyperParameters``; return its value."""
         if self.type == "int":
             assert self.min is not None and self.max is not None  # checked when loaded
-            return hp.Int(self.name, int(self.min), int(self.max),
-                          step=int(self.step) if self.step else None, sampling=self.sampling,
-                          default=self.default)
+            return hp.Int(
+                self.name,
+                int(self.min),
+                int(self.max),
+                step=int(self.step) if self.step else None,
+                sampling=self.sampling,
+                default=self.default,
+            )
         if self.type == "float":
             assert self.min is not None and self.max is not None  # checked when loaded
-            return hp.Float(self.name, float(self.min), float(self.max), step=self.step,
-                            sampling=self.sampling, default=self.default)
+            return hp.Float(
+                self.name,
+                float(self.min),
+                float(self.max),
+                step=self.step,
+                sampling=self.sampling,
+                default=self.default,
+            )
         if self.type == "choice":
-            return hp.Choice(self.name, list(self.values), ordered=self.ordered,
-                             default=self.default)
+            return hp.Choice(
+                self.name, list(self.values), ordered=self.ordered, default=self.default
+            )
         if self.type == "boolean":
             return hp.Boolean(self.name, default=self.default)
         return hp.Fixed(self.name, self.default)
@@ -174,10 +212,10 @@ class SearchSpace:
         params = dict(self.params)
         for name, value in settings.items():
             if name not in known:
-                c.fail((name,), f"unknown key for model {self.model}; known keys: "
-                                f"{', '.join(known)}")
-            params[name] = Param(name, "fixed", _typed_value(c, (name,), name, value,
-                                                             known[name]))
+                c.fail(
+                    (name,), f"unknown key for model {self.model}; known keys: {', '.join(known)}"
+                )
+            params[name] = Param(name, "fixed", _typed_value(c, (name,), name, value, known[name]))
         return dataclasses.replace(self, params=_parents_first(c, params))
 
     def declare(self, hp) -> dict[str, Any]:
@@ -203,11 +241,17 @@ class SearchSpace:
         return values
 
     def summary(self) -> dict:
-        return {"name": self.name, "file": str(self.path), "sha256": self.sha256,
-                "model": self.model, "tuner": self.tuner,
-                "objective": {"name": self.objective, "direction": self.direction},
-                "seed": self.seed, "budget": dataclasses.asdict(self.budget),
-                "space": {n: p.spec() for n, p in self.params.items()}}
+        return {
+            "name": self.name,
+            "file": str(self.path),
+            "sha256": self.sha256,
+            "model": self.model,
+            "tuner": self.tuner,
+            "objective": {"name": self.objective, "direction": self.direction},
+            "seed": self.seed,
+            "budget": dataclasses.asdict(self.budget),
+            "space": {n: p.spec() for n, p in self.params.items()},
+        }
 
 
 _MISSING = object()
@@ -338,14 +382,18 @@ def parse_space(text: str, path: str | Path = "<string>") -> SearchSpace:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpaceError(str(path), "", f"not valid YAML: {problem}",
-                         mark.line + 1 if mark else None) from None
+        raise SpaceError(
+            str(path), "", f"not valid YAML: {problem}", mark.line + 1 if mark else None
+        ) from None
     if data is None:
         c.fail((), "the file is empty")
     c.mapping((), data, TOP_KEYS)
 
-    model = c.string(("model",), data.get("model"), tuple(vocab.FAMILIES)) \
-        if "model" in data else c.fail(("model",), "required (chestnet, transfer or cnn)")
+    model = (
+        c.string(("model",), data.get("model"), tuple(vocab.FAMILIES))
+        if "model" in data
+        else c.fail(("model",), "required (chestnet, transfer or cnn)")
+    )
     tuner = c.string(("tuner",), data.get("tuner", "random"), TUNERS)
     name = c.string(("name",), data.get("name", path.stem))
     description = data.get("description", "") or ""
@@ -358,14 +406,30 @@ def parse_space(text: str, path: str | Path = "<string>") -> SearchSpace:
         c.fail(("space",), "required: the mapping of tunable keys")
     params = _params(c, data["space"], model)
     retrain = c.mapping(("retrain",), data.get("retrain", {}) or {}, ("epochs", "patience"))
-    r_epochs = c.integer(("retrain", "epochs"), retrain["epochs"], 1) \
-        if "epochs" in retrain else None
-    r_patience = c.integer(("retrain", "patience"), retrain["patience"], 1) \
-        if "patience" in retrain else None
-    return SearchSpace(path=path, text=text, name=name, model=model, tuner=tuner,
-                       objective=objective, direction=direction, seed=seed, budget=budget,
-                       params=params, description=description.strip(),
-                       retrain_epochs=r_epochs, retrain_patience=r_patience, lines=lines)
+    r_epochs = (
+        c.integer(("retrain", "epochs"), retrain["epochs"], 1) if "epochs" in retrain else None
+    )
+    r_patience = (
+        c.integer(("retrain", "patience"), retrain["patience"], 1)
+        if "patience" in retrain
+        else None
+    )
+    return SearchSpace(
+        path=path,
+        text=text,
+        name=name,
+        model=model,
+        tuner=tuner,
+        objective=objective,
+        direction=direction,
+        seed=seed,
+        budget=budget,
+        params=params,
+        description=description.strip(),
+        retrain_epochs=r_epochs,
+        retrain_patience=r_patience,
+        lines=lines,
+    )
 
 
 def _objective(c: _Checker, value) -> tuple[str, str]:
@@ -392,8 +456,9 @@ def _budget(c: _Checker, value, tuner: str) -> Budget:
         if name in b:
             out[name] = c.integer((*k, name), b[name], 1)
     if "trials_per_process" in b:
-        out["trials_per_process"] = c.integer((*k, "trials_per_process"),
-                                              b["trials_per_process"], 0)
+        out["trials_per_process"] = c.integer(
+            (*k, "trials_per_process"), b["trials_per_process"], 0
+        )
     if "fine_tune_epochs" in b:
         out["fine_tune_epochs"] = c.integer((*k, "fine_tune_epochs"), b["fine_tune_epochs"], 0)
     if "default_first" in b:
@@ -484,9 +549,12 @@ def _param(c: _Checker, key: tuple, name: str, entry, spec: vocab.Key) -> Param:
         if "step" in entry:
             step = read((*key, "step"), entry["step"])
             if step <= 0 or (sampling != "linear" and step <= 1):
-                c.fail((*key, "step"), f"must be > {0 if sampling == 'linear' else 1} "
-                       f"({'a multiplier' if sampling != 'linear' else 'an increment'}), "
-                       f"got {step}")
+                c.fail(
+                    (*key, "step"),
+                    f"must be > {0 if sampling == 'linear' else 1} "
+                    f"({'a multiplier' if sampling != 'linear' else 'an increment'}), "
+                    f"got {step}",
+                )
         for bound, v in (("min", lo), ("max", hi)):
             _check_range(c, (*key, bound), name, v, spec)
         if "default" in entry:
@@ -509,8 +577,7 @@ def _param(c: _Checker, key: tuple, name: str, entry, spec: vocab.Key) -> Param:
         values = entry["values"]
         if not isinstance(values, list) or not values:
             c.fail((*key, "values"), "must be a non-empty list")
-        values = [_typed_value(c, (*key, "values", i), name, v, spec)
-                  for i, v in enumerate(values)]
+        values = [_typed_value(c, (*key, "values", i), name, v, spec) for i, v in enumerate(values)]
         if any(isinstance(v, bool) for v in values):
             c.fail((*key, "values"), "a choice of true/false is a type: boolean")
         if len({type(v) for v in values}) > 1:
@@ -546,8 +613,13 @@ def _inside(default, lo, hi):
 
 
 def _kind_text(spec: vocab.Key) -> str:
-    return {"bool": "true/false", "int": "integer", "float": "numeric", "str": "text",
-            "weights": "text"}[spec.kind]
+    return {
+        "bool": "true/false",
+        "int": "integer",
+        "float": "numeric",
+        "str": "text",
+        "weights": "text",
+    }[spec.kind]
 
 
 def _typed_value(c: _Checker, key: tuple, name: str, value, spec: vocab.Key):
@@ -563,8 +635,10 @@ def _typed_value(c: _Checker, key: tuple, name: str, value, spec: vocab.Key):
     else:  # weights: none | imagenet | an existing file
         value = c.string(key, value)
         if value not in ("none", "imagenet") and not Path(value).expanduser().is_file():
-            c.fail(key, f"weights must be none, imagenet or an existing file; {value!r} is "
-                        "none of these")
+            c.fail(
+                key,
+                f"weights must be none, imagenet or an existing file; {value!r} is none of these",
+            )
         return value
     _check_range(c, key, name, value, spec)
     return value
@@ -602,13 +676,22 @@ def _check_conditions(c: _Checker, p: Param, params: dict[str, Param]) -> None:
             c.fail(key, f"condition on unknown parameter {parent!r}; declare it in space")
         q = params[parent]
         if q.type == "float":
-            c.fail(key, f"conditions on a float parameter ({parent}) are not supported; "
-                        "use a choice")
+            c.fail(
+                key, f"conditions on a float parameter ({parent}) are not supported; use a choice"
+            )
         possible = q.possible()
         for v in allowed:
-            ok = (v in possible) if possible is not None else (
-                isinstance(v, int) and not isinstance(v, bool)
-                and q.min is not None and q.max is not None and q.min <= v <= q.max)
+            ok = (
+                (v in possible)
+                if possible is not None
+                else (
+                    isinstance(v, int)
+                    and not isinstance(v, bool)
+                    and q.min is not None
+                    and q.max is not None
+                    and q.min <= v <= q.max
+                )
+            )
             if isinstance(v, bool) != isinstance(q.default, bool):
                 ok = False
             if not ok:
@@ -623,7 +706,7 @@ def _parents_first(c: _Checker, params: dict[str, Param]) -> dict[str, Param]:
         if state.get(name) == "done":
             return
         if state.get(name) == "active":
-            cycle = " -> ".join([*chain[chain.index(name):], name])
+            cycle = " -> ".join([*chain[chain.index(name) :], name])
             c.fail(("space", name, "when"), f"conditions form a cycle: {cycle}")
         state[name] = "active"
         for parent, _ in params[name].when:

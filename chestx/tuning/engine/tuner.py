@@ -51,16 +51,30 @@ class SearchTuner(kt.Tuner):
 
     algorithm = "base"
 
-    def __init__(self, oracle, hypermodel, *, run_dir: RunDir, seed: int = 42,
-                 session_trials: int | None = None, **kwargs):
+    def __init__(
+        self,
+        oracle,
+        hypermodel,
+        *,
+        run_dir: RunDir,
+        seed: int = 42,
+        session_trials: int | None = None,
+        **kwargs,
+    ):
         self.run_dir = run_dir
         self.space = hypermodel.space
         self.seed = seed
         self.session_trials = session_trials
         self._trials_here = 0
         kwargs.setdefault("executions_per_trial", self.space.budget.executions_per_trial)
-        super().__init__(oracle, hypermodel, directory=str(run_dir.path), project_name=PROJECT,
-                         overwrite=False, **kwargs)
+        super().__init__(
+            oracle,
+            hypermodel,
+            directory=str(run_dir.path),
+            project_name=PROJECT,
+            overwrite=False,
+            **kwargs,
+        )
 
     # -- the space is declared from the file: no model needs building to discover it
     def _populate_initial_space(self):
@@ -82,16 +96,22 @@ class SearchTuner(kt.Tuner):
             for execution in range(self.executions_per_trial):
                 keras.utils.set_random_seed(self.seed + execution)
                 callbacks = self._deepcopy_callbacks(original_callbacks)
-                results.append(self._build_and_fit_model(
-                    trial, *args, epochs=epochs, callbacks=callbacks, **kwargs))
+                results.append(
+                    self._build_and_fit_model(
+                        trial, *args, epochs=epochs, callbacks=callbacks, **kwargs
+                    )
+                )
         finally:
             self._write_sidecar(trial, results, time.perf_counter() - start)
         return results
 
     def _write_sidecar(self, trial, results: list, seconds: float) -> None:
         record = {
-            "trial_id": trial.trial_id, "tuner_id": self.tuner_id, "host": socket.gethostname(),
-            "pid": os.getpid(), "seconds": round(seconds, 2),
+            "trial_id": trial.trial_id,
+            "tuner_id": self.tuner_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "seconds": round(seconds, 2),
             "epochs": int(sum(r.get("epochs", 0) for r in results)),
             "executions": len(results),
             "rss_mb": _rss_mb(),
@@ -106,8 +126,11 @@ class SearchTuner(kt.Tuner):
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         values = trial.hyperparameters.values
-        shown = " ".join(f"{k}={_fmt(values[k])}" for k in self.space.params
-                         if k in values and self.space.params[k].type != "fixed")
+        shown = " ".join(
+            f"{k}={_fmt(values[k])}"
+            for k in self.space.params
+            if k in values and self.space.params[k].type != "fixed"
+        )
         if "tuner/epochs" in values:
             shown += f" (hyperband: {values['tuner/epochs']} epochs)"
         log.info("trial %s start [%s]: %s", trial.trial_id, self.tuner_id, shown or "defaults")
@@ -117,16 +140,22 @@ class SearchTuner(kt.Tuner):
         done = self.oracle.get_trial(trial.trial_id)
         best = self.oracle.get_best_trials(1)
         side = leaderboard.read_sidecar(self.run_dir.project / f"trial_{trial.trial_id}")
-        log.info("trial %s end [%s]: %s", trial.trial_id, self.tuner_id,
-                 describe(done, self.space, best[0] if best else None, side))
+        log.info(
+            "trial %s end [%s]: %s",
+            trial.trial_id,
+            self.tuner_id,
+            describe(done, self.space, best[0] if best else None, side),
+        )
         if done.status != "COMPLETED" and done.message:
-            log.warning("trial %s failed: %s", trial.trial_id,
-                        leaderboard.first_line(done.message))
+            log.warning("trial %s failed: %s", trial.trial_id, leaderboard.first_line(done.message))
         if not self._is_worker():
             leaderboard.write(self.run_dir, self.space)
         self._trials_here += 1
-        if self.session_trials and self._trials_here >= self.session_trials \
-                and not self._search_over():
+        if (
+            self.session_trials
+            and self._trials_here >= self.session_trials
+            and not self._search_over()
+        ):
             raise SessionFull
 
     def _search_over(self) -> bool:
@@ -134,8 +163,12 @@ class SearchTuner(kt.Tuner):
         if self._is_worker():
             return False
         oracle = self.oracle
-        return bool(oracle.max_trials and len(oracle.trials) >= oracle.max_trials
-                    and not oracle._retry_queue and not oracle.ongoing_trials)
+        return bool(
+            oracle.max_trials
+            and len(oracle.trials) >= oracle.max_trials
+            and not oracle._retry_queue
+            and not oracle.ongoing_trials
+        )
 
     def search(self, *args, **kwargs):
         if dist_utils.is_chief_oracle():

@@ -32,29 +32,43 @@ AUG = config.DEFAULT_AUGMENTATION
 # keys every family understands: input, optimiser, augmentation
 COMMON = {
     "image_size": Key(INT, config.DEFAULT_IMAGE_SIZE, "input side in pixels", 32, 1024),
-    "intensity": Key(STR, config.DEFAULT_INTENSITY, "intensity normalisation before the model",
-                     choices=config.INTENSITY_METHODS),
+    "intensity": Key(
+        STR,
+        config.DEFAULT_INTENSITY,
+        "intensity normalisation before the model",
+        choices=config.INTENSITY_METHODS,
+    ),
     "batch_size": Key(INT, 32, "training batch size (tuned through HyperModel.fit)", 1, 1024),
     "learning_rate": Key(FLOAT, 1e-3, "Adam(W) learning rate", 0, 1, positive=True),
-    "weight_decay": Key(FLOAT, config.DEFAULT_WEIGHT_DECAY, "AdamW weight decay; 0 = plain Adam",
-                        0, 1),
-    "label_smoothing": Key(FLOAT, config.DEFAULT_LABEL_SMOOTHING,
-                           "binary cross-entropy label smoothing", 0, 0.5),
+    "weight_decay": Key(
+        FLOAT, config.DEFAULT_WEIGHT_DECAY, "AdamW weight decay; 0 = plain Adam", 0, 1
+    ),
+    "label_smoothing": Key(
+        FLOAT, config.DEFAULT_LABEL_SMOOTHING, "binary cross-entropy label smoothing", 0, 0.5
+    ),
     "augment": Key(BOOL, True, "augmentation on/off (the strengths below apply when on)"),
     "rotation": Key(FLOAT, AUG["rotation"], "max rotation, degrees", 0, 180),
     "zoom": Key(FLOAT, AUG["zoom"], "max zoom fraction", 0, 0.9),
     "shift": Key(FLOAT, AUG["shift"], "max shift fraction", 0, 0.5),
     "flip": Key(BOOL, AUG["flip"], "random horizontal flip"),
-    "brightness": Key(FLOAT, AUG["brightness"], "max brightness delta (fraction of 255)",
-                      0, 1),
+    "brightness": Key(FLOAT, AUG["brightness"], "max brightness delta (fraction of 255)", 0, 1),
     "contrast": Key(FLOAT, AUG["contrast"], "max contrast factor", 0, 1),
     "gamma": Key(FLOAT, AUG["gamma"], "max gamma change", 0, 2),
     "blur": Key(FLOAT, AUG["blur"], "max Gaussian blur sigma", 0, 10),
     "noise": Key(FLOAT, AUG["noise"], "Gaussian noise std in grey levels", 0, 50),
 }
 
-AUGMENTATION_KEYS = ("rotation", "zoom", "shift", "flip", "brightness", "contrast", "gamma",
-                     "blur", "noise")
+AUGMENTATION_KEYS = (
+    "rotation",
+    "zoom",
+    "shift",
+    "flip",
+    "brightness",
+    "contrast",
+    "gamma",
+    "blur",
+    "noise",
+)
 
 CHESTNET = {
     **COMMON,
@@ -68,14 +82,24 @@ CHESTNET = {
 TRANSFER = {
     **COMMON,
     "backbone": Key(STR, "mobilenetv2", "keras.applications backbone", choices=config.BACKBONES),
-    "weights": Key(WEIGHTS, "none", "backbone weights: none | imagenet (needs internet once) | "
-                   "path to a local weights file"),
+    "weights": Key(
+        WEIGHTS,
+        "none",
+        "backbone weights: none | imagenet (needs internet once) | path to a local weights file",
+    ),
     "head_units": Key(INT, 128, "units of the dense head; 0 = none", 0, 4096),
     "dropout": Key(FLOAT, 0.3, "dropout before the output", 0, 0.95),
-    "fine_tune_layers": Key(INT, 0, "top backbone layers unfrozen for a second phase; 0 = none",
-                            0, 1000),
-    "fine_tune_learning_rate": Key(FLOAT, None, "learning rate of the fine-tuning phase "
-                                   "(default: learning_rate / 10)", 0, 1, positive=True),
+    "fine_tune_layers": Key(
+        INT, 0, "top backbone layers unfrozen for a second phase; 0 = none", 0, 1000
+    ),
+    "fine_tune_learning_rate": Key(
+        FLOAT,
+        None,
+        "learning rate of the fine-tuning phase (default: learning_rate / 10)",
+        0,
+        1,
+        positive=True,
+    ),
 }
 
 # the seed tutorial's fixed network: only the input, optimiser and augmentation are tunable

@@ -24,9 +24,13 @@ class BayesianOptimization(SearchTuner):
         space = hypermodel.space
         budget = space.budget
         oracle = BayesianOptimizationOracle(
-            objective=objective(space), max_trials=budget.max_trials,
+            objective=objective(space),
+            max_trials=budget.max_trials,
             num_initial_points=budget.initial_points or max(2, budget.max_trials // 3),
-            alpha=budget.alpha, beta=budget.beta, seed=space.seed,
-            max_consecutive_failed_trials=budget.max_failures)
+            alpha=budget.alpha,
+            beta=budget.beta,
+            seed=space.seed,
+            max_consecutive_failed_trials=budget.max_failures,
+        )
         oracle.default_first = budget.default_first
         super().__init__(oracle, hypermodel, **kwargs)

@@ -25,9 +25,13 @@ class Hyperband(SearchTuner):
         space = hypermodel.space
         budget = space.budget
         oracle = _Oracle(
-            objective=objective(space), max_epochs=budget.epochs,
-            factor=budget.hyperband_factor, hyperband_iterations=budget.hyperband_iterations,
-            seed=space.seed, max_consecutive_failed_trials=budget.max_failures)
+            objective=objective(space),
+            max_epochs=budget.epochs,
+            factor=budget.hyperband_factor,
+            hyperband_iterations=budget.hyperband_iterations,
+            seed=space.seed,
+            max_consecutive_failed_trials=budget.max_failures,
+        )
         oracle.max_trials = budget.max_trials  # the Oracle base class stops at this count
         super().__init__(oracle, hypermodel, **kwargs)
 

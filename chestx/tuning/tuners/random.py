@@ -18,7 +18,10 @@ class RandomSearch(SearchTuner):
     def __init__(self, hypermodel, **kwargs):
         space = hypermodel.space
         oracle = RandomSearchOracle(
-            objective=objective(space), max_trials=space.budget.max_trials, seed=space.seed,
-            max_consecutive_failed_trials=space.budget.max_failures)
+            objective=objective(space),
+            max_trials=space.budget.max_trials,
+            seed=space.seed,
+            max_consecutive_failed_trials=space.budget.max_failures,
+        )
         oracle.default_first = space.budget.default_first
         super().__init__(oracle, hypermodel, **kwargs)
