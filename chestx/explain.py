@@ -66,7 +66,8 @@ class GradCAM:
     """Grad-CAM for one Keras model, built once and reused (thread-safe).
 
     For an ensemble (``chestx.models.ensemble``) the heatmap is the mean of its members' maps on
-    the image as given (not the mirrored view); the class explained is the ensemble's answer.
+    the image as given (not its mirrored or zoomed-out views, so the map lines up with the X-ray
+    shown); the class explained is the ensemble's answer.
     """
 
     def __init__(self, model):
