@@ -17,10 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,8 +107,7 @@ def file_list_sha256(root: Path, paths: list[Path]) -> str:
 def _check_out(src: Path, out: Path) -> None:
     if out.resolve() == src.resolve():
         raise DataError("--out must be a new directory: calibration never changes its source")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"--out {out} already exists and is not empty")
+    modeldir.check_new(out)
 
 
 def calibrate(
@@ -225,22 +222,12 @@ def calibrate(
     new["metrics"] = metrics
     new["version"] = f"{card.get('version', 'model')}-cal{dt.date.today():%Y%m%d}"
 
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a model directory is for everyone to read
-    try:
+    with modeldir.new_model_dir(out) as staging:
         for f in src.iterdir():
             if f.is_file() and f.name != modeldir.CARD:
                 shutil.copy2(f, staging / f.name)
         _reliability_png(y, old.apply(p_raw), p_new, staging / RELIABILITY_PNG, old, new_cal)
         modeldir.write_card(staging, new)
-        if out.exists():
-            out.rmdir()  # checked empty above
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("wrote %s", out)
     return new
 

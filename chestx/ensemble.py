@@ -10,10 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import shlex
 import shutil
-import tempfile
 from pathlib import Path
 
 from chestx import modeldir
@@ -68,17 +66,11 @@ def build_ensemble(
     for c in cards:
         if c.get("temperature", 1.0) != 1.0:
             raise ModelError("members must be uncalibrated; calibrate the ensemble instead")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ModelError(f"--out {out} already exists and is not empty")
+    modeldir.check_new(out)
 
     model = ensemble([m for _, m in loaded], flip=flip, zoom_out=zoom_out)
     first = cards[0]
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a model directory is for everyone to read
-    try:
+    with modeldir.new_model_dir(out) as staging:
         shutil.copy2(paths[0] / modeldir.MANIFEST, staging / modeldir.MANIFEST)
         model.save(staging / modeldir.MODEL_FILE)
         provisional = {
@@ -164,12 +156,6 @@ def build_ensemble(
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         modeldir.write_card(staging, card)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info(
         "wrote %s (%d members, %d views, threshold %.3f)", out, len(cards), len(views), threshold
     )

@@ -16,7 +16,12 @@ was aborted) marks a directory that must not be served.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from chestx import config
@@ -63,6 +68,38 @@ def check_finished(card: dict, where: str | Path) -> None:
             f"{where} is not a finished model (card status {status!r}: a "
             "training run is still writing it, or was aborted)"
         )
+
+
+def check_new(out: str | Path) -> None:
+    """Refuse an ``--out`` that holds anything: a new model directory never overwrites one."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelError(f"--out {out} already exists and is not empty")
+
+
+@contextlib.contextmanager
+def new_model_dir(out: str | Path) -> Iterator[Path]:
+    """Build a model directory in a private folder beside ``out`` and rename it into place on a
+    clean exit: ``out`` appears whole or not at all (an error or a Ctrl-C removes the folder).
+
+        with new_model_dir(out) as tmp:
+            model.save(tmp / MODEL_FILE)
+            write_card(tmp, card)
+    """
+    out = Path(out)
+    check_new(out)
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model directory is for everyone to read
+    try:
+        yield staging
+        if out.exists():
+            out.rmdir()  # empty: checked above
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def write_card(model_dir: str | Path, card: dict) -> Path:
