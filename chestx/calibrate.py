@@ -25,9 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from chestx import config, modeldir
-from chestx.data import find_data
 from chestx.errors import DataError
-from chestx.metrics import binary_metrics, choose_threshold
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +120,10 @@ def calibrate(
     command: str | None = None,
 ) -> dict:
     """Fit ``T`` and the threshold on the labelled folder ``data``; write model ``out``."""
+    # the stage's own needs; importing this module stays light (the Predictor uses Calibration)
+    from chestx.data import find_data
     from chestx.evaluate import score
+    from chestx.metrics import binary_metrics, choose_threshold
     from chestx.predict import Predictor
 
     src = config.model_dir(model)
@@ -237,6 +238,7 @@ def _internal_metrics(
 ) -> dict:
     """The model's own validation and internal test split, re-scored under the calibration."""
     from chestx.evaluate import records_for, score
+    from chestx.metrics import binary_metrics
 
     out = {}
     for split, key in (("internal-val", "val"), ("internal-test", "test")):

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from chestx import modeldir
+from chestx.calibrate import Calibration
 from chestx.errors import ModelError
 from chestx.metrics import binary_metrics, choose_threshold
 from chestx.train import INTENDED_USE, _export_litert, library_versions
@@ -64,7 +65,7 @@ def build_ensemble(
             "train them with the same --data and --split-seed"
         )
     for c in cards:
-        if c.get("temperature", 1.0) != 1.0:
+        if not Calibration.from_card(c).identity:
             raise ModelError("members must be uncalibrated; calibrate the ensemble instead")
     modeldir.check_new(out)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from chestx import config, imaging
+from chestx.calibrate import Calibration
 from chestx.errors import ChestxError, ImageError, ModelError
 from chestx.gate import Gate, Verdict, gate_status
 from chestx.modeldir import MODEL_FILE, check_finished, load_card
@@ -66,14 +67,16 @@ class Predictor:
         self.image_size = int(self.card["image_size"])
         self.intensity = self.card.get("intensity", "none")
         self.threshold = float(self.card["threshold"] if threshold is None else threshold)
-        self.temperature = float(
-            self.card.get("temperature", 1.0) if temperature is None else temperature
+        card_cal = Calibration.from_card(self.card)
+        self.calibration = Calibration(
+            card_cal.temperature if temperature is None else float(temperature),
+            card_cal.bias if bias is None else float(bias),
         )
-        if not self.temperature > 0:
+        if not self.calibration.temperature > 0:
             raise ModelError(
-                f"{self.model_dir}: temperature must be positive, not {self.temperature}"
+                f"{self.model_dir}: temperature must be positive, "
+                f"not {self.calibration.temperature}"
             )
-        self.logit_bias = float(self.card.get("logit_bias", 0.0) if bias is None else bias)
         self.max_pixels = max_pixels
         self.runtime = runtime
         self.name = self.card.get("name", self.model_dir.name)
@@ -134,12 +137,18 @@ class Predictor:
         }
 
     @property
+    def temperature(self) -> float:
+        return self.calibration.temperature
+
+    @property
+    def logit_bias(self) -> float:
+        return self.calibration.bias
+
+    @property
     def raw_threshold(self) -> float:
         """The threshold on the model's own (uncalibrated) output: the same decisions, for
         code that reads the network directly (Grad-CAM)."""
-        from chestx.calibrate import Calibration
-
-        return Calibration(self.temperature, self.logit_bias).raw_threshold(self.threshold)
+        return self.calibration.raw_threshold(self.threshold)
 
     @property
     def gate_info(self) -> dict:
@@ -147,21 +156,28 @@ class Predictor:
         return gate_status(self.gate, self.gate_enabled)
 
     @property
+    def active_gate(self) -> Gate | None:
+        """The gate that checks inputs: ``None`` when absent or switched off."""
+        return self.gate if self.gate_enabled else None
+
+    @property
     def gating(self) -> bool:
-        return self.gate is not None and self.gate_enabled
+        return self.active_gate is not None
 
     def verdict(self, data: bytes) -> Verdict | None:
         """The input gate's verdict on file bytes (``None`` with the gate off or absent)."""
-        if self.gate is None or not self.gate_enabled:
+        gate = self.active_gate
+        if gate is None:
             return None
-        return self.gate.verdict(imaging.decode(data, max_pixels=self.max_pixels))
+        return gate.verdict(imaging.decode(data, max_pixels=self.max_pixels))
 
     def prepare(self, data: bytes) -> np.ndarray:
         """File bytes -> (S, S, 1) uint8 exactly as in training; raises ``ImageError``, and
         ``NotAChestXrayError`` when the input gate refuses the image."""
-        decoded = imaging.decode(data, max_pixels=self.max_pixels, colour=self.gating)
-        if self.gate is not None and self.gate_enabled:
-            self.gate.check(decoded)
+        gate = self.active_gate
+        decoded = imaging.decode(data, max_pixels=self.max_pixels, colour=gate is not None)
+        if gate is not None:
+            gate.check(decoded)
         return imaging.model_input(
             decoded.gray, image_size=self.image_size, intensity=self.intensity
         )
@@ -171,11 +187,7 @@ class Predictor:
         if len(images) == 0:
             return np.zeros(0, np.float32)
         prob = np.asarray(self._infer(np.asarray(images, np.float32))).reshape(-1)
-        if self.temperature != 1.0 or self.logit_bias != 0.0:
-            from chestx.calibrate import apply_temperature
-
-            prob = apply_temperature(prob, self.temperature, self.logit_bias)
-        return prob
+        return self.calibration.apply(prob)
 
     def result(self, probability: float) -> Prediction:
         return Prediction(float(probability), self.threshold)
