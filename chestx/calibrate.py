@@ -169,13 +169,18 @@ def calibrate(
         after["ece"],
     )
 
-    read = [r.path for r in records if str(r.path) not in skipped.failures]
+    read = [
+        r.path
+        for r in records
+        if str(r.path) not in skipped.failures and str(r.path) not in skipped.refused
+    ]
     calib_set = {
         "name": data.name,
         "n": int(len(y)),
         "n_normal": int((y == 0).sum()),
         "n_pneumonia": int((y == 1).sum()),
         "skipped": len(skipped),
+        "refused_by_gate": len(skipped.refused),
         "files_sha256": file_list_sha256(data, read),
         "files_sha256_of": "sorted lines '<relative path>  <sha256 of file>'",
     }
@@ -237,14 +242,13 @@ def _internal_metrics(
     raw, src: Path, data, cal: Calibration, threshold: float, batch_size: int
 ) -> dict:
     """The model's own validation and internal test split, re-scored under the calibration."""
-    from chestx.evaluate import records_for, score
+    from chestx.evaluate import internal_scores
     from chestx.metrics import binary_metrics
 
-    out = {}
-    for split, key in (("internal-val", "val"), ("internal-test", "test")):
-        y, p, _ = score(raw, records_for(data, split, src), batch_size)
-        out[key] = binary_metrics(y, cal.apply(p), threshold)
-    return out
+    return {
+        key: binary_metrics(y, cal.apply(p), threshold)
+        for key, (y, p) in internal_scores(raw, data, src, batch_size).items()
+    }
 
 
 def _reliability_png(

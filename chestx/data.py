@@ -21,7 +21,7 @@ import numpy as np
 
 from chestx import imaging
 from chestx.config import CLASS_NAMES, SPLIT_RATIOS
-from chestx.errors import DataError, ImageError
+from chestx.errors import DataError, ImageError, NotAChestXrayError
 from chestx.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -170,28 +170,41 @@ def write_manifest(splits: dict[str, list[Record]], path: Path, root: Path) -> s
 
 
 class DecodeLog:
-    """Files that could not be read during loading: skipped with a warning, counted for the card."""
+    """Files left out during loading: unreadable ones (skipped with a warning, counted for the
+    card) and, when the pipeline prepares images through a gated ``Predictor``, the ones the
+    input gate refused (``refused``: path -> the gate's verdict)."""
 
     def __init__(self):
         self.failures: dict[str, str] = {}
+        self.refused: dict = {}
 
     def __len__(self):
         return len(self.failures)
 
+    def record(self, path: str, exc: ImageError | OSError) -> None:
+        if isinstance(exc, NotAChestXrayError):
+            self.refused.setdefault(path, exc.verdict)
+        elif path not in self.failures:
+            log.warning("skipping %s: %s", path, exc)
+            self.failures[path] = str(exc)
 
-def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None):
+
+def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None, prepare=None):
     """A NumPy function for tf.data: path -> (image, ok). A bad file yields ok=False and is
     logged once, so one unreadable X-ray never stops a run. Only file and image errors count as
-    a bad file: anything else, a KeyboardInterrupt or SystemExit above all, propagates."""
+    a bad file: anything else, a KeyboardInterrupt or SystemExit above all, propagates.
+    ``prepare`` (file bytes -> model input, e.g. ``Predictor.prepare``) replaces the plain
+    ``imaging`` path, so a gated predictor checks each file in the same single read."""
 
     def decode(path):
         path = path.decode() if isinstance(path, bytes) else str(path)
         try:
+            if prepare is not None:
+                return prepare(Path(path).read_bytes()), True
             return imaging.read_file(path, image_size=image_size, intensity=intensity), True
         except (ImageError, OSError) as exc:
-            if skipped is not None and path not in skipped.failures:
-                log.warning("skipping %s: %s", path, exc)
-                skipped.failures[path] = str(exc)
+            if skipped is not None:
+                skipped.record(path, exc)
             return np.zeros((image_size, image_size, 1), np.uint8), False
 
     return decode
@@ -295,12 +308,14 @@ def dataset(
     seed: int = 42,
     skipped: DecodeLog | None = None,
     mixup: float = 0.0,
+    prepare=None,
 ):
     """The tf.data input pipeline: parallel OpenCV decode, drop unreadable files, cache the
-    decoded uint8 images in memory, shuffle, batch, augment in parallel, prefetch."""
+    decoded uint8 images in memory, shuffle, batch, augment in parallel, prefetch.
+    ``prepare``: see ``_decoder``."""
     import tensorflow as tf
 
-    decode = _decoder(image_size, intensity, skipped)
+    decode = _decoder(image_size, intensity, skipped, prepare)
 
     def load(path, label):
         image, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)

@@ -47,7 +47,7 @@ def build_ensemble(
     batch_size: int = 64,
     command: str | None = None,
 ) -> dict:
-    from chestx.evaluate import records_for, score
+    from chestx.evaluate import internal_scores
     from chestx.models.ensemble import ensemble
     from chestx.predict import Predictor
 
@@ -82,10 +82,7 @@ def build_ensemble(
         }
         modeldir.write_card(staging, provisional)
         predictor = Predictor(staging)
-        scores = {
-            key: score(predictor, records_for(data, split, staging), batch_size)[:2]
-            for split, key in (("internal-val", "val"), ("internal-test", "test"))
-        }
+        scores = internal_scores(predictor, data, staging, batch_size)
         y_val, p_val = scores["val"]
         threshold = choose_threshold(y_val, p_val, min_sensitivity)
         metrics = {k: binary_metrics(y, p, threshold) for k, (y, p) in scores.items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from chestx.data import DecodeLog, Record, dataset, find_data, patient_id
-from chestx.errors import DataError, ImageError
+from chestx.errors import DataError
 from chestx.metrics import binary_metrics
 from chestx.modeldir import MANIFEST
 from chestx.predict import Predictor
@@ -65,7 +65,10 @@ def _manifest_records(data: Path, model_dir: Path, split: str) -> list[Record]:
 
 
 def score(predictor: Predictor, records: list[Record], batch_size: int = 64):
-    """(labels, probabilities, skipped) through the same pipeline and model call as serving."""
+    """(labels, probabilities, log) through the same pipeline and model call as serving: each
+    file is read once, prepared by ``Predictor.prepare`` (so its input gate checks it) and
+    classified in batches. ``log.failures``: unreadable files; ``log.refused``: what the gate
+    refused (errors of the gate, left out like the service leaves them undiagnosed)."""
     skipped = DecodeLog()
     ds = dataset(
         records,
@@ -73,35 +76,31 @@ def score(predictor: Predictor, records: list[Record], batch_size: int = 64):
         intensity=predictor.intensity,
         batch_size=batch_size,
         skipped=skipped,
+        prepare=predictor.prepare,
     )
     ys, ps = [], []
     for x, y in ds:
         ys.append(y.numpy())
         ps.append(predictor.predict_batch(x.numpy()))
     if not ys:
+        if records and len(skipped.refused) == len(records):
+            path, verdict = next(iter(skipped.refused.items()))
+            raise DataError(
+                f"the input gate refused all {len(records)} images, e.g. {path}: {verdict.reason}"
+            )
         raise DataError("none of the images could be read")
     return np.concatenate(ys).astype(int), np.concatenate(ps), skipped
 
 
-def gate_refusals(predictor: Predictor, records: list[Record]) -> list[dict]:
-    """The labelled X-rays the input gate refuses: errors of the gate, kept out of the metrics
-    (the service gives them no diagnosis either)."""
-    refused = []
-    for r in records:
-        try:
-            verdict = predictor.verdict(r.path.read_bytes())
-        except (ImageError, OSError):  # unreadable: the scorer counts it as skipped
-            continue
-        if verdict is not None and not verdict.accepted:
-            refused.append(
-                {
-                    "path": str(r.path),
-                    "label": r.label,
-                    "check": verdict.check,
-                    "reason": verdict.reason,
-                }
-            )
-    return refused
+def internal_scores(
+    predictor: Predictor, data: str | Path, model_dir: Path, batch_size: int = 64
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(labels, probabilities) of the model's own validation and internal test splits, from
+    ``model_dir``'s manifest with images under ``data``: ``{"val": ..., "test": ...}``."""
+    return {
+        key: score(predictor, records_for(data, f"internal-{key}", model_dir), batch_size)[:2]
+        for key in ("val", "test")
+    }
 
 
 def evaluate(
@@ -116,15 +115,12 @@ def evaluate(
 ) -> dict:
     predictor = Predictor(model_dir)
     records = records_for(data, split, predictor.model_dir)
-    refused = gate_refusals(predictor, records)
-    if refused and len(refused) == len(records):
-        raise DataError(
-            f"the input gate refused all {len(records)} images, e.g. "
-            f"{refused[0]['path']}: {refused[0]['reason']}"
-        )
-    gated = {r["path"] for r in refused}
-    scored = [r for r in records if str(r.path) not in gated]
-    y, p, skipped = score(predictor, scored, batch_size)
+    y, p, skipped = score(predictor, records, batch_size)
+    refused = [
+        {"path": str(r.path), "label": r.label, "check": v.check, "reason": v.reason}
+        for r in records
+        if (v := skipped.refused.get(str(r.path))) is not None
+    ]
     result = binary_metrics(y, p, predictor.threshold)
     result.update(
         {
@@ -145,6 +141,7 @@ def evaluate(
     if robustness:
         from chestx.robustness import robustness as graded
 
+        scored = [r for r in records if str(r.path) not in skipped.refused]
         result["robustness"] = graded(predictor, scored, batch_size=batch_size)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
