@@ -18,7 +18,8 @@ from chestx import modeldir
 from chestx.calibrate import Calibration
 from chestx.errors import ModelError
 from chestx.metrics import binary_metrics, choose_threshold
-from chestx.train import INTENDED_USE, _export_litert, library_versions
+from chestx.train import INTENDED_USE
+from chestx.versions import installed_versions
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def build_ensemble(
                 m["n"],
             )
         model.save(staging / modeldir.H5_FILE)
-        _export_litert(model, staging)
+        modeldir.save_litert(model, staging)
         digest = hashlib.sha256((staging / modeldir.MODEL_FILE).read_bytes()).hexdigest()[:8]
         base = f"zoomed out {zoom_out:g} of its side per side" if zoom_out else "as given"
         views = [base, f"{base}, mirrored left-right"] if flip else [base]
@@ -150,7 +151,7 @@ def build_ensemble(
                 "member_commands": [c.get("training", {}).get("command") for c in cards],
                 "seconds": round(sum(c.get("training", {}).get("seconds") or 0 for c in cards), 1),
             },
-            "versions": library_versions(),
+            "versions": installed_versions(),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         modeldir.write_card(staging, card)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,8 @@ from pathlib import Path
 from chestx import config
 from chestx.errors import ModelError
 from chestx.fileio import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 CARD = "card.json"
 MODEL_FILE = "model.keras"
@@ -100,6 +103,19 @@ def new_model_dir(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def save_litert(model, model_dir: str | Path) -> None:
+    """Add ``model.tflite`` when the LiteRT converter is installed. The export is a bonus for
+    small hosts: a failure is logged, never lets a finished model be lost."""
+    try:
+        from chestx.litert import export_litert
+    except ImportError:
+        return
+    try:
+        export_litert(model, Path(model_dir) / LITERT_FILE)
+    except Exception as exc:
+        log.warning("LiteRT export failed: %s", exc)
 
 
 def write_card(model_dir: str | Path, card: dict) -> Path:

@@ -402,12 +402,4 @@ def _train(
     return card
 
 
-def _export_litert(model, out: Path) -> None:
-    try:
-        from chestx.litert import export_litert
-    except ImportError:
-        return
-    try:
-        export_litert(model, out / modeldir.LITERT_FILE)
-    except Exception as exc:  # the LiteRT export is a bonus; never lose a trained model to it
-        log.warning("LiteRT export failed: %s", exc)
+_export_litert = modeldir.save_litert  # a module name, so tests can stub the slow export
