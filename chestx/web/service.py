@@ -192,16 +192,10 @@ class ModelService:
         return prediction
 
     def model_info(self) -> dict:
-        p = self.require_ready()
-        return {
-            "name": p.name,
-            "version": p.version,
-            "runtime": p.runtime,
-            "threshold": p.threshold,
-            "temperature": p.temperature,
-            "logit_bias": p.logit_bias,
-            "image_size": p.image_size,
-        }
+        """The Predictor's ``info``; the gate is reported apart (``gate_info``)."""
+        info = dict(self.require_ready().info)
+        info.pop("gate")
+        return info
 
     def gate_info(self) -> dict:
         """The input gate as served: on, off (``CHESTX_GATE=off``) or absent, and its version."""
