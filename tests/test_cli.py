@@ -180,27 +180,15 @@ def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
     assert rows[1]["path"] == str(bad) and "error" in rows[1]
 
 
+def _train_argv(xray_dir, out, *extra) -> list[str]:
+    """``chestx train`` on the fixture X-rays at 48 px, as a child process's argv."""
+    data = ["--data", str(xray_dir), "--out", str(out), "--image-size", "48"]
+    return [sys.executable, "-m", "chestx", "train", *data, *extra]
+
+
 def _train(tmp_path, xray_dir, name, *extra):
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chestx",
-            "train",
-            "--data",
-            str(xray_dir),
-            "--out",
-            str(tmp_path / name),
-            "--image-size",
-            "48",
-            "--batch-size",
-            "8",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    argv = _train_argv(xray_dir, tmp_path / name, "--batch-size", "8", *extra)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
@@ -252,24 +240,7 @@ def test_ctrl_c_leaves_a_usable_model(tmp_path, xray_dir):
     import time
 
     out, log_path = tmp_path / "m", tmp_path / "train.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "chestx",
-        "train",
-        "--data",
-        str(xray_dir),
-        "--out",
-        str(out),
-        "--image-size",
-        "48",
-        "--batch-size",
-        "4",
-        "--epochs",
-        "500",
-        "--patience",
-        "500",
-    ]
+    argv = _train_argv(xray_dir, out, "--batch-size", "4", "--epochs", "500", "--patience", "500")
     with log_path.open("w") as log_file:  # a file, not a pipe nobody reads while we wait
         proc = subprocess.Popen(
             ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv],

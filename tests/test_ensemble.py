@@ -82,58 +82,24 @@ def test_gradcam_explains_an_ensemble(members, batch):
 def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     from chestx.cli import main
 
-    common = [
-        "--data",
-        str(xray_dir),
-        "--image-size",
-        "48",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "1",
-        "--split-seed",
-        "7",
-    ]
+    common = ["--data", str(xray_dir), "--image-size", "48", "--batch-size", "8"]
+    common += ["--epochs", "1", "--split-seed", "7"]
+
+    def ensemble(out, *members, extra=()):
+        argv = ["ensemble", "--data", str(xray_dir), "--out", str(out), *extra]
+        for m in members:
+            argv += ["--member", str(tmp_path / m)]
+        return main(argv)
+
     for seed in ("1", "2"):
-        assert (
-            main(
-                [
-                    "train",
-                    *common,
-                    "--out",
-                    str(tmp_path / seed),
-                    "--seed",
-                    seed,
-                    "--crop",
-                    "0.2",
-                    "--mixup",
-                    "0.2",
-                ]
-            )
-            == 0
-        )
+        crop = ["--crop", "0.2", "--mixup", "0.2"]
+        assert main(["train", *common, "--out", str(tmp_path / seed), "--seed", seed, *crop]) == 0
     first = json.loads((tmp_path / "1" / "card.json").read_text())
     second = json.loads((tmp_path / "2" / "card.json").read_text())
     assert first["data"]["manifest_sha256"] == second["data"]["manifest_sha256"]
 
     out = tmp_path / "ens"
-    assert (
-        main(
-            [
-                "ensemble",
-                "--member",
-                str(tmp_path / "1"),
-                "--member",
-                str(tmp_path / "2"),
-                "--data",
-                str(xray_dir),
-                "--out",
-                str(out),
-                "--flip",
-            ]
-        )
-        == 0
-    )
+    assert ensemble(out, "1", "2", extra=["--flip"]) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["arch"] == "ensemble" and len(card["ensemble"]["members"]) == 2
     assert card["ensemble"]["views"] == ["as given", "as given, mirrored left-right"]
@@ -147,21 +113,6 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     # members on different splits are refused with one line
     assert main(["train", *common[:-1], "99", "--out", str(tmp_path / "3")]) == 0
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "ensemble",
-                "--member",
-                str(tmp_path / "1"),
-                "--member",
-                str(tmp_path / "3"),
-                "--data",
-                str(xray_dir),
-                "--out",
-                str(tmp_path / "bad"),
-            ]
-        )
-        == 2
-    )
+    assert ensemble(tmp_path / "bad", "1", "3") == 2
     assert "different patient splits" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
