@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,7 +277,7 @@ def _reliability_png(
 
 
 def calibrate_from_args(args) -> dict:
-    command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
+    command = getattr(args, "command", None)  # set by chestx.cli.main
     card = calibrate(
         args.model,
         args.data,

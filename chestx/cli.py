@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 
 from chestx.errors import ChestxError
@@ -374,7 +375,8 @@ def configure_logging(verbose: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.command = "chestx " + shlex.join(args.argv)  # recorded verbatim in model cards
     configure_logging(args.verbose)
     try:
         return args.handler(args)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import shlex
 import shutil
 from pathlib import Path
 
@@ -162,7 +161,7 @@ def build_ensemble(
 
 
 def ensemble_from_args(args) -> dict:
-    command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
+    command = getattr(args, "command", None)  # set by chestx.cli.main
     return build_ensemble(
         args.member,
         args.data,

@@ -14,7 +14,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -132,7 +131,7 @@ def config_from_args(args) -> TrainConfig:
 
 
 def train_from_args(args) -> dict:
-    command = "chestx " + shlex.join(args.argv) if getattr(args, "argv", None) else None
+    command = getattr(args, "command", None)  # set by chestx.cli.main
     return train(config_from_args(args), command=command)
 
 

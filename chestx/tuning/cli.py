@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from chestx import config
 
@@ -173,7 +171,7 @@ def _run_tune(args) -> int:
             chief=args.chief,
             worker=args.worker,
             verbose=int(bool(getattr(args, "verbose", False))),
-            command="chestx " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
+            command=getattr(args, "command", None),  # set by chestx.cli.main
         )
     )
     return 0
