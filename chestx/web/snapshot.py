@@ -139,24 +139,25 @@ class Snapshots:
 
     def start(self) -> dict:
         """The first snapshot (structure checked; the workers' load is the full check).
-        Returns its card; ``ModelError`` when the model cannot be served."""
-        return self._take(full_check=False)
+        Returns its card; ``ModelError`` when the model cannot be served. A value inherited
+        from the environment is replaced, never removed: this master did not make it."""
+        snap, card = self._take(full_check=False)
+        self.environ[SNAPSHOT_ENV] = str(snap)
+        return card
 
     def reload(self) -> dict:
         """A new, fully checked snapshot replaces the current one, which is removed (old
         workers hold their model in memory; LiteRT's mmap survives the unlink). On
         ``ModelError`` nothing changes: new workers get the current snapshot."""
-        return self._take(full_check=True)
-
-    def _take(self, *, full_check: bool) -> dict:
         old = self.current
-        snap, card = take_snapshot(
-            self.source, self.runtime, full_check=full_check, parent=self.parent
-        )
+        snap, card = self._take(full_check=True)
         self.environ[SNAPSHOT_ENV] = str(snap)
         if old is not None and old != snap:
             _remove(old)
         return card
+
+    def _take(self, *, full_check: bool) -> tuple[Path, dict]:
+        return take_snapshot(self.source, self.runtime, full_check=full_check, parent=self.parent)
 
     def close(self) -> None:
         """Remove the current snapshot (the master exits)."""

@@ -102,8 +102,14 @@ def test_reload_replaces_the_snapshot_or_keeps_it(tiny_model_dir, tmp_path, snap
     assert _folders(snaps) == [] and SNAPSHOT_ENV not in environ
 
 
-def test_close_removes_only_snapshot_folders(tmp_path):
-    mine = tmp_path / "handmade"
-    mine.mkdir()
-    Snapshots(tmp_path, "tensorflow", environ={SNAPSHOT_ENV: str(mine)}).close()
-    assert mine.is_dir()  # a folder the variable was pointed at by hand is never removed
+def test_only_this_masters_snapshots_are_removed(tiny_model_dir, tmp_path, snaps):
+    handmade = tmp_path / "handmade"
+    handmade.mkdir()
+    Snapshots(tmp_path, "tensorflow", environ={SNAPSHOT_ENV: str(handmade)}).close()
+    assert handmade.is_dir()  # a folder the variable was pointed at by hand is never removed
+    inherited = snaps / f"{PREFIX}inherited"
+    inherited.mkdir()
+    environ = {SNAPSHOT_ENV: str(inherited)}
+    snapshots = Snapshots(tiny_model_dir, "tensorflow", environ=environ, parent=snaps)
+    snapshots.start()  # a value from the parent's environment: replaced, not removed
+    assert inherited.is_dir() and snapshots.current != inherited
