@@ -82,9 +82,10 @@ class GradCAM:
             [GradCAM(m) for m in members] if members[0] is not model else []
         )
         self.layer: Any
+        self._lock = threading.Lock()  # held by the first call alone: it traces the graph
+        self._traced = False
         if self._members:
             self.layer = self._members[0].layer
-            self._lock = threading.Lock()
             spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
             self._prob = tf.function(lambda x: model(x, training=False), input_signature=[spec])
             return
@@ -96,7 +97,6 @@ class GradCAM:
         head_in = last.input if self._dense_logit else model.output
         self._grad_model = keras.Model(model.inputs, [features, head_in, model.output])
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        self._lock = threading.Lock()
 
         @tf.function(input_signature=[spec, tf.TensorSpec((), tf.float32)], reduce_retracing=True)
         def cam(images, sign):
@@ -116,9 +116,19 @@ class GradCAM:
 
         self._cam = cam
 
+    def _call(self, fn, *args):
+        """Run one of this explainer's ``tf.function``s. The first call traces the graph
+        under the lock (one trace, however many requests arrive at once); a traced function
+        is safe to call from many threads, so later calls run concurrently, unlocked."""
+        if self._traced:
+            return fn(*args)
+        with self._lock:
+            out = fn(*args)
+            self._traced = True
+        return out
+
     def _heat_and_prob(self, batch, sign) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:  # the first call traces; later calls run concurrently-safe anyway
-            heat, prob = self._cam(batch, sign)
+        heat, prob = self._call(self._cam, batch, sign)
         return heat.numpy()[0].astype(np.float32), prob.numpy()
 
     def _heat(self, batch, sign) -> np.ndarray:
@@ -130,8 +140,7 @@ class GradCAM:
 
         batch = tf.convert_to_tensor(np.asarray(image, np.float32)[np.newaxis])
         if self._members:
-            with self._lock:
-                p = float(np.asarray(self._prob(batch)).reshape(-1)[0])
+            p = float(np.asarray(self._call(self._prob, batch)).reshape(-1)[0])
             target = "PNEUMONIA" if p >= threshold else "NORMAL"
             sign = tf.constant(1.0 if target == "PNEUMONIA" else -1.0)
             maps = [member._heat(batch, sign) for member in self._members]

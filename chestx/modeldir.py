@@ -38,7 +38,15 @@ MANIFEST = "manifest.csv"
 HISTORY = "history.csv"
 LITERT_FILE = "model.tflite"
 GATE_FILE = "gate.npz"
-GATE_FILES = (GATE_FILE,)  # what a copy of a model directory must take along for its gate
+
+# What serving reads, by runtime: a copy of the directory (the server's snapshot) takes these
+# along. The gate file is optional (without it no gate runs); the others are required.
+SERVED_FILES = {
+    "tensorflow": (CARD, MODEL_FILE, GATE_FILE),
+    "litert": (CARD, LITERT_FILE, GATE_FILE),
+}
+# What every card holds: written by save_model, checked by whoever loads one (check_card).
+REQUIRED_CARD_KEYS = ("image_size", "intensity", "threshold")
 
 STATUS = "status"  # card key: "training" while a run writes the directory, then "complete"
 TRAINING = "training"
@@ -71,6 +79,17 @@ def check_finished(card: dict, where: str | Path) -> None:
             f"{where} is not a finished model (card status {status!r}: a "
             "training run is still writing it, or was aborted)"
         )
+
+
+def check_card(card, where: str | Path) -> None:
+    """Raise ``ModelError`` (one line) unless ``card`` is a finished model's: a JSON object
+    with every ``REQUIRED_CARD_KEYS`` whose status is complete."""
+    if not isinstance(card, dict):
+        raise ModelError(f"{where}: {CARD} is not a JSON object")
+    missing = [key for key in REQUIRED_CARD_KEYS if key not in card]
+    if missing:
+        raise ModelError(f"{where}: {CARD} lacks {', '.join(missing)}")
+    check_finished(card, where)
 
 
 def check_new(out: str | Path) -> None:
@@ -127,11 +146,11 @@ def write_card(model_dir: str | Path, card: dict) -> Path:
 def save_model(model, model_dir: str | Path, card: dict, *, h5: bool = True) -> Path:
     """Write ``model`` (.keras and, by default, .h5) and its ``card`` into ``model_dir``.
 
-    The card must hold at least ``image_size``, ``intensity`` and ``threshold``.
+    The card must hold at least the ``REQUIRED_CARD_KEYS``.
     """
-    missing = {"image_size", "intensity", "threshold"} - card.keys()
+    missing = [key for key in REQUIRED_CARD_KEYS if key not in card]
     if missing:
-        raise ValueError(f"card lacks {sorted(missing)}")
+        raise ValueError(f"card lacks {missing}")
     model_dir = Path(model_dir)
     for name in (MODEL_FILE, H5_FILE) if h5 else (MODEL_FILE,):
         with atomic_path(model_dir / name) as tmp:

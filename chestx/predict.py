@@ -18,7 +18,7 @@ from chestx import config, imaging
 from chestx.calibrate import Calibration
 from chestx.errors import ChestxError, ImageError, ModelError
 from chestx.gate import Gate, Verdict, gate_status
-from chestx.modeldir import MODEL_FILE, check_finished, load_card
+from chestx.modeldir import MODEL_FILE, check_card, load_card
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Predictor:
     ):
         self.model_dir = config.model_dir(model_dir)
         self.card = load_card(self.model_dir)
-        check_finished(self.card, self.model_dir)  # never serve a run that is still writing
+        check_card(self.card, self.model_dir)  # required keys; never a run still writing
         self.image_size = int(self.card["image_size"])
         self.intensity = self.card.get("intensity", "none")
         self.threshold = float(self.card["threshold"] if threshold is None else threshold)

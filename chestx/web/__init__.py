@@ -8,7 +8,7 @@ Research use only, not for clinical diagnosis.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
@@ -28,11 +28,3 @@ def load_model(app: Flask, model_dir: str | None = None) -> bool:
     from chestx.web.app import load_model as _load_model
 
     return _load_model(app, model_dir)
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("InMemoryRequest", "settings_from_config", "DEFAULTS"):
-        from chestx.web import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

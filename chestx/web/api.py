@@ -2,65 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-import time
-from typing import TYPE_CHECKING
-
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from chestx import __version__
 from chestx.versions import installed_versions
 from chestx.web.errors import ServiceError
-from chestx.web.service import ModelService
-
-if TYPE_CHECKING:
-    import numpy as np
-
-log = logging.getLogger(__name__)
+from chestx.web.uploads import NOTICE, classify_upload, read_upload, service
 
 bp = Blueprint("api", __name__)
-
-NOTICE = "Research use only, not for clinical diagnosis."
-SEED_RESULT = {"NORMAL": "Normal", "PNEUMONIA": "Abnormal"}  # the tutorial's wording
-RAW_IMAGE_TYPES = ("image/", "application/octet-stream", "application/dicom")
-
-
-def service() -> ModelService:
-    return current_app.extensions["chestx"]
-
-
-def read_upload(field: str = "image") -> bytes:
-    """The uploaded file's bytes: multipart field ``field``, or a raw image body.
-
-    Raises 400 with a message that says what to send; a body over the limit is a 413 raised
-    by Werkzeug while parsing.
-    """
-    mimetype = request.mimetype or ""
-    if mimetype.startswith(RAW_IMAGE_TYPES):
-        limit = request.max_content_length
-        if request.content_length is None and request.environ.get("wsgi.input_terminated"):
-            # a chunked body has no Content-Length and Werkzeug silently cuts it at the
-            # limit: read the server's stream one byte past the limit to tell them apart
-            data = request.environ["wsgi.input"].read(limit + 1 if limit else -1)
-            if limit and len(data) > limit:
-                raise RequestEntityTooLarge()
-            return data
-        return request.get_data(cache=False)  # over the limit: Werkzeug raises the 413
-    if mimetype != "multipart/form-data":
-        raise ServiceError(
-            400,
-            f'send the X-ray as multipart/form-data field "{field}" '
-            f"(got {mimetype or 'no content type'})",
-            "missing_field",
-        )
-    upload = request.files.get(field)
-    if upload is None:
-        others = ", ".join(sorted(request.files)) or "none"
-        raise ServiceError(
-            400, f'no file in form field "{field}" (file fields sent: {others})', "missing_field"
-        )
-    return upload.read()
 
 
 def flag_arg(name: str) -> bool:
@@ -73,34 +22,6 @@ def flag_arg(name: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ServiceError(400, f"query parameter {name} must be 1 or 0, got {value!r}")
-
-
-def classify_upload(data: bytes, *, explain: bool) -> tuple[dict, np.ndarray]:
-    """Upload bytes -> the API's answer (and the prepared image, for the UI)."""
-    svc = service()
-    start = time.perf_counter()
-    image = svc.prepare(data)
-    prediction = svc.classify(image)
-    info = svc.model_info()
-    body = {
-        "result": SEED_RESULT[prediction.label],
-        "label": prediction.label,
-        "probability": round(prediction.probability, 6),
-        "threshold": prediction.threshold,
-        "model": {"name": info["name"], "version": info["version"], "runtime": info["runtime"]},
-        "notice": NOTICE,
-    }
-    if explain:
-        body["heatmap"] = svc.explain(image)
-    log.info(
-        "predict label=%s p=%.4f bytes=%d explain=%d ms=%.1f",
-        prediction.label,
-        prediction.probability,
-        len(data),
-        explain,
-        (time.perf_counter() - start) * 1e3,
-    )
-    return body, image
 
 
 @bp.post("/predict")
@@ -150,15 +71,11 @@ def model_card():
         serving={
             **svc.model_info(),
             "explain": svc.can_explain,
-            "threshold_source": threshold_source(),
+            "threshold_source": svc.threshold_source,
             "versions": installed_versions(),
             "gate": svc.gate_info(),
         },
     )
-
-
-def threshold_source() -> str:
-    return "CHESTX_THRESHOLD" if service().settings.threshold is not None else "model card"
 
 
 @bp.get("/openapi.json")
@@ -208,12 +125,16 @@ def openapi_spec() -> dict:
                                         "image": {
                                             "type": "string",
                                             "format": "binary",
-                                            "description": "JPEG, PNG, BMP or TIFF",
+                                            "description": "JPEG, PNG, BMP, TIFF or DICOM (.dcm)",
                                         }
                                     },
                                 }
                             },
                             "image/*": {"schema": {"type": "string", "format": "binary"}},
+                            "application/dicom": {"schema": {"type": "string", "format": "binary"}},
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
                         },
                     },
                     "responses": {

@@ -3,17 +3,22 @@
 Request threads decode their upload, then ``submit`` the pixels and wait; one batcher thread
 collects up to ``max_batch`` images and calls the model once, as TF Serving's and TorchServe's
 batchers do. It waits up to ``max_wait_ms`` for more images only while other requests are
-known to be on their way (``reserve`` is called before decoding), so a lone request is never
-delayed by the batching window.
+known to be on their way (a request takes a ``reservation`` before decoding), so a lone request
+is never delayed by the batching window.
+
+    with batcher.reservation() as slot:       # announced: the batcher waits for it
+        image = decode(upload)                # a bad upload leaves the block: slot given back
+        probability = slot.predict(image, timeout=30)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 import numpy as np
@@ -23,6 +28,28 @@ log = logging.getLogger(__name__)
 
 class BatcherClosed(RuntimeError):
     """The batcher was shut down (worker exit or model reload) before this image ran."""
+
+
+class Reservation:
+    """One announced image (``MicroBatcher.reservation``): ``predict`` it once, or leave the
+    ``with`` block without it and the batcher stops waiting for it."""
+
+    def __init__(self, batcher: MicroBatcher):
+        self._batcher = batcher
+        self.used = False
+
+    def predict(self, image: np.ndarray, *, timeout: float | None = None) -> float:
+        """The image's probability; ``TimeoutError`` after ``timeout`` s (the image is then
+        withdrawn if it has not reached the model yet), ``BatcherClosed`` on shut-down."""
+        if self.used:
+            raise RuntimeError("a reservation predicts one image")
+        self.used = True
+        future = self._batcher.submit(image, reserved=True)
+        try:
+            return float(future.result(timeout))
+        except TimeoutError:
+            future.cancel()  # still queued: the batcher thread skips it
+            raise
 
 
 class MicroBatcher:
@@ -57,6 +84,24 @@ class MicroBatcher:
         self._thread.start()
 
     # -- request side ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def reservation(self) -> Iterator[Reservation]:
+        """Announce an image before decoding it; the slot is consumed by ``predict`` or given
+        back when the block ends without it (a bad upload, any error): it never leaks."""
+        self.reserve()
+        slot = Reservation(self)
+        try:
+            yield slot
+        finally:
+            if not slot.used:
+                self.release()
+
+    @property
+    def pending(self) -> int:
+        """Reserved images not submitted yet."""
+        with self._cond:
+            return self._expected
+
     def reserve(self) -> None:
         """Announce an image that is being decoded and will be submitted (or ``release``d)."""
         with self._cond:

@@ -106,11 +106,3 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry, path)
             return generate_latest(registry)
         return generate_latest(self.registry)
-
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges (called from Gunicorn's ``child_exit`` hook)."""
-    if multiprocess_dir():
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)

@@ -19,10 +19,11 @@ import numpy as np
 
 from chestx.web.batching import BatcherClosed, MicroBatcher
 from chestx.web.errors import ServiceError
+from chestx.web.settings import Settings
 
 if TYPE_CHECKING:  # both import TensorFlow: the service loads them when the model loads
     from chestx.explain import GradCAM
-    from chestx.predict import Predictor
+    from chestx.predict import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +31,13 @@ IDLE, LOADING, READY, FAILED = "idle", "loading", "ready", "failed"
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The service's knobs, already validated (see ``chestx.web.settings_from_config``)."""
+class Served:
+    """One upload through the service: the prediction, the model input it was made from (for
+    display) and, when asked for, the Grad-CAM explanation (``ModelService.explain``)."""
 
-    model_dir: str | None
-    runtime: str
-    threshold: float | None
-    max_pixels: int
-    batch_size: int
-    batch_timeout_ms: float
-    inference_timeout: float
-    explain_size: int
-    gate: bool = True  # CHESTX_GATE: False switches the model's input gate off
+    prediction: Prediction
+    image: np.ndarray
+    heatmap: dict | None = None
 
 
 class ModelService:
@@ -55,8 +51,9 @@ class ModelService:
         self.loaded_at: float | None = None
         self.load_seconds: float | None = None
         self._gradcam: GradCAM | None = None
-        self._gradcam_lock = threading.Lock()
-        self._lock = threading.Lock()
+        self._gradcam_lock = threading.Lock()  # builds the one GradCAM
+        self._lock = threading.Lock()  # held while loading
+        self._loader_lock = threading.Lock()  # starts the one background loader
         self._loader: threading.Thread | None = None
         self._warmer: threading.Thread | None = None
 
@@ -127,7 +124,7 @@ class ModelService:
     def load_in_background(self) -> None:
         """Start loading without blocking the request that noticed the model is missing
         (a WSGI server other than Gunicorn with chestx's config, which loads it up front)."""
-        with self._gradcam_lock:
+        with self._loader_lock:
             if self.state != IDLE or self._loader is not None:
                 return
             self._loader = threading.Thread(
@@ -161,41 +158,39 @@ class ModelService:
         )
 
     # -- inference ------------------------------------------------------------------------
-    def prepare(self, data: bytes) -> np.ndarray:
-        """Upload bytes -> model input; raises ``ImageError`` (a 4xx) for bad files."""
+    def predict(self, data: bytes, *, explain: bool = False) -> Served:
+        """Upload bytes -> ``Served``, through the micro-batcher. A bad file raises
+        ``ImageError`` (a 4xx); a full or closing batcher a 503. The batcher slot is taken
+        before decoding (so concurrent uploads meet in one model call) and held by a context
+        manager: whatever fails, it is consumed or given back."""
         predictor = self.require_ready()
         assert self.batcher is not None  # set together with the predictor
-        self.batcher.reserve()
-        try:
-            return predictor.prepare(data)
-        except BaseException:
-            self.batcher.release()
-            raise
-
-    def classify(self, image: np.ndarray):
-        """A prepared image (after ``prepare``) -> ``Prediction``, through the micro-batcher."""
-        predictor = self.require_ready()
-        assert self.batcher is not None  # set together with the predictor
-        try:
-            p = self.batcher.predict(image, timeout=self.settings.inference_timeout, reserved=True)
-        except TimeoutError:
-            raise ServiceError(
-                503, "the model is overloaded; try again", headers={"Retry-After": "2"}
-            ) from None
-        except BatcherClosed:
-            raise ServiceError(
-                503, "the worker is shutting down; try again", headers={"Retry-After": "1"}
-            ) from None
+        with self.batcher.reservation() as slot:
+            image = predictor.prepare(data)
+            try:
+                p = slot.predict(image, timeout=self.settings.inference_timeout)
+            except TimeoutError:
+                raise ServiceError(
+                    503, "the model is overloaded; try again", headers={"Retry-After": "2"}
+                ) from None
+            except BatcherClosed:
+                raise ServiceError(
+                    503, "the worker is shutting down; try again", headers={"Retry-After": "1"}
+                ) from None
         prediction = predictor.result(p)
         if self.metrics:
             self.metrics.predictions.labels(prediction.label).inc()
-        return prediction
+        return Served(prediction, image, self.explain(image) if explain else None)
 
     def model_info(self) -> dict:
         """The Predictor's ``info``; the gate is reported apart (``gate_info``)."""
         info = dict(self.require_ready().info)
         info.pop("gate")
         return info
+
+    @property
+    def threshold_source(self) -> str:
+        return "CHESTX_THRESHOLD" if self.settings.threshold is not None else "model card"
 
     def gate_info(self) -> dict:
         """The input gate as served: on, off (``CHESTX_GATE=off``) or absent, and its version."""

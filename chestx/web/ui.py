@@ -11,17 +11,13 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from chestx.errors import NotAChestXrayError
-from chestx.web.api import NOTICE, classify_upload, read_upload, threshold_source
 from chestx.web.errors import image_error_reason, note_reason
-from chestx.web.service import ModelService, input_png_base64, upload_png_base64
+from chestx.web.service import input_png_base64, upload_png_base64
+from chestx.web.uploads import NOTICE, classify_upload, read_upload, service
 
 bp = Blueprint("ui", __name__)  # templates/ and static/ are the app's (chestx/web/)
 
 ACCEPT = ".jpg,.jpeg,.png,.bmp,.tif,.tiff,.dcm,image/jpeg,image/png,image/bmp,image/tiff"
-
-
-def _service() -> ModelService:
-    return current_app.extensions["chestx"]
 
 
 def _row(m: dict, title: str, card: dict, threshold: float, note: str | None = None) -> dict:
@@ -77,7 +73,7 @@ def performance_context(card: dict, threshold: float) -> list[dict]:
 
 
 def page_context() -> dict:
-    svc = _service()
+    svc = service()
     ctx = {
         "notice": NOTICE,
         "accept": ACCEPT,
@@ -90,7 +86,7 @@ def page_context() -> dict:
         p = svc.require_ready()
         ctx["model"] = {
             **svc.model_info(),
-            "threshold_source": threshold_source(),
+            "threshold_source": svc.threshold_source,
             "threshold_rule": p.card.get("threshold_rule"),
             "performance": performance_context(p.card, p.threshold),
             "explain": svc.can_explain,
@@ -106,10 +102,10 @@ def index():
 @bp.post("/")
 def classify():
     """The no-JavaScript path: the form posts here and gets a result page."""
-    svc = _service()
+    svc = service()
     data = read_upload("image")
     try:
-        body, image = classify_upload(data, explain=True)
+        body, served = classify_upload(data, explain=True)
     except NotAChestXrayError as exc:  # the gate refused it: say so, show it, no result
         note_reason(image_error_reason(exc))
         html = render_template(
@@ -121,5 +117,8 @@ def classify():
         return html, 422
     size = svc.display_size
     return render_template(
-        "result.html", result=body, input_png=input_png_base64(image, size), **page_context()
+        "result.html",
+        result=body,
+        input_png=input_png_base64(served.image, size),
+        **page_context(),
     )

@@ -120,3 +120,40 @@ def test_bad_arguments():
         MicroBatcher(SlowModel(), max_batch=0)
     with pytest.raises(ValueError):
         MicroBatcher(SlowModel(), max_wait_ms=-1)
+
+
+def test_a_reservation_is_given_back_whatever_fails():
+    model = SlowModel(0.0)
+    batcher = MicroBatcher(model, max_batch=4, max_wait_ms=LONG_WINDOW_MS)
+    with pytest.raises(ValueError, match="bad upload"):
+        with batcher.reservation():
+            assert batcher.pending == 1
+            raise ValueError("bad upload")
+    assert batcher.pending == 0
+    with batcher.reservation() as slot:
+        assert slot.predict(np.zeros((2, 2, 1)), timeout=DEADLINE) == 0.0
+        assert batcher.pending == 0  # consumed by the submit
+        with pytest.raises(RuntimeError, match="one image"):
+            slot.predict(np.zeros((2, 2, 1)))
+    assert batcher.pending == 0 and model.sizes == [1]
+    batcher.close()
+
+
+def test_a_timed_out_image_is_withdrawn():
+    release = threading.Event()
+    calls = []
+
+    def blocked(batch):
+        calls.append(len(batch))
+        release.wait(DEADLINE)
+        return np.zeros(len(batch))
+
+    batcher = MicroBatcher(blocked, max_batch=1, max_wait_ms=0)
+    first = batcher.submit(np.zeros((2, 2, 1)))  # occupies the model until released
+    with batcher.reservation() as slot:
+        with pytest.raises(TimeoutError):
+            slot.predict(np.ones((2, 2, 1)), timeout=0.01)
+    release.set()
+    assert first.result(DEADLINE) == 0.0
+    batcher.close(timeout=DEADLINE)
+    assert calls == [1]  # the withdrawn image never reached the model

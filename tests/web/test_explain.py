@@ -49,6 +49,20 @@ def test_target_follows_the_threshold(models, image):
     assert cam.explain(image, threshold=1.0).target == "NORMAL"
 
 
+def test_concurrent_explanations_match_one_at_a_time(models, image):
+    # the lock is held by the first (tracing) call only; later calls run in parallel threads
+    from concurrent.futures import ThreadPoolExecutor
+
+    cam = GradCAM(models["chestnet"])
+    images = [np.roll(image, 6 * i, axis=0) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:  # the first calls race to trace
+        together = list(pool.map(lambda im: cam.explain(im, 0.5), images))
+    for im, exp in zip(images, together, strict=True):
+        alone = cam.explain(im, 0.5)
+        np.testing.assert_allclose(exp.heatmap, alone.heatmap, atol=1e-5)
+        assert exp.target == alone.target and exp.probability == pytest.approx(alone.probability)
+
+
 def test_overlay_and_png(image):
     heat = np.zeros((8, 8), np.float32)
     heat[2:4, 2:4] = 1.0

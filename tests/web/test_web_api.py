@@ -301,6 +301,12 @@ def test_openapi_describes_every_route(app, client):
     assert api_rules <= set(spec["paths"])
     props = spec["components"]["schemas"]["Prediction"]["properties"]
     assert {"result", "label", "probability", "threshold", "model", "heatmap"} <= set(props)
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert "DICOM" in body["multipart/form-data"]["schema"]["properties"]["image"]["description"]
+    from chestx.web.uploads import RAW_IMAGE_TYPES
+
+    for kind in RAW_IMAGE_TYPES:  # every raw body type read_upload accepts is described
+        assert any(t.startswith(kind.rstrip("/")) for t in body), kind
 
 
 def test_security_headers(client):
@@ -332,8 +338,40 @@ def test_concurrent_requests_are_batched(app_factory, xray_files, make_upload):
         assert r.get_json()["probability"] == pytest.approx(expected, abs=1e-5)
 
 
+def test_failing_requests_give_their_batcher_slot_back(app, client, xray_bytes, monkeypatch):
+    batcher = app.extensions["chestx"].batcher
+    assert_error(client.post("/predict", data={"image": (io.BytesIO(b"junk"), "x.jpeg")}), 415)
+    assert batcher.pending == 0
+    predictor = app.extensions["chestx"].predictor
+
+    def broken(data):  # a failure nobody planned for, after the slot was taken
+        raise RuntimeError("decoder crashed")
+
+    monkeypatch.setattr(predictor, "prepare", broken)
+    assert_error(client.post("/predict", data={"image": (io.BytesIO(xray_bytes), "x.jpeg")}), 500)
+    assert batcher.pending == 0  # a leaked slot would hold every later batch for the window
+
+
+def test_overloaded_batcher_answers_503(app_factory, xray_bytes, make_upload):
+    import threading
+
+    app = app_factory(INFERENCE_TIMEOUT=0.1)
+    batcher = app.extensions["chestx"].batcher
+    model, release = batcher.infer, threading.Event()
+    batcher.infer = lambda batch: release.wait(300) and model(batch)  # the model is busy
+    client = app.test_client()
+    try:
+        r = client.post("/predict", data=make_upload(xray_bytes))
+        error = assert_error(r, 503, "model_not_ready")
+        assert "overloaded" in error["message"] and r.headers["Retry-After"] == "2"
+    finally:
+        release.set()
+    assert client.post("/predict", data=make_upload(xray_bytes)).status_code == 200
+    assert batcher.pending == 0
+
+
 def test_in_memory_stream_used_for_files(app):
-    from chestx.web import InMemoryRequest
+    from chestx.web.app import InMemoryRequest
 
     assert app.request_class is InMemoryRequest
     assert isinstance(InMemoryRequest({})._get_file_stream(10**7, "image/png"), io.BytesIO)

@@ -36,11 +36,12 @@ def test_prefixed_environment(monkeypatch, tiny_model_dir):
     "key, value, words",
     [
         ("THRESHOLD", "1.5", "between 0.0 and 1.0"),
-        ("THRESHOLD", '"high"', "must be a float"),
+        ("THRESHOLD", '"high"', "must be a number"),
         ("RUNTIME", '"pytorch"', "tensorflow, litert"),
         ("BATCH_SIZE", "0", "between 1"),
         ("MAX_CONTENT_LENGTH", "-1", "at least 1"),
-        ("MAX_PIXELS", "2.5", "must be a int"),
+        ("MAX_PIXELS", "2.5", "must be an integer"),
+        ("INFERENCE_TIMEOUT", "nan", "must be a number"),
     ],
 )
 def test_bad_settings_stop_start_up(monkeypatch, key, value, words):
@@ -131,23 +132,67 @@ def test_gunicorn_settings_from_environment(monkeypatch, tmp_path):
     assert conf["max_requests_jitter"] == 10
     with pytest.raises(SystemExit, match="CHESTX_WORKERS"):
         _gunicorn_conf(monkeypatch, CHESTX_WORKERS="many")
+    with pytest.raises(SystemExit, match="CHESTX_LOG_LEVEL"):
+        _gunicorn_conf(monkeypatch, CHESTX_WORKERS="2", CHESTX_LOG_LEVEL="loud")
 
 
-def test_snapshot_checks(monkeypatch, tmp_path, tiny_model_dir):
+@pytest.mark.parametrize(
+    "value, on",
+    [("off", False), ("0", False), ("no", False), ("False", False), ("on", True), ("1", True)],
+)
+def test_access_log_switch_reads_the_same_in_server_and_app(monkeypatch, tmp_path, value, on):
+    # CHESTX_ACCESS_LOG=off once turned the access log on in the Gunicorn config while the
+    # app's parser read "off" as off: both now read the one Settings object
+    from chestx.web import create_app
+
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    conf = _gunicorn_conf(monkeypatch)
-    snap, card = conf["take_snapshot"](tiny_model_dir, "tensorflow", full_check=False)
-    assert card["version"] == "0.0-test" and (snap / "model.keras").is_file()
-    snap, _ = conf["take_snapshot"](tiny_model_dir, "litert", full_check=False)
-    assert (snap / "model.tflite").is_file() and not (snap / "model.keras").exists()
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "card.json").write_text('{"image_size": 64, "threshold": 0.5}')
-    (broken / "model.keras").write_bytes((tiny_model_dir / "model.keras").read_bytes()[:5000])
-    with pytest.raises(ValueError, match="model.keras"):
-        conf["take_snapshot"](broken, "tensorflow", full_check=False)
-    (broken / "card.json").write_text("{not json")
-    with pytest.raises(ValueError, match="card.json"):
-        conf["check_structure"](broken, "tensorflow")
-    with pytest.raises(ValueError, match="does not exist"):
-        conf["take_snapshot"](tmp_path / "nothing", "tensorflow", full_check=False)
+    conf = _gunicorn_conf(monkeypatch, CHESTX_ACCESS_LOG=value, CHESTX_GATE=value)
+    assert (conf["accesslog"] == "-") is on
+    access = conf["logconfig_dict"]["loggers"]["gunicorn.access"]["level"]
+    assert access == ("INFO" if on else "CRITICAL")
+    assert conf["settings"].access_log is on
+    app = create_app({"LOAD_MODEL": False})  # the same spelling reads the same in the app
+    assert app.extensions["chestx"].settings.gate is on
+
+
+def test_bad_switch_stops_the_server_naming_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match="CHESTX_ACCESS_LOG must be on or off"):
+        _gunicorn_conf(monkeypatch, CHESTX_ACCESS_LOG="quiet")
+    with pytest.raises(SystemExit, match="CHESTX_THRESHOLD must be between"):
+        _gunicorn_conf(monkeypatch, CHESTX_ACCESS_LOG="1", CHESTX_THRESHOLD="2")
+
+
+def test_settings_defaults_and_overrides():
+    from chestx.web.settings import Settings
+
+    assert Settings.from_env(environ={}) == Settings()
+    s = Settings.from_env(
+        environ={
+            "CHESTX_BIND": "0.0.0.0:80, unix:/run/chestx.sock",
+            "CHESTX_MAX_CONTENT_LENGTH": "2e7",
+            "CHESTX_RUNTIME": "LiteRT",
+            "CHESTX_THRESHOLD": "",  # empty: the default
+            "CHESTX_GATE": "off",
+        },
+        overrides={"GATE": True, "BATCH_SIZE": 4},
+    )
+    assert s.bind == ("0.0.0.0:80", "unix:/run/chestx.sock")
+    assert s.max_content_length == 20_000_000 and s.runtime == "litert"
+    assert s.threshold is None and s.gate is True and s.batch_size == 4
+    assert Settings().jitter == 500 and Settings(max_requests_jitter=0).jitter == 0
+    assert set(Settings.keys()) >= {"ACCESS_LOG", "MAX_REQUESTS_JITTER", "GATE", "MODEL_DIR"}
+
+
+def test_every_setting_is_documented():
+    # the README's configuration table and Settings declare the same variables
+    import re
+    from pathlib import Path
+
+    from chestx.web.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("### Configuration") : readme.index("### How it is built")]
+    documented = set(re.findall(r"`CHESTX_([A-Z_]+)`", table))
+    documented |= {"MAX_REQUESTS_JITTER"}  # "`CHESTX_MAX_REQUESTS` / `_JITTER`"
+    assert documented == set(Settings.keys())

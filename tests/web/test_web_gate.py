@@ -74,12 +74,12 @@ def test_gate_off_is_logged_shown_and_judges_anything(
     assert_refused(on.post("/predict?gate=off", data=make_upload(negative_images["blank"][0])))
 
 
-@pytest.mark.parametrize("value", ["maybe", "2", ""])
+@pytest.mark.parametrize("value", ["maybe", "2", "of"])
 def test_bad_gate_setting_stops_start_up(value):
-    from chestx.web.app import DEFAULTS, settings_from_config
+    from chestx.web.settings import Settings
 
     with pytest.raises(ChestxError, match="CHESTX_GATE must be on or off"):
-        settings_from_config({**DEFAULTS, "GATE": value})
+        Settings.from_env(environ={"CHESTX_GATE": value})
 
 
 def test_ui_refusal_page_shows_the_upload_and_no_heatmap(
@@ -126,16 +126,11 @@ print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
         assert float(score) == pytest.approx(v.score, abs=1e-6)
 
 
-def test_snapshot_takes_the_gate_along(monkeypatch, tmp_path, gated_model_dir):
-    import runpy
-    from pathlib import Path
+def test_snapshot_takes_the_gate_along(tmp_path, gated_model_dir):
+    from chestx.web.snapshot import take_snapshot
 
-    import chestx
-
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    conf = runpy.run_path(str(Path(chestx.__file__).parent / "gunicorn.conf.py"))
     for runtime in ("tensorflow", "litert"):
-        snap, card = conf["take_snapshot"](gated_model_dir, runtime, full_check=False)
+        snap, card = take_snapshot(gated_model_dir, runtime, full_check=False, parent=tmp_path)
         assert (snap / "gate.npz").read_bytes() == (gated_model_dir / "gate.npz").read_bytes()
         assert card["gate"]["sha256"]
 
