@@ -203,7 +203,7 @@ class Entry(Section):
     """What every entry may carry besides its type's own keys."""
 
     nullable = frozenset({"when", "help", "ordered"})
-    type: str
+    type: str  # each entry type narrows it to its own Literal: the union's discriminator
     when: Conditions | None = None
     help: str | None = None
 
