@@ -12,17 +12,11 @@ import logging
 import shlex
 import sys
 
+from chestx.argtypes import positive_int
 from chestx.errors import ChestxError
 from chestx.versions import VersionAction
 
 log = logging.getLogger("chestx")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _add_train(sub) -> None:
@@ -34,7 +28,7 @@ def _add_train(sub) -> None:
     p.add_argument("--arch", default=config.DEFAULT_ARCH, choices=config.ARCHITECTURES)
     p.add_argument(
         "--backbone",
-        default="mobilenetv2",
+        default=config.DEFAULT_BACKBONE,
         choices=config.BACKBONES,
         help="keras.applications backbone for --arch transfer",
     )
@@ -56,10 +50,10 @@ def _add_train(sub) -> None:
         default=None,
         help="learning rate of the fine-tuning phase (default: --lr / 10)",
     )
-    p.add_argument("--epochs", type=_positive_int, default=config.DEFAULT_EPOCHS)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--epochs", type=positive_int, default=config.DEFAULT_EPOCHS)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default per arch)")
-    p.add_argument("--image-size", type=_positive_int, default=config.DEFAULT_IMAGE_SIZE)
+    p.add_argument("--image-size", type=positive_int, default=config.DEFAULT_IMAGE_SIZE)
     p.add_argument(
         "--intensity",
         default=config.DEFAULT_INTENSITY,
@@ -100,43 +94,15 @@ def _add_train(sub) -> None:
         help="use at most this many images (quick runs and tests)",
     )
     aug = p.add_argument_group("augmentation (Keras preprocessing layers; 0 switches one off)")
-    defaults = config.DEFAULT_AUGMENTATION
-    aug.add_argument("--rotation", type=float, default=defaults["rotation"], help="max degrees")
-    aug.add_argument("--zoom", type=float, default=defaults["zoom"], help="max zoom fraction")
-    aug.add_argument("--shift", type=float, default=defaults["shift"], help="max shift fraction")
-    aug.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=defaults["flip"],
-        help="random horizontal flip",
-    )
-    aug.add_argument(
-        "--brightness",
-        type=float,
-        default=defaults["brightness"],
-        help="max brightness change, fraction of 255",
-    )
-    aug.add_argument(
-        "--contrast", type=float, default=defaults["contrast"], help="max contrast factor change"
-    )
-    aug.add_argument(
-        "--gamma",
-        type=float,
-        default=defaults["gamma"],
-        help="max gamma change: 0.3 means gamma in [1/1.3, 1.3]",
-    )
-    aug.add_argument(
-        "--blur", type=float, default=defaults["blur"], help="max Gaussian blur sigma, pixels"
-    )
-    aug.add_argument(
-        "--noise", type=float, default=defaults["noise"], help="Gaussian noise std, grey levels"
-    )
-    aug.add_argument(
-        "--crop",
-        type=float,
-        default=defaults["crop"],
-        help="random tighter framing: zoom in by up to this fraction (aspect varies)",
-    )
+    for option in config.AUGMENTATION_OPTIONS:  # one flag per declared augmentation
+        kind: dict = (
+            {"action": argparse.BooleanOptionalAction}
+            if isinstance(option.default, bool)
+            else {"type": float}
+        )
+        aug.add_argument(
+            f"--{option.name}", **kind, default=option.default, help=option.metadata["help"]
+        )
     aug.add_argument(
         "--mixup",
         type=float,
@@ -165,7 +131,7 @@ def _add_evaluate(sub) -> None:
     )
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
     p.add_argument("--plots", default=None, help="write PNG plots into this folder")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument(
         "--robustness",
         action="store_true",
@@ -216,7 +182,7 @@ def _add_calibrate(sub) -> None:
         help="also fit a logit offset (Platt scaling): for a site whose scores are "
         "all shifted one way, which one temperature cannot correct",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(handler=_run_calibrate)
 
 
@@ -254,7 +220,7 @@ def _add_ensemble(sub) -> None:
         "black (a looser framing) instead of as given",
     )
     p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(handler=_run_ensemble)
 
 
@@ -269,7 +235,7 @@ def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify X-ray files; one JSON line per image")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.set_defaults(handler=_run_predict)
 
 
@@ -289,14 +255,14 @@ def _add_gate(sub) -> None:
     f.add_argument("--model", required=True, help="model directory to write the gate into")
     f.add_argument(
         "--negatives",
-        type=_positive_int,
+        type=positive_int,
         default=400,
         help="rendered or packaged negatives per family",
     )
     f.add_argument("--seed", type=int, default=0)
     f.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="use at most this many training X-rays (quick runs and tests)",
     )

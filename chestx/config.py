@@ -1,13 +1,16 @@
-"""Defaults shared by every stage, and where the shipped model lives.
+"""Defaults shared by every stage, the one declaration of each option that several stages
+use (augmentations, backbones), and where the shipped model lives.
 
-Plain constants only: importing this module must stay instant.
+Plain constants and data classes only: importing this module must stay instant.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_MAX_PIXELS = 50_000_000  # refuse larger images before decoding them
@@ -16,24 +19,70 @@ INTENSITY_METHODS = ("none", "equalize", "clahe")
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 ARCHITECTURES = ("chestnet", "cnn", "transfer")
 DEFAULT_ARCH = "chestnet"
-BACKBONES = ("resnet50", "mobilenetv2", "efficientnetb0", "densenet121")
+
+
+class Backbone(NamedTuple):
+    """Where a keras.applications backbone lives: ``keras.applications.<builder>`` and the
+    ``keras.applications.<module>.preprocess_input`` that its weights expect."""
+
+    builder: str
+    module: str
+
+
+# The transfer-learning backbones: the CLI's --backbone choices, the tuner's ``backbone``
+# values and ``chestx.models.backbones`` all come from this table.
+BACKBONE_TABLE = {
+    "resnet50": Backbone("ResNet50", "resnet50"),
+    "mobilenetv2": Backbone("MobileNetV2", "mobilenet_v2"),
+    "efficientnetb0": Backbone("EfficientNetB0", "efficientnet"),
+    "densenet121": Backbone("DenseNet121", "densenet"),
+}
+BACKBONES = tuple(BACKBONE_TABLE)
+DEFAULT_BACKBONE = "mobilenetv2"
+
 DEFAULT_INTENSITY = "clahe"
 DEFAULT_EPOCHS = 20
 DEFAULT_MIN_SENSITIVITY = 0.95
-# The augmentation the shipped model was trained with: the tutorial's rotation, zoom and flip,
-# plus shift and the intensity changes a different scanner or exposure brings.
-DEFAULT_AUGMENTATION: dict[str, Any] = {
-    "rotation": 10.0,
-    "zoom": 0.15,
-    "shift": 0.08,
-    "flip": True,
-    "brightness": 0.15,
-    "contrast": 0.3,
-    "gamma": 0.3,
-    "blur": 1.0,
-    "noise": 4.0,
-    "crop": 0.0,
-}
+
+
+def _strength(default, help: str, hi: float | None = None, *, tuned: bool = True) -> Any:
+    """A field of ``Augmentation``: its default, its help text (``chestx train --help`` and
+    the tuner's vocabulary), the largest sane value (the tuner refuses more) and whether a
+    search space may tune it."""
+    return dataclasses.field(default=default, metadata={"help": help, "hi": hi, "tuned": tuned})
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Strengths of each augmentation; 0 (or False) switches one off.
+
+    The one declaration of the augmentation options: ``chestx train``'s flags, the tuner's
+    vocabulary and the card's ``augmentation`` entry are derived from these fields, and
+    ``chestx.data.augmenter`` builds one Keras layer per field. The defaults are the recipe
+    of the shipped model: the tutorial's rotation, zoom and flip, plus shift and the intensity
+    changes a different scanner or exposure brings.
+    """
+
+    rotation: float = _strength(10.0, "max rotation, degrees", 180)
+    zoom: float = _strength(0.15, "max zoom fraction", 0.9)
+    shift: float = _strength(0.08, "max shift fraction", 0.5)
+    flip: bool = _strength(True, "random horizontal flip")
+    brightness: float = _strength(0.15, "max brightness change, fraction of 255", 1)
+    contrast: float = _strength(0.3, "max contrast factor change", 1)
+    gamma: float = _strength(0.3, "max gamma change: 0.3 means gamma in [1/1.3, 1.3]", 2)
+    blur: float = _strength(1.0, "max Gaussian blur sigma, pixels", 10)
+    noise: float = _strength(4.0, "Gaussian noise std, grey levels", 50)
+    # crop came after the tuner's vocabulary was fixed (a contract): chestx train only
+    crop: float = _strength(
+        0.0,
+        "random tighter framing: zoom in by up to this fraction (aspect varies)",
+        0.9,
+        tuned=False,
+    )
+
+
+AUGMENTATION_OPTIONS = dataclasses.fields(Augmentation)
+DEFAULT_AUGMENTATION: dict[str, Any] = dataclasses.asdict(Augmentation())
 DEFAULT_MIXUP = 0.0
 DEFAULT_LABEL_SMOOTHING = 0.1
 DEFAULT_WEIGHT_DECAY = 1e-4

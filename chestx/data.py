@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chestx import imaging
+from chestx import config, imaging
 from chestx.config import CLASS_NAMES, SPLIT_RATIOS
 from chestx.errors import DataError, ImageError, NotAChestXrayError
 from chestx.fileio import atomic_write_bytes
@@ -210,91 +210,62 @@ def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None, prepare
     return decode
 
 
-def augmenter(
-    *,
-    rotation=0.0,
-    zoom=0.0,
-    shift=0.0,
-    flip=False,
-    brightness=0.0,
-    contrast=0.0,
-    gamma=0.0,
-    blur=0.0,
-    noise=0.0,
-    crop=0.0,
-    seed: int | None = None,
-):
+def augmenter(*, seed: int | None = None, **strengths):
     """The tutorial's ImageDataGenerator (rotation, zoom, horizontal flip), rebuilt from Keras 3
     preprocessing layers, plus shift, brightness, contrast, gamma, blur and noise that mimic
     other scanners and exposures, and ``crop``: a random tighter framing (zoom in by up to that
     fraction, height and width drawn apart), as another technician or scanner frames the chest.
-    A zero (or False) switches a part off."""
+
+    ``strengths`` are the fields of ``config.Augmentation`` (``augmenter(**asdict(aug))``); one
+    left out, 0 or False is off. None when every one is off."""
+    unknown = sorted(set(strengths) - set(config.DEFAULT_AUGMENTATION))
+    if unknown:
+        raise TypeError(
+            f"unknown augmentation {', '.join(unknown)}; "
+            f"choose from {', '.join(config.DEFAULT_AUGMENTATION)}"
+        )
+    s = dict.fromkeys(config.DEFAULT_AUGMENTATION, 0.0) | strengths
+
     import keras
     from keras import layers
 
+    from chestx.models.layers import RandomGamma
+
     parts = []
-    if flip:
+    if s["flip"]:
         parts.append(layers.RandomFlip("horizontal", seed=seed))
-    if rotation:
-        parts.append(layers.RandomRotation(rotation / 360.0, fill_mode="constant", seed=seed))
-    if crop:
+    if s["rotation"]:
+        parts.append(layers.RandomRotation(s["rotation"] / 360.0, fill_mode="constant", seed=seed))
+    if crop := s["crop"]:
         parts.append(
             layers.RandomZoom(
                 (-crop, 0.0), (-crop, 0.0), fill_mode="reflect", seed=seed, name="random_crop"
             )
         )
-    if zoom:
+    if zoom := s["zoom"]:
         parts.append(layers.RandomZoom((-zoom, zoom), fill_mode="constant", seed=seed))
-    if shift:
+    if shift := s["shift"]:
         parts.append(layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed))
-    if brightness:
-        parts.append(layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed))
-    if contrast:
-        parts.append(layers.RandomContrast(contrast, value_range=(0, 255), seed=seed))
-    if gamma:
-        parts.append(RandomGamma(gamma, seed=seed))
-    if blur:
+    if s["brightness"]:
+        parts.append(layers.RandomBrightness(s["brightness"], value_range=(0, 255), seed=seed))
+    if s["contrast"]:
+        parts.append(layers.RandomContrast(s["contrast"], value_range=(0, 255), seed=seed))
+    if s["gamma"]:
+        parts.append(RandomGamma(s["gamma"], seed=seed, name="random_gamma"))
+    if s["blur"]:
         parts.append(
             layers.RandomGaussianBlur(
-                factor=(0.0, 1.0), kernel_size=5, sigma=blur, value_range=(0, 255), seed=seed
+                factor=(0.0, 1.0), kernel_size=5, sigma=s["blur"], value_range=(0, 255), seed=seed
             )
         )
-    if noise:
+    if s["noise"]:
         # GaussianNoise wants a 0-1 scale
         parts += [
             layers.Rescaling(1 / 255),
-            layers.GaussianNoise(noise / 255, seed=seed),
+            layers.GaussianNoise(s["noise"] / 255, seed=seed),
             layers.Rescaling(255),
         ]
     return keras.Sequential(parts, name="augment") if parts else None
-
-
-def _random_gamma_layer():
-    import keras
-
-    class _RandomGamma(keras.layers.Layer):
-        """Pixel-wise gamma: 255 * (x / 255) ** g, log(g) uniform in [-log(1+f), log(1+f)]."""
-
-        def __init__(self, factor: float, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            self.factor = factor
-            self.seed_generator = keras.random.SeedGenerator(seed)
-
-        def call(self, images, training=True):
-            if not training:
-                return images
-            ops = keras.ops
-            batch = ops.shape(images)[0]
-            bound = float(np.log1p(self.factor))
-            log_g = keras.random.uniform((batch, 1, 1, 1), -bound, bound, seed=self.seed_generator)
-            scaled = ops.clip(images / 255.0, 1e-6, 1.0)
-            return 255.0 * ops.power(scaled, ops.exp(log_g))
-
-    return _RandomGamma
-
-
-def RandomGamma(factor: float, seed=None):  # noqa: N802  (reads like the Keras layer it builds)
-    return _random_gamma_layer()(factor, seed=seed, name="random_gamma")
 
 
 def dataset(

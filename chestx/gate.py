@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from chestx.errors import ModelError, NotAChestXrayError
+from chestx.fileio import atomic_write_bytes
 from chestx.imaging import Decoded
 from chestx.modeldir import CARD, GATE_FILE, load_card, write_card
 
@@ -300,10 +301,7 @@ def save_gate(model_dir: str | Path, params: dict[str, np.ndarray], spec: dict) 
     buf = io.BytesIO()
     np.savez_compressed(buf, **params)  # type: ignore[arg-type]  # numpy stub: **kwds as bool
     data = buf.getvalue()
-    path = model_dir / GATE_FILE
-    tmp = path.with_suffix(".npz.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    path = atomic_write_bytes(model_dir / GATE_FILE, data)
     card["gate"] = {"file": GATE_FILE, "sha256": hashlib.sha256(data).hexdigest(), **spec}
     write_card(model_dir, card)
     return path

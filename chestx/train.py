@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from chestx import config, modeldir
+from chestx.config import Augmentation
 from chestx.data import (
     DecodeLog,
     augmenter,
@@ -43,27 +44,11 @@ INTENDED_USE = "Research and education only. Not a medical device; not for clini
 
 
 @dataclass
-class Augmentation:
-    """Strengths of each augmentation (see ``chestx.data.augmenter``); 0 switches one off."""
-
-    rotation: float = config.DEFAULT_AUGMENTATION["rotation"]
-    zoom: float = config.DEFAULT_AUGMENTATION["zoom"]
-    shift: float = config.DEFAULT_AUGMENTATION["shift"]
-    flip: bool = config.DEFAULT_AUGMENTATION["flip"]
-    brightness: float = config.DEFAULT_AUGMENTATION["brightness"]
-    contrast: float = config.DEFAULT_AUGMENTATION["contrast"]
-    gamma: float = config.DEFAULT_AUGMENTATION["gamma"]
-    blur: float = config.DEFAULT_AUGMENTATION["blur"]
-    noise: float = config.DEFAULT_AUGMENTATION["noise"]
-    crop: float = config.DEFAULT_AUGMENTATION["crop"]
-
-
-@dataclass
 class TrainConfig:
     data: Path
     out: Path
     arch: str = config.DEFAULT_ARCH
-    backbone: str = "mobilenetv2"
+    backbone: str = config.DEFAULT_BACKBONE
     weights: str | None = None  # transfer only: imagenet | none | PATH
     model_options: dict = field(default_factory=dict)
     fine_tune_layers: int = 0
@@ -91,18 +76,7 @@ def config_from_args(args) -> TrainConfig:
     aug = (
         None
         if args.no_augment
-        else Augmentation(
-            rotation=args.rotation,
-            zoom=args.zoom,
-            shift=args.shift,
-            flip=args.flip,
-            brightness=args.brightness,
-            contrast=args.contrast,
-            gamma=args.gamma,
-            blur=args.blur,
-            noise=args.noise,
-            crop=args.crop,
-        )
+        else Augmentation(**{o.name: getattr(args, o.name) for o in config.AUGMENTATION_OPTIONS})
     )
     return TrainConfig(
         data=Path(args.data),

@@ -90,3 +90,39 @@ def test_manifest_is_auditable(tmp_path):
     assert len(rows) == len(recs) and len(digest) == 64
     assert {r["split"] for r in rows} <= {"train", "val", "test"}
     assert all(not r["path"].startswith("/") for r in rows)
+
+
+@pytest.mark.slow
+def test_unreadable_files_are_skipped_and_counted_in_the_card(tmp_path, xray_dir):
+    """A corrupt JPEG and a text file named .png in the data: training goes on without them and
+    the card counts and names them."""
+    import json
+    import shutil
+
+    from chestx.train import TrainConfig, train
+
+    data = tmp_path / "data"
+    shutil.copytree(xray_dir, data)
+    good = next((data / "NORMAL").iterdir()).read_bytes()
+    broken = {
+        data / "NORMAL" / "person9001_bacteria_1.jpeg": good[:64],  # cut off in its header
+        data / "PNEUMONIA" / "person9002_virus_1.png": b"not an image at all",
+    }
+    for path, content in broken.items():
+        path.write_bytes(content)
+    out = tmp_path / "model"
+    train(
+        TrainConfig(
+            data=data,
+            out=out,
+            epochs=1,
+            batch_size=8,
+            image_size=32,
+            augmentation=None,
+            verbose=0,
+        )
+    )
+    card = json.loads((out / "card.json").read_text())
+    assert card["data"]["skipped"] == 2
+    assert set(card["data"]["skipped_files"]) == {str(p) for p in broken}
+    assert sum(split["n"] for split in card["data"]["counts"].values()) == 26  # listed, not used

@@ -40,14 +40,43 @@ def test_seed_cnn_is_the_tutorials_network():
     assert [d.units for d in dense] == [128, 1]
 
 
-@pytest.mark.parametrize("backbone", ["resnet50", "mobilenetv2", "efficientnetb0", "densenet121"])
-def test_every_backbone_builds_frozen(backbone):
-    model = build_model(
-        "transfer", 32 if backbone != "densenet121" else 32, backbone=backbone, weights="none"
-    )
+# Written out here, not read from chestx.config.BACKBONE_TABLE: a wrong table entry must fail.
+OWN_PREPROCESS = {
+    "resnet50": ("resnet50", keras.applications.resnet50.preprocess_input),
+    "mobilenetv2": ("mobilenetv2", keras.applications.mobilenet_v2.preprocess_input),
+    "efficientnetb0": ("efficientnetb0", keras.applications.efficientnet.preprocess_input),
+    "densenet121": ("densenet121", keras.applications.densenet.preprocess_input),
+}
+
+
+def test_every_offered_backbone_is_tested():
+    from chestx import config
+
+    assert set(config.BACKBONES) == set(OWN_PREPROCESS)
+
+
+@pytest.mark.parametrize("backbone", sorted(OWN_PREPROCESS))
+def test_every_backbone_runs_a_forward_pass_through_its_own_preprocessing(backbone):
+    """Each backbone at 32 px without ImageNet weights: frozen, fed through the
+    ``preprocess_input`` its weights expect, and a forward pass gives one probability each."""
+    name, preprocess = OWN_PREPROCESS[backbone]
+    keras.utils.set_random_seed(0)
+    model = build_model("transfer", 32, backbone=backbone, weights="none")
     base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
-    assert not base.trainable
+    assert not base.trainable and base.name.startswith(name)
     assert model.get_layer("grey_to_rgb").output.shape[-1] == 3
+
+    grey = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 1)).astype("float32")
+    upto = keras.Model(model.input, model.get_layer("backbone_preprocess").output)
+    rgb = np.repeat(grey, 3, axis=-1)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(upto(grey)),
+        keras.ops.convert_to_numpy(preprocess(rgb.copy())),
+        rtol=1e-5,
+        atol=1e-4,
+    )
+    out = keras.ops.convert_to_numpy(model(grey, training=False))
+    assert out.shape == (2, 1) and np.all(np.isfinite(out)) and np.all((out > 0) & (out < 1))
 
 
 def test_fine_tuning_unfreezes_only_the_top(batch):

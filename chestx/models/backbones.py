@@ -1,19 +1,16 @@
-"""The keras.applications backbones chestx offers for transfer learning."""
+"""The keras.applications backbones chestx offers for transfer learning, resolved from their one
+declaration, ``chestx.config.BACKBONE_TABLE`` (names, builders, preprocessing modules)."""
 
 from __future__ import annotations
 
 from keras import applications as apps
 
-BACKBONES = {
-    "resnet50": apps.ResNet50,
-    "mobilenetv2": apps.MobileNetV2,
-    "efficientnetb0": apps.EfficientNetB0,
-    "densenet121": apps.DenseNet121,
-}
+from chestx.config import BACKBONE_TABLE
 
+# name -> builder, e.g. "mobilenetv2" -> keras.applications.MobileNetV2
+BACKBONES = {name: getattr(apps, b.builder) for name, b in BACKBONE_TABLE.items()}
+
+# name -> the preprocess_input its weights were trained with (scales 0-255 RGB its own way)
 BACKBONE_PREPROCESS = {
-    "resnet50": apps.resnet50.preprocess_input,
-    "mobilenetv2": apps.mobilenet_v2.preprocess_input,
-    "efficientnetb0": apps.efficientnet.preprocess_input,
-    "densenet121": apps.densenet.preprocess_input,
+    name: getattr(apps, b.module).preprocess_input for name, b in BACKBONE_TABLE.items()
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from chestx.models.backbones import BACKBONE_PREPROCESS
@@ -55,3 +57,36 @@ class ZoomOut(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "fraction": self.fraction}
+
+
+@keras.saving.register_keras_serializable(package="chestx")
+class RandomGamma(keras.layers.Layer):
+    """Random gamma on 0-255 images, one draw per image: ``255 * (x / 255) ** g`` with
+    ``log(g)`` uniform in ``[-log(1 + factor), log(1 + factor)]`` (factor 0.3: g in
+    [1/1.3, 1.3]), so brighter and darker exposures are equally likely. A training-time
+    augmentation: identity when called with ``training=False``."""
+
+    def __init__(self, factor: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not factor >= 0:
+            raise ValueError(f"factor must be >= 0, not {factor}")
+        self.factor = float(factor)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training or not self.factor:
+            return images
+        ops = keras.ops
+        bound = math.log1p(self.factor)
+        log_g = keras.random.uniform(
+            (ops.shape(images)[0], 1, 1, 1), -bound, bound, seed=self.seed_generator
+        )
+        scaled = ops.clip(images / 255.0, 1e-6, 1.0)
+        return 255.0 * ops.power(scaled, ops.exp(log_g))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "seed": self.seed}

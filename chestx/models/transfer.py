@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from chestx.config import DEFAULT_BACKBONE
 from chestx.errors import ModelError
 from chestx.models.backbones import BACKBONES
 from chestx.models.layers import BackbonePreprocess
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def transfer_model(
     image_size: int = 224,
     *,
-    backbone: str = "mobilenetv2",
+    backbone: str = DEFAULT_BACKBONE,
     weights: str | None = "imagenet",
     head_units: int = 128,
     dropout: float = 0.3,

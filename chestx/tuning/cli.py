@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from chestx import config
+from chestx.argtypes import positive_int
 
 EPILOG = """\
 examples:
@@ -22,16 +23,6 @@ distributed (RUN_DIR on a folder every machine shares):
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def add_tune(sub) -> None:
     p = sub.add_parser(
         "tune",
@@ -46,13 +37,13 @@ def add_tune(sub) -> None:
     p.add_argument("--out", metavar="RUN_DIR", help="the search's folder")
     p.add_argument(
         "--max-trials",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="at most N trials, for every tuner (overrides budget.max_trials)",
     )
     p.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         metavar="E",
         help="at most E epochs per trial and for best/ (overrides budget.epochs)",
     )
@@ -72,7 +63,7 @@ def add_tune(sub) -> None:
     )
     p.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="use at most N images (a quick search on a subset)",
     )

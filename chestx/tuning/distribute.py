@@ -20,6 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from chestx.argtypes import split_host_port
 from chestx.tuning.errors import DistributedError
 
 log = logging.getLogger("chestx.tuning")
@@ -45,18 +46,11 @@ class Role:
 
 
 def parse_address(text: str, what: str = "--chief") -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host:
-        raise DistributedError(f"{what} must be HOST:PORT, got {text!r}")
+    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port); ``what`` names the source in errors."""
     try:
-        number = int(port)
-    except ValueError:
-        raise DistributedError(f"{what}: port must be a number, got {port!r}") from None
-    if not 0 < number < 65536:
-        raise DistributedError(f"{what}: port must be in 1-65535, got {number}")
-    return host, number
+        return split_host_port(text)
+    except ValueError as exc:
+        raise DistributedError(f"{what}: {exc}") from None
 
 
 def resolve_role(

@@ -274,7 +274,7 @@ def _preflight_weights(space) -> None:
     if "imagenet" not in wanted:
         return
     backbone = space.params.get("backbone")
-    names = backbone.possible() if backbone else ("mobilenetv2",)
+    names = backbone.possible() if backbone else (config.DEFAULT_BACKBONE,)
     from chestx.models.backbones import BACKBONES
 
     for name in names:

@@ -3,26 +3,13 @@ handler, so ``chestx --help`` stays instant."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
+from chestx.argtypes import join_host_port, port, positive_int, split_host_port
+
 CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def add_serve(sub) -> None:
@@ -36,7 +23,7 @@ def add_serve(sub) -> None:
     p.add_argument(
         "--host", default=None, help="address to listen on (default 127.0.0.1, or from CHESTX_BIND)"
     )
-    p.add_argument("--port", type=_port, default=None, help="port (default 8000)")
+    p.add_argument("--port", type=port, default=None, help="port (default 8000)")
     p.add_argument(
         "--model",
         default=None,
@@ -44,13 +31,13 @@ def add_serve(sub) -> None:
     )
     p.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="worker processes, each with its own model (default 2)",
     )
     p.add_argument(
         "--threads",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="request threads per worker; their images are micro-batched (default 16)",
     )
@@ -62,7 +49,7 @@ def add_serve(sub) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="seconds before a silent worker is restarted (default 60)",
     )
@@ -77,14 +64,14 @@ def add_serve(sub) -> None:
 def _bind(args) -> str | None:
     if args.host is None and args.port is None:
         return None
-    host, port = "127.0.0.1", 8000
+    host, number = "127.0.0.1", 8000
     current = os.environ.get("CHESTX_BIND", "")
     if current and "," not in current and not current.startswith("unix:"):
-        h, _, p = current.rpartition(":")
-        host, port = (h or host), int(p) if p.isdigit() else port
-    host = args.host or host
-    port = args.port or port
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+        try:
+            host, number = split_host_port(current)
+        except ValueError:
+            pass  # Gunicorn names a bad CHESTX_BIND itself; the options replace it anyway
+    return join_host_port(args.host or host, args.port or number)
 
 
 def serve_env(args) -> dict:
@@ -119,15 +106,14 @@ def _run_dev(env: dict) -> int:
     os.environ.update(env)
     from chestx.web import create_app
 
-    bind = env.get("CHESTX_BIND", "127.0.0.1:8000")
-    host, _, port = bind.rpartition(":")
+    host, number = split_host_port(env.get("CHESTX_BIND", "127.0.0.1:8000"))
     # the reloader's parent process only watches files: load the model in the child alone
     child = os.environ.get("WERKZEUG_RUN_MAIN") == "true"
     app = create_app({"LOAD_MODEL": child})
     # the reloader, but never the interactive debugger: it runs code for whoever reaches it
     app.run(
-        host=host.strip("[]"),
-        port=int(port),
+        host=host,
+        port=number,
         debug=True,
         use_debugger=False,
         use_reloader=True,

@@ -70,29 +70,86 @@ def test_site_only_imports_playbooks():
     assert {"provision", "configure", "deploy", "train", "tune", "teardown"} <= tags
 
 
+def _default_comments(text: str) -> dict[str, list[str]]:
+    """Each top-level variable of a defaults file -> the comment lines right above it."""
+    lines = text.splitlines()
+    comments = {}
+    for i, line in enumerate(lines):
+        match = re.match(r"^([a-z_0-9]+):", line)
+        if match:
+            j, block = i - 1, []
+            while j >= 0 and lines[j].startswith("#"):
+                block.insert(0, lines[j].lstrip("#").strip())
+                j -= 1
+            comments[match.group(1)] = block
+    return comments
+
+
+def test_default_comments_reads_the_block_right_above_each_variable():
+    text = "---\n# Section.\n\n# First line\n#   indented\nx_a: 1\ny_b:\n  - 2\n# Own.\nz_c: 3\n"
+    expected = {"x_a": ["First line", "indented"], "y_b": [], "z_c": ["Own."]}
+    assert _default_comments(text) == expected
+
+
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
 def test_role_is_documented(role):
-    """Every default has a comment, a prefixed name and an argument_specs entry."""
+    """Every default has its own comment, a prefixed name and an argument_specs entry whose
+    description is that comment, word for word (so neither can drift or be copied from a
+    neighbour)."""
     defaults_text = (role / "defaults" / "main.yml").read_text()
     defaults = yaml.safe_load(defaults_text) or {}
     specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
     options = specs["main"]["options"]
     assert set(defaults) == set(options), "defaults/main.yml and meta/argument_specs.yml differ"
+    comments = _default_comments(defaults_text)
     for name in defaults:
         assert name.startswith(role.name + "_"), f"{name} lacks the role prefix"
-        assert options[name].get("description"), f"{name} has no description"
         assert options[name].get("type"), f"{name} has no type"
-    # each variable (or group of adjacent variables) has a comment above it
-    lines = defaults_text.splitlines()
-    for i, line in enumerate(lines):
-        if re.match(r"^[a-z_0-9]+:", line):
-            j = i - 1
-            while j >= 0 and re.match(r"^[a-z_0-9]+:|^\s+\S", lines[j]):
-                j -= 1
-            assert j >= 0 and lines[j].startswith("#"), f"{line.split(':')[0]} has no comment"
+        assert comments[name], f"{name} has no comment of its own right above it"
+        assert options[name].get("description") == comments[name], (
+            f"{name}: argument_specs description differs from its defaults/main.yml comment"
+        )
+    for entry, spec in specs.items():  # other entry points (teardown) reuse the same words
+        for name, option in spec["options"].items():
+            assert option.get("description") == comments.get(name), f"{entry}: {name}"
+    described = [tuple(comments[name]) for name in defaults]
+    copied = {d for d in described if described.count(d) > 1}
+    assert not copied, f"variables share a description: {copied}"
     for template in (role / "templates").rglob("*.j2") if (role / "templates").exists() else []:
         first = template.read_text().splitlines()[0]
         assert "{{ ansible_managed }}" in first, f"{template} does not start with ansible_managed"
+
+
+def _handlers(role):
+    path = role / "handlers" / "main.yml"
+    if not path.exists():
+        return []
+    return yaml.safe_load(path.read_text()) or []
+
+
+def test_handlers_notified_across_roles_are_listen_topics():
+    """A role notifies another role's handler through a ``listen:`` topic, never by the
+    handler's name, so renaming a handler cannot silently cut the link."""
+    names = {role.name: {h["name"] for h in _handlers(role)} for role in ROLES}
+    topics = set()
+    for role in ROLES:
+        for handler in _handlers(role):
+            listen = handler.get("listen", [])
+            topics.update([listen] if isinstance(listen, str) else listen)
+    crossing = 0
+    for role in ROLES:
+        for path in (role / "tasks").glob("*.yml"):
+            for task in _tasks(yaml.safe_load(path.read_text())):
+                notify = task.get("notify", [])
+                for target in [notify] if isinstance(notify, str) else notify:
+                    if target in names[role.name]:
+                        continue  # its own handler
+                    crossing += 1
+                    assert target in topics, f"{path}: notifies {target!r}, not a listen topic"
+                    assert not any(target in n for n in names.values()), (
+                        f"{path}: {target!r} is also a handler name"
+                    )
+    assert crossing, "no role notifies another's handler: this test checks nothing"
 
 
 def _tasks(items):

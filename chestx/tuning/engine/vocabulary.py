@@ -27,8 +27,6 @@ class Key:
     positive: bool = False  # strictly > lo (learning rates)
 
 
-AUG = config.DEFAULT_AUGMENTATION
-
 # keys every family understands: input, optimiser, augmentation
 COMMON = {
     "image_size": Key(INT, config.DEFAULT_IMAGE_SIZE, "input side in pixels", 32, 1024),
@@ -47,28 +45,19 @@ COMMON = {
         FLOAT, config.DEFAULT_LABEL_SMOOTHING, "binary cross-entropy label smoothing", 0, 0.5
     ),
     "augment": Key(BOOL, True, "augmentation on/off (the strengths below apply when on)"),
-    "rotation": Key(FLOAT, AUG["rotation"], "max rotation, degrees", 0, 180),
-    "zoom": Key(FLOAT, AUG["zoom"], "max zoom fraction", 0, 0.9),
-    "shift": Key(FLOAT, AUG["shift"], "max shift fraction", 0, 0.5),
-    "flip": Key(BOOL, AUG["flip"], "random horizontal flip"),
-    "brightness": Key(FLOAT, AUG["brightness"], "max brightness delta (fraction of 255)", 0, 1),
-    "contrast": Key(FLOAT, AUG["contrast"], "max contrast factor", 0, 1),
-    "gamma": Key(FLOAT, AUG["gamma"], "max gamma change", 0, 2),
-    "blur": Key(FLOAT, AUG["blur"], "max Gaussian blur sigma", 0, 10),
-    "noise": Key(FLOAT, AUG["noise"], "Gaussian noise std in grey levels", 0, 50),
+    # one key per augmentation that config.Augmentation declares tunable
+    **{
+        option.name: (
+            Key(BOOL, option.default, option.metadata["help"])
+            if isinstance(option.default, bool)
+            else Key(FLOAT, option.default, option.metadata["help"], 0, option.metadata["hi"])
+        )
+        for option in config.AUGMENTATION_OPTIONS
+        if option.metadata["tuned"]
+    },
 }
 
-AUGMENTATION_KEYS = (
-    "rotation",
-    "zoom",
-    "shift",
-    "flip",
-    "brightness",
-    "contrast",
-    "gamma",
-    "blur",
-    "noise",
-)
+AUGMENTATION_KEYS = tuple(o.name for o in config.AUGMENTATION_OPTIONS if o.metadata["tuned"])
 
 CHESTNET = {
     **COMMON,
@@ -81,7 +70,9 @@ CHESTNET = {
 
 TRANSFER = {
     **COMMON,
-    "backbone": Key(STR, "mobilenetv2", "keras.applications backbone", choices=config.BACKBONES),
+    "backbone": Key(
+        STR, config.DEFAULT_BACKBONE, "keras.applications backbone", choices=config.BACKBONES
+    ),
     "weights": Key(
         WEIGHTS,
         "none",

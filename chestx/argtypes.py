@@ -1,0 +1,54 @@
+"""Parsing of the values the command lines share: positive counts and HOST:PORT addresses.
+
+``chestx``, ``chestx tune`` and ``chestx serve`` use these as argparse ``type=`` callables (a
+bad value: argparse's one-line error and exit code 2); ``split_host_port`` is also what the
+tuner's ``--chief`` and KERASTUNER_* variables and ``CHESTX_BIND`` go through. Pure Python, so
+``chestx --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (epochs, batch sizes, workers, trials)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"port must be a number, got {text!r}") from None
+    if not 0 < value < 65536:
+        raise ValueError(f"port must be in 1-65535, got {value}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 1-65535."""
+    try:
+        return _port_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port); ValueError says what is wrong."""
+    host, sep, number = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host:
+        raise ValueError(f"must be HOST:PORT, got {text!r}")
+    return host, _port_number(number)
+
+
+def join_host_port(host: str, port: int) -> str:
+    """(host, port) -> ``HOST:PORT``, bracketing an IPv6 address (``[::1]:8000``)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"

@@ -1,0 +1,164 @@
+"""DICOM Part 10 files -> grey uint8, through pydicom (imported only when a DICOM file arrives,
+so the JPEG path that training runs 5,216 times an epoch stays cheap).
+
+MONOCHROME1 is inverted so bone is always bright; the stored range is scaled by its declared
+bit depth through the rescale slope/intercept (VOI windows are not applied); the first frame of
+a multi-frame file is used. Rows x Columns x NumberOfFrames and the embedded JPEG/JPEG 2000
+frame header are checked against the pixel limit before the pixels are decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import cv2
+import numpy as np
+
+from chestx.errors import CorruptImageError, ImageTooLargeError, UnsupportedImageError
+from chestx.imageformat import ImageHeader, check_pixels, jpeg_size
+from chestx.imaging import Decoded, colour_thumb, scale_to_uint8
+
+
+def read_dicom(data: bytes, *, stop_before_pixels: bool):
+    import pydicom  # lazy: costs ~0.3 s and only DICOM needs it
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError as exc:
+        raise UnsupportedImageError("not a readable DICOM file") from exc
+    except Exception as exc:  # pydicom raises many kinds on damaged files
+        raise CorruptImageError("the DICOM file is damaged or truncated") from exc
+
+
+def dicom_header(ds) -> ImageHeader:
+    try:
+        rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError) as exc:
+        raise CorruptImageError("the DICOM file has unreadable image dimensions") from exc
+    if rows == 0 and cols == 0:
+        raise UnsupportedImageError("the DICOM file holds no image")
+    if rows <= 0 or cols <= 0 or frames <= 0:
+        raise CorruptImageError(
+            f"the DICOM header declares a {cols}x{rows} image with {frames} frames"
+        )
+    return ImageHeader("dicom", cols, rows, frames)
+
+
+def decode_dicom(data: bytes, max_pixels: int, colour: bool = False) -> Decoded:
+    header = dicom_header(read_dicom(data, stop_before_pixels=True))
+    check_pixels(header, max_pixels)
+
+    ds = read_dicom(data, stop_before_pixels=False)
+    if "PixelData" not in ds:  # pydicom drops an element cut short by the end of the file
+        raise CorruptImageError("the DICOM file is truncated: its pixel data is missing")
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    if syntax is None:
+        raise CorruptImageError("the DICOM file does not say how its pixels are encoded")
+    _check_decoder(syntax, int(ds.get("BitsStored") or 8))
+    if syntax.is_encapsulated:
+        _check_embedded_frame(ds, header, max_pixels)
+
+    from pydicom.pixels import pixel_array
+
+    try:
+        arr = pixel_array(ds, index=0)
+    except Exception as exc:
+        if type(exc).__name__ == "DecompressionBombError":  # Pillow's own guard
+            raise ImageTooLargeError("the image inside the DICOM file is too large") from exc
+        raise CorruptImageError(
+            f"the DICOM pixel data ({syntax.name}) is damaged or truncated"
+        ) from exc
+    if arr.shape[:2] != (header.height, header.width):
+        raise CorruptImageError(
+            f"the DICOM pixels are {arr.shape[1]}x{arr.shape[0]}, "
+            f"the header says {header.width}x{header.height}"
+        )
+    thumb = None
+    if colour and arr.ndim == 3 and arr.shape[2] == 3:  # RGB, as pydicom hands it over
+        bits = int(ds.get("BitsStored") or 8)
+        thumb = colour_thumb(np.ascontiguousarray(arr[..., ::-1]), 0, 2**bits - 1)
+    return Decoded(_dicom_to_gray(arr, ds), thumb)
+
+
+def _check_decoder(syntax, bits_stored: int) -> None:
+    """Refuse, naming what is missing, pixel encodings this installation cannot decode."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGExtended12Bit
+
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        decoder = None
+    needs = ""
+    if decoder is not None and not decoder.is_available:
+        options = [m.split(" - requires ")[-1] for m in decoder.missing_dependencies]
+        needs = f" (needs {' or '.join(options)})" if options else ""
+    # Pillow, pydicom's default JPEG plugin, reads only 8-bit JPEG Extended.
+    pillow_only = decoder is not None and decoder.available_plugins == ("pillow",)
+    if syntax == JPEGExtended12Bit and bits_stored > 8 and pillow_only:
+        needs = " (12-bit JPEG needs pylibjpeg-libjpeg or gdcm)"
+    if decoder is None or needs:
+        raise UnsupportedImageError(
+            f"DICOM compressed as {syntax.name} cannot be decoded here{needs}"
+        )
+
+
+def _check_embedded_frame(ds, header: ImageHeader, max_pixels: int) -> None:
+    """The compressed frame carries its own size, which the decoder believes, not Rows/Columns."""
+    from pydicom.encaps import get_frame
+
+    try:
+        frame = get_frame(ds.PixelData, 0, number_of_frames=header.frames)
+    except Exception as exc:
+        raise CorruptImageError("the DICOM pixel data is damaged or truncated") from exc
+    size = None
+    if frame[:2] == b"\xff\xd8":
+        size = jpeg_size(frame)
+    elif frame[:4] == b"\xff\x4f\xff\x51" and len(frame) >= 24:  # JPEG 2000 codestream, SIZ
+        x, y, x0, y0 = struct.unpack(">IIII", frame[8:24])
+        size = (x - x0, y - y0)
+    if size is None:
+        return
+    check_pixels(ImageHeader("dicom", *size), max_pixels)
+    if size != (header.width, header.height):
+        raise CorruptImageError(
+            f"the image inside the DICOM file is {size[0]}x{size[1]}, "
+            f"the header says {header.width}x{header.height}"
+        )
+
+
+def _dicom_float(ds, keyword: str, default: float) -> float:
+    value = ds.get(keyword)
+    try:
+        return default if value is None or value == "" else float(value)
+    except (TypeError, ValueError) as exc:
+        raise CorruptImageError(f"the DICOM file has an unreadable {keyword}") from exc
+
+
+def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
+    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+        if arr.ndim != 2:
+            raise CorruptImageError(f"the {photometric} DICOM image has {arr.shape[2]} samples")
+        if int(ds.get("PixelRepresentation") or 0) == 1:
+            lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        else:
+            lo, hi = 0, 2**bits - 1
+        # Rescale to output units, and map the declared stored range the same way: the result
+        # is scaled by bit depth, and a negative slope inverts as it should.
+        slope = _dicom_float(ds, "RescaleSlope", 1.0)
+        intercept = _dicom_float(ds, "RescaleIntercept", 0.0)
+        if slope == 0:
+            raise CorruptImageError("the DICOM file has a rescale slope of 0")
+        values = arr.astype(np.float32) * slope + intercept
+        lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+        gray = scale_to_uint8(values, lo, hi)
+        return 255 - gray if photometric == "MONOCHROME1" else gray
+    if arr.ndim == 3 and arr.shape[2] == 3:  # RGB; pydicom has already converted YBR to RGB
+        gray = cv2.cvtColor(arr.astype(np.float32), cv2.COLOR_RGB2GRAY)
+        return scale_to_uint8(gray, 0, 2**bits - 1)
+    raise UnsupportedImageError(f"DICOM images in {photometric} are not supported")

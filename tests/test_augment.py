@@ -1,0 +1,175 @@
+"""Augmentation: the one declaration (config.Augmentation) against the CLI, the tuner's
+vocabulary and the pipeline, and what the augmenter and the RandomGamma layer do to pixels."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from chestx import config
+from chestx.data import array_dataset, augmenter
+from chestx.models.layers import RandomGamma
+
+NAMES = [o.name for o in config.AUGMENTATION_OPTIONS]
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Four 48 px grey images with the full 0-255 range (a gradient plus noise)."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 48, dtype=np.float32)[None, :, None, None]
+    noisy = ramp + rng.normal(0, 20, (4, 48, 48, 1)).astype(np.float32)
+    return np.clip(noisy, 0, 255)
+
+
+def _on(option) -> float | bool:
+    """A strength that switches the option on (its default, or a small one if that is off)."""
+    if isinstance(option.default, bool):
+        return True
+    return option.default or 0.1
+
+
+# ------------------------------------------------------------------- one declaration
+
+
+def test_the_cli_train_flags_come_from_the_declaration():
+    from chestx.cli import build_parser
+    from chestx.train import config_from_args
+
+    base = ["train", "--data", "d", "--out", "o"]
+    args = build_parser().parse_args(base)
+    assert config_from_args(args).augmentation == config.Augmentation()
+    args = build_parser().parse_args([*base, "--gamma", "0.5", "--no-flip", "--crop", "0.2"])
+    assert config_from_args(args).augmentation == config.Augmentation(
+        gamma=0.5, flip=False, crop=0.2
+    )
+    assert config_from_args(build_parser().parse_args([*base, "--no-augment"])).augmentation is None
+
+
+def test_the_tuner_vocabulary_comes_from_the_declaration():
+    from chestx.tuning.engine import vocabulary as vocab
+
+    tuned = [o for o in config.AUGMENTATION_OPTIONS if o.metadata["tuned"]]
+    assert vocab.AUGMENTATION_KEYS == tuple(o.name for o in tuned)
+    assert "crop" not in vocab.AUGMENTATION_KEYS  # not in the tuner's vocabulary (a contract)
+    for option in tuned:
+        key = vocab.COMMON[option.name]
+        assert key.default == option.default and key.help == option.metadata["help"]
+        assert key.kind == ("bool" if isinstance(option.default, bool) else "float")
+        if key.kind == "float":
+            assert (key.lo, key.hi) == (0, option.metadata["hi"])
+
+
+def test_the_default_recipe_is_the_declaration():
+    assert config.DEFAULT_AUGMENTATION == dataclasses.asdict(config.Augmentation())
+    assert list(config.DEFAULT_AUGMENTATION) == NAMES
+
+
+@pytest.mark.parametrize("option", config.AUGMENTATION_OPTIONS, ids=lambda o: o.name)
+def test_every_declared_option_switches_a_layer_on(option, images):
+    aug = augmenter(**{option.name: _on(option)}, seed=1)
+    assert aug is not None and len(aug.layers) >= 1, f"{option.name} builds no layer"
+    out = keras.ops.convert_to_numpy(aug(images, training=True))
+    assert out.shape == images.shape
+    if option.name != "flip":  # a flip of 4 images may leave all of them as they were
+        assert not np.allclose(out, images), f"{option.name} changed nothing"
+
+
+def test_all_off_is_no_augmenter():
+    assert augmenter() is None
+    assert augmenter(**{o.name: type(o.default)(0) for o in config.AUGMENTATION_OPTIONS}) is None
+
+
+def test_an_unknown_option_is_refused():
+    with pytest.raises(TypeError, match="unknown augmentation sharpen"):
+        augmenter(sharpen=1.0)
+
+
+# ------------------------------------------------------------------- the augmenter on pixels
+
+
+def test_augmented_batches_keep_shape_and_the_0_255_range(images):
+    aug = augmenter(**config.DEFAULT_AUGMENTATION, seed=3)
+    labels = np.array([0, 1, 0, 1])
+    ds = array_dataset(images, labels, batch_size=4, training=True, augment=aug, seed=3)
+    (x, y), *_ = list(ds.take(1))
+    x = x.numpy()
+    assert x.shape == images.shape and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 255.0
+    assert sorted(y.numpy()) == [0, 0, 1, 1]  # every image once, shuffled
+
+
+def test_the_augmenter_is_deterministic_for_a_seed(images):
+    def run(seed):
+        aug = augmenter(**config.DEFAULT_AUGMENTATION, seed=seed)
+        return keras.ops.convert_to_numpy(aug(images, training=True))
+
+    np.testing.assert_array_equal(run(7), run(7))
+    assert not np.allclose(run(7), run(8))
+
+
+def test_the_augmenter_is_the_identity_outside_training(images):
+    aug = augmenter(**config.DEFAULT_AUGMENTATION, seed=1)
+    out = keras.ops.convert_to_numpy(aug(images, training=False))
+    np.testing.assert_allclose(out, images, atol=1e-3)  # noise's 1/255 and 255 rescalings
+
+
+# ------------------------------------------------------------------- RandomGamma
+
+
+def _gammas(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """The exponent g of ``after = 255 * (before / 255) ** g`` at each pixel strictly in 0-255."""
+    mask = (before > 5) & (before < 250)
+    return np.log(after[mask] / 255.0) / np.log(before[mask] / 255.0)
+
+
+def test_random_gamma_draws_one_exponent_per_image_within_the_factor(images):
+    layer = RandomGamma(0.3, seed=0)
+    out = keras.ops.convert_to_numpy(layer(images, training=True))
+    assert out.shape == images.shape and 0.0 <= out.min() and out.max() <= 255.0
+    per_image = []
+    for before, after in zip(images, out, strict=True):
+        g = _gammas(before, after)
+        np.testing.assert_allclose(g, g.mean(), rtol=1e-3)  # one exponent for the whole image
+        per_image.append(g.mean())
+    assert all(1 / 1.3 - 1e-4 <= g <= 1.3 + 1e-4 for g in per_image)
+    assert np.ptp(per_image) > 0.01  # the images got different exponents
+
+
+def test_random_gamma_is_deterministic_for_a_seed(images):
+    def run(seed):
+        return keras.ops.convert_to_numpy(RandomGamma(0.5, seed=seed)(images, training=True))
+
+    np.testing.assert_array_equal(run(11), run(11))
+    assert not np.allclose(run(11), run(12))
+
+
+def test_random_gamma_is_the_identity_when_off(images):
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(RandomGamma(0.5, seed=1)(images, training=False)), images
+    )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(RandomGamma(0.0, seed=1)(images, training=True)), images
+    )
+
+
+def test_random_gamma_refuses_a_negative_factor():
+    with pytest.raises(ValueError, match="factor"):
+        RandomGamma(-0.1)
+
+
+def test_random_gamma_survives_a_save_load_round_trip(tmp_path, images):
+    layer = RandomGamma(0.4, seed=5, name="random_gamma")
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(again, RandomGamma)
+    assert (again.factor, again.seed, again.name) == (0.4, 5, "random_gamma")
+
+    inputs = keras.Input((48, 48, 1))
+    model = keras.Model(inputs, RandomGamma(0.4, seed=5)(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.layers[-1], RandomGamma) and loaded.layers[-1].factor == 0.4
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(images, training=False)), images
+    )
