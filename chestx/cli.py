@@ -13,6 +13,7 @@ import shlex
 import sys
 
 from chestx.errors import ChestxError
+from chestx.logs import configure_logging
 from chestx.versions import VersionAction
 
 log = logging.getLogger("chestx")
@@ -362,14 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(sub)
     add_tune(sub)
     return parser
-
-
-def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,  # stdout carries results (JSON lines); journald collects both
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

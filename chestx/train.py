@@ -35,6 +35,7 @@ from chestx.data import (
 from chestx.errors import DataError
 from chestx.fileio import atomic_path
 from chestx.interrupts import GracefulInterrupt
+from chestx.litert import save_litert
 from chestx.metrics import binary_metrics, choose_threshold
 
 log = logging.getLogger(__name__)
@@ -401,4 +402,4 @@ def _train(
     return card
 
 
-_export_litert = modeldir.save_litert  # a module name, so tests can stub the slow export
+_export_litert = save_litert  # a module name, so tests can stub the slow export

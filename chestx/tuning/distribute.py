@@ -126,7 +126,7 @@ def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
 
-    from chestx.tuning.engine import leaderboard
+    from chestx.tuning.engine import leaderboard, progress
 
     host, port = os.environ[ENV_IP], os.environ[ENV_PORT]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
@@ -148,7 +148,7 @@ def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
             time.sleep(poll)
             ended = list(oracle.end_order)
             for trial_id in ended[seen:]:
-                _log_end(oracle, trial_id, space, run_dir)
+                progress.log_trial_end(oracle, trial_id, space, run_dir)
             seen = len(ended)
             if servicer.stop_triggered and exit_chief(oracle):
                 break
@@ -156,18 +156,3 @@ def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
     finally:
         server.stop(grace=2)
     log.info("chief: every worker has stopped")
-
-
-def _log_end(oracle, trial_id, space, run_dir) -> None:
-    from chestx.tuning.engine.leaderboard import read_sidecar
-    from chestx.tuning.engine.tuner import describe
-
-    trial = oracle.get_trial(trial_id)
-    best = oracle.get_best_trials(1)
-    side = read_sidecar(run_dir.project / f"trial_{trial_id}")
-    log.info(
-        "trial %s end [%s]: %s",
-        trial_id,
-        side.get("tuner_id", "?"),
-        describe(trial, space, best[0] if best else None, side),
-    )
