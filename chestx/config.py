@@ -37,6 +37,7 @@ DEFAULT_AUGMENTATION: dict[str, Any] = {
 DEFAULT_MIXUP = 0.0
 DEFAULT_LABEL_SMOOTHING = 0.1
 DEFAULT_WEIGHT_DECAY = 1e-4
+DEFAULT_LEARNING_RATE = 1e-3  # Adam(W), every architecture
 SPLIT_RATIOS = {"train": 0.7, "val": 0.2, "test": 0.1}
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
