@@ -20,6 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from chestx.tuning.engine import kt_compat
 from chestx.tuning.errors import DistributedError
 
 log = logging.getLogger("chestx.tuning")
@@ -99,19 +100,10 @@ def apply(role: Role, environ: dict | None = None) -> None:
         assert role.host is not None  # a distributed role always has the chief's address
         env.update({ENV_ID: role.tuner_id, ENV_IP: role.host, ENV_PORT: str(role.port)})
         if environ is None:
-            _silence_proto_print()
+            kt_compat.silence_condition_print()  # a debug print of keras-tuner 1.4.8
     else:
         for name in (ENV_ID, ENV_IP, ENV_PORT):
             env.pop(name, None)
-
-
-def _silence_proto_print() -> None:
-    """keras-tuner 1.4.8 left a debug ``print`` in ``conditions.Parent.to_proto``: every gRPC
-    message about a conditional key would print its value. Shadow ``print`` in that module
-    only."""
-    from keras_tuner.src.engine import conditions
-
-    conditions.print = lambda *args, **kwargs: None
 
 
 def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
@@ -123,15 +115,12 @@ def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
 
     from chestx.tuning.engine import leaderboard, progress
 
     host, port = os.environ[ENV_IP], os.environ[ENV_PORT]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    servicer = kt_compat.oracle_servicer(oracle, server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as exc:
@@ -150,7 +139,7 @@ def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
             for trial_id in ended[seen:]:
                 progress.log_trial_end(oracle, trial_id, space, run_dir)
             seen = len(ended)
-            if servicer.stop_triggered and exit_chief(oracle):
+            if kt_compat.chief_may_exit(oracle, servicer):
                 break
         leaderboard.write(run_dir, space)
     finally:

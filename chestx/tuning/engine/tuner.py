@@ -24,9 +24,8 @@ import time
 import warnings
 
 import keras_tuner as kt
-from keras_tuner.src.distribute import utils as dist_utils
 
-from chestx.tuning.engine import leaderboard, progress
+from chestx.tuning.engine import kt_compat, leaderboard, progress
 from chestx.tuning.engine.rundir import PROJECT, RunDir
 
 log = logging.getLogger("chestx.tuning")
@@ -157,12 +156,12 @@ class SearchTuner(kt.Tuner):
         return bool(
             oracle.max_trials
             and len(oracle.trials) >= oracle.max_trials
-            and not oracle._retry_queue
+            and not kt_compat.retries_pending(oracle)
             and not oracle.ongoing_trials
         )
 
     def search(self, *args, **kwargs):
-        if dist_utils.is_chief_oracle():
+        if kt_compat.is_chief_oracle():
             from chestx.tuning import distribute
 
             self.oracle.verbose = 0
