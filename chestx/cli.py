@@ -59,7 +59,9 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--epochs", type=_positive_int, default=config.DEFAULT_EPOCHS)
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default per arch)")
+    p.add_argument(
+        "--lr", type=float, default=None, help=f"learning rate ({config.DEFAULT_LEARNING_RATE:g})"
+    )
     p.add_argument("--image-size", type=_positive_int, default=config.DEFAULT_IMAGE_SIZE)
     p.add_argument(
         "--intensity",
