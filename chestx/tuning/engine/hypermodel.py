@@ -13,7 +13,6 @@ chooses.
 
 from __future__ import annotations
 
-import logging
 import math
 import tempfile
 from pathlib import Path
@@ -27,8 +26,6 @@ from chestx.tuning.engine.space import SearchSpace
 
 if TYPE_CHECKING:
     from chestx.train import TrainConfig
-
-log = logging.getLogger(__name__)
 
 REPORTED = (
     "roc_auc",
