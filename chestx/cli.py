@@ -14,6 +14,7 @@ import sys
 
 from chestx.argtypes import positive_int
 from chestx.errors import ChestxError
+from chestx.logs import configure_logging
 from chestx.versions import VersionAction
 
 log = logging.getLogger("chestx")
@@ -52,7 +53,9 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--epochs", type=positive_int, default=config.DEFAULT_EPOCHS)
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default per arch)")
+    p.add_argument(
+        "--lr", type=float, default=None, help=f"learning rate ({config.DEFAULT_LEARNING_RATE:g})"
+    )
     p.add_argument("--image-size", type=positive_int, default=config.DEFAULT_IMAGE_SIZE)
     p.add_argument(
         "--intensity",
@@ -328,14 +331,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(sub)
     add_tune(sub)
     return parser
-
-
-def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,  # stdout carries results (JSON lines); journald collects both
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,6 +86,10 @@ DEFAULT_AUGMENTATION: dict[str, Any] = dataclasses.asdict(Augmentation())
 DEFAULT_MIXUP = 0.0
 DEFAULT_LABEL_SMOOTHING = 0.1
 DEFAULT_WEIGHT_DECAY = 1e-4
+# what a training run may watch for checkpoints, early stopping and the plateau, and which way
+# is better (chestx.recipe, and the search-space files' budget.early_stopping.monitor)
+MONITORS = {"val_auc": "max", "val_loss": "min", "val_accuracy": "max"}
+DEFAULT_LEARNING_RATE = 1e-3  # Adam(W), every architecture
 SPLIT_RATIOS = {"train": 0.7, "val": 0.2, "test": 0.1}
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"

@@ -14,8 +14,9 @@ import shutil
 from pathlib import Path
 
 from chestx import modeldir
-from chestx.calibrate import Calibration
+from chestx.calibration import Calibration
 from chestx.errors import ModelError
+from chestx.litert import save_litert
 from chestx.metrics import binary_metrics, choose_threshold
 from chestx.train import INTENDED_USE
 from chestx.versions import installed_versions
@@ -96,7 +97,7 @@ def build_ensemble(
                 m["n"],
             )
         model.save(staging / modeldir.H5_FILE)
-        modeldir.save_litert(model, staging)
+        save_litert(model, staging)
         digest = hashlib.sha256((staging / modeldir.MODEL_FILE).read_bytes()).hexdigest()[:8]
         base = f"zoomed out {zoom_out:g} of its side per side" if zoom_out else "as given"
         views = [base, f"{base}, mirrored left-right"] if flip else [base]

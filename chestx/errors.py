@@ -54,3 +54,8 @@ class DataError(ChestxError):
 
 class ModelError(ChestxError):
     """A model directory is missing, incomplete or unreadable."""
+
+
+class TrainingError(ChestxError):
+    """Training produced no model: it stopped (diverged, interrupted) before its first
+    checkpoint."""

@@ -14,6 +14,7 @@ from chestx.errors import DataError
 from chestx.metrics import binary_metrics
 from chestx.modeldir import MANIFEST
 from chestx.predict import Predictor
+from chestx.scoring import collect
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +79,15 @@ def score(predictor: Predictor, records: list[Record], batch_size: int = 64):
         skipped=skipped,
         prepare=predictor.prepare,
     )
-    ys, ps = [], []
-    for x, y in ds:
-        ys.append(y.numpy())
-        ps.append(predictor.predict_batch(x.numpy()))
-    if not ys:
+    y, p = collect(ds, lambda x: predictor.predict_batch(x.numpy()))
+    if not len(y):
         if records and len(skipped.refused) == len(records):
             path, verdict = next(iter(skipped.refused.items()))
             raise DataError(
                 f"the input gate refused all {len(records)} images, e.g. {path}: {verdict.reason}"
             )
         raise DataError("none of the images could be read")
-    return np.concatenate(ys).astype(int), np.concatenate(ps), skipped
+    return y.astype(int), p, skipped
 
 
 def internal_scores(

@@ -33,7 +33,9 @@ def _output_of(layer, model):
         keras.Model(model.inputs, out)  # connected to the outer inputs?
         return out
     except Exception:  # a nested model: its own output is not the call inside ``model``
-        return layer._inbound_nodes[-1].output_tensors[0]
+        from chestx.keras_compat import call_output
+
+        return call_output(layer)
 
 
 def feature_layer(model):

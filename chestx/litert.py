@@ -68,6 +68,15 @@ def export_litert(keras_model, out_path: str | os.PathLike) -> Path | None:
     return None
 
 
+def save_litert(model, model_dir: str | os.PathLike) -> None:
+    """Add ``model.tflite`` to a model directory being written. The export is a bonus for small
+    hosts: a failure is logged and never lets a finished model be lost."""
+    try:
+        export_litert(model, Path(model_dir) / LITERT_FILE)
+    except Exception as exc:
+        log.warning("LiteRT export failed: %s", exc)
+
+
 class LiteRTModel:
     """A callable ``float32 (N, S, S, 1) -> (N,) P(pneumonia)`` over one LiteRT interpreter.
 

@@ -124,19 +124,6 @@ def new_model_dir(out: str | Path) -> Iterator[Path]:
         raise
 
 
-def save_litert(model, model_dir: str | Path) -> None:
-    """Add ``model.tflite`` when the LiteRT converter is installed. The export is a bonus for
-    small hosts: a failure is logged, never lets a finished model be lost."""
-    try:
-        from chestx.litert import export_litert
-    except ImportError:
-        return
-    try:
-        export_litert(model, Path(model_dir) / LITERT_FILE)
-    except Exception as exc:
-        log.warning("LiteRT export failed: %s", exc)
-
-
 def write_card(model_dir: str | Path, card: dict) -> Path:
     path = Path(model_dir) / CARD
     atomic_write_text(path, json.dumps(card, indent=2, sort_keys=False) + "\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from chestx import config, imaging
-from chestx.calibrate import Calibration
+from chestx.calibration import Calibration
 from chestx.errors import ChestxError, ImageError, ModelError
 from chestx.gate import Gate, Verdict, gate_status
 from chestx.modeldir import MODEL_FILE, check_card, load_card

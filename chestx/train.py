@@ -16,18 +16,14 @@ import hashlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from chestx import config, modeldir
+from chestx import config, modeldir, recipe
 from chestx.config import Augmentation
 from chestx.data import (
     DecodeLog,
-    augmenter,
     dataset,
     make_splits,
     split_counts,
@@ -36,7 +32,9 @@ from chestx.data import (
 from chestx.errors import DataError
 from chestx.fileio import atomic_path
 from chestx.interrupts import GracefulInterrupt
+from chestx.litert import save_litert
 from chestx.metrics import binary_metrics, choose_threshold
+from chestx.scoring import predict_dataset
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +62,8 @@ class TrainConfig:
     split_seed: int | None = None  # the patient split's (default: seed); ensemble members share it
     label_smoothing: float = config.DEFAULT_LABEL_SMOOTHING
     mixup: float = config.DEFAULT_MIXUP  # Beta(alpha, alpha) mixup of training batches; 0 = off
-    patience: int = 6
+    patience: int | None = 6  # EarlyStopping; ReduceLROnPlateau at a third; None: neither
+    monitor: str = "val_auc"  # what the checkpoint, EarlyStopping and ReduceLROnPlateau watch
     min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY
     limit: int | None = None
     augmentation: Augmentation | None = field(default_factory=Augmentation)
@@ -109,90 +108,11 @@ def train_from_args(args) -> dict:
     return train(config_from_args(args), command=command)
 
 
-def class_weights(labels: Sequence[int] | np.ndarray) -> dict[int, float]:
-    """Balanced weights, n / (2 * n_class): each class contributes equally to the loss."""
-    labels = np.asarray(labels).astype(int)
-    counts = np.bincount(labels, minlength=2)
-    if (counts == 0).any():
-        raise DataError("the training split needs both NORMAL and PNEUMONIA images")
-    return {c: float(len(labels) / (2 * counts[c])) for c in (0, 1)}
-
-
 def library_versions() -> dict:
     """chestx, Python and the libraries this model is trained with (for the card)."""
     from chestx.versions import installed_versions
 
     return installed_versions()
-
-
-def _model_options(cfg: TrainConfig) -> dict:
-    options = dict(cfg.model_options)
-    if cfg.arch == "transfer":
-        options.setdefault("backbone", cfg.backbone)
-        options.setdefault("weights", cfg.weights or "imagenet")
-    return options
-
-
-def _callbacks(cfg: TrainConfig, checkpoint: Path, ctrl_c: GracefulInterrupt):
-    import keras
-
-    from chestx.callbacks import AtomicCheckpoint, AtomicHistory, StopOnInterrupt
-
-    return [
-        AtomicCheckpoint(checkpoint, monitor="val_auc", mode="max"),
-        keras.callbacks.EarlyStopping(
-            monitor="val_auc",
-            mode="max",
-            patience=cfg.patience,
-            restore_best_weights=True,
-            verbose=1,
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_auc",
-            mode="max",
-            factor=0.5,
-            patience=max(1, cfg.patience // 3),
-            min_lr=1e-6,
-            verbose=1,
-        ),
-        AtomicHistory(cfg.out / modeldir.HISTORY),
-        keras.callbacks.TerminateOnNaN(),
-        StopOnInterrupt(ctrl_c),
-    ]
-
-
-def predict_dataset(model, ds) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities) of a non-training dataset, through the model's inference call."""
-    import tensorflow as tf
-
-    infer = tf.function(lambda x: model(x, training=False))
-    ys, ps = [], []
-    for x, y in ds:
-        ys.append(y.numpy())
-        ps.append(infer(x).numpy().reshape(-1))
-    if not ys:
-        return np.zeros(0), np.zeros(0)
-    return np.concatenate(ys), np.concatenate(ps)
-
-
-def _fit(model, cfg, train_ds, val_ds, weights, ctrl_c, *, epochs, initial_epoch=0):
-    """One ``model.fit``; returns (epochs run, interrupted?). A first Ctrl-C ends it after the
-    current batch; a second one raises ``KeyboardInterrupt`` out of it (abort)."""
-    import keras
-
-    if ctrl_c.requested:  # pressed before this phase began
-        return 0, True
-    history = keras.callbacks.History()
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=initial_epoch + epochs,
-        initial_epoch=initial_epoch,
-        class_weight=weights,
-        callbacks=[*_callbacks(cfg, cfg.out / modeldir.MODEL_FILE, ctrl_c), history],
-        verbose=cfg.verbose,
-    )
-    return len(history.epoch), ctrl_c.requested
 
 
 def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | None = None) -> dict:
@@ -206,8 +126,6 @@ def _train(
     cfg: TrainConfig, ctrl_c: GracefulInterrupt, *, command: str | None, extra_card: dict | None
 ) -> dict:
     import keras
-
-    from chestx.models import DEFAULT_LR, build_model, compile_model, unfreeze_top
 
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
@@ -236,22 +154,13 @@ def _train(
         batch_size=cfg.batch_size,
         skipped=skipped,
     )
-    aug = (
-        augmenter(**dataclasses.asdict(cfg.augmentation), seed=cfg.seed)
-        if cfg.augmentation
-        else None
-    )
+    aug = recipe.augment_layer(cfg)
     train_ds = dataset(
         splits["train"], training=True, augment=aug, seed=cfg.seed, mixup=cfg.mixup, **common
     )
     val_ds = dataset(splits["val"], **common)
-    weights = class_weights([r.label for r in splits["train"]])
-
-    lr = cfg.lr or DEFAULT_LR[cfg.arch]
-    model = build_model(cfg.arch, cfg.image_size, **_model_options(cfg))
-    compile_model(
-        model, learning_rate=lr, label_smoothing=cfg.label_smoothing, weight_decay=cfg.weight_decay
-    )
+    weights = recipe.class_weights([r.label for r in splits["train"]])
+    model = recipe.build(cfg)
     base_card = {
         modeldir.STATUS: modeldir.TRAINING,
         "name": f"chestx-{model.name}",
@@ -266,39 +175,9 @@ def _train(
     modeldir.write_card(cfg.out, base_card)  # "training": predict/serve refuse it until done
 
     start = time.perf_counter()
-    epochs_run, interrupted = _fit(model, cfg, train_ds, val_ds, weights, ctrl_c, epochs=cfg.epochs)
-    if cfg.arch == "transfer" and cfg.fine_tune_layers and cfg.fine_tune_epochs and not interrupted:
-        model = keras.saving.load_model(cfg.out / modeldir.MODEL_FILE, compile=False)
-        n = unfreeze_top(model, cfg.fine_tune_layers)
-        fine_lr = cfg.fine_tune_lr or lr / 10
-        log.info("fine-tuning the top %d backbone layers at lr %.2g", n, fine_lr)
-        compile_model(
-            model,
-            learning_rate=fine_lr,
-            label_smoothing=cfg.label_smoothing,
-            weight_decay=cfg.weight_decay,
-        )
-        more, interrupted = _fit(
-            model,
-            cfg,
-            train_ds,
-            val_ds,
-            weights,
-            ctrl_c,
-            epochs=cfg.fine_tune_epochs,
-            initial_epoch=epochs_run,
-        )
-        epochs_run += more
+    fitted = recipe.fit(model, cfg, train_ds, val_ds, class_weight=weights, interrupt=ctrl_c)
     seconds = time.perf_counter() - start
-    if not (cfg.out / modeldir.MODEL_FILE).is_file():
-        raise DataError(
-            "training stopped before the first checkpoint was written"
-            + (" (interrupted)" if interrupted else "")
-        )
-
-    import chestx.models  # noqa: F401  (custom layers)
-
-    best = keras.saving.load_model(cfg.out / modeldir.MODEL_FILE, compile=False)
+    best, epochs_run, interrupted = fitted.model, fitted.epochs_run, fitted.interrupted
     y_val, p_val = predict_dataset(best, val_ds)
     threshold = choose_threshold(y_val, p_val, cfg.min_sensitivity)
     metrics = {"val": binary_metrics(y_val, p_val, threshold)}
@@ -356,7 +235,7 @@ def _train(
             "seconds": round(seconds, 1),
             "images_per_second": round(n_train * epochs_run / seconds, 1) if seconds else None,
             "class_weight": weights,
-            "learning_rate": lr,
+            "learning_rate": recipe.learning_rate(cfg),
             "config": {
                 k: (Path(v).resolve().name if isinstance(v, Path) else v)
                 for k, v in dataclasses.asdict(cfg).items()
@@ -375,4 +254,4 @@ def _train(
     return card
 
 
-_export_litert = modeldir.save_litert  # a module name, so tests can stub the slow export
+_export_litert = save_litert  # a module name, so tests can stub the slow export

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chestx.calibrate import apply_temperature, fit_temperature, logit
+from chestx.calibration import apply_temperature, fit_temperature, logit
 from chestx.cli import main
 from chestx.metrics import binary_metrics, choose_threshold
 

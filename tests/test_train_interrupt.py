@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from chestx import callbacks as chestx_callbacks
+from chestx import recipe
 from chestx import train as train_module
 from chestx.cli import main
 from chestx.fileio import leftover_temp_files
@@ -118,8 +119,8 @@ class SigintAt:
 
 
 def _with_callback(monkeypatch, extra) -> None:
-    original = train_module._callbacks
-    monkeypatch.setattr(train_module, "_callbacks", lambda *a, **kw: [*original(*a, **kw), extra])
+    original = recipe.callbacks
+    monkeypatch.setattr(recipe, "callbacks", lambda *a, **kw: [*original(*a, **kw), extra])
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from chestx.models import layers as _layers  # noqa: F401  (registers custom lay
 from chestx.models.cnn import chestnet, seed_cnn
 from chestx.models.transfer import transfer_model, unfreeze_top
 
-DEFAULT_LR = {"chestnet": 1e-3, "cnn": 1e-3, "transfer": 1e-3}
-
 __all__ = ["build_model", "compile_model", "chestnet", "seed_cnn", "transfer_model", "unfreeze_top"]
 
 

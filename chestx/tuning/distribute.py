@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from chestx.argtypes import split_host_port
+from chestx.tuning.engine import kt_compat
 from chestx.tuning.errors import DistributedError
 
 log = logging.getLogger("chestx.tuning")
@@ -93,19 +94,10 @@ def apply(role: Role, environ: dict | None = None) -> None:
         assert role.host is not None  # a distributed role always has the chief's address
         env.update({ENV_ID: role.tuner_id, ENV_IP: role.host, ENV_PORT: str(role.port)})
         if environ is None:
-            _silence_proto_print()
+            kt_compat.silence_condition_print()  # a debug print of keras-tuner 1.4.8
     else:
         for name in (ENV_ID, ENV_IP, ENV_PORT):
             env.pop(name, None)
-
-
-def _silence_proto_print() -> None:
-    """keras-tuner 1.4.8 left a debug ``print`` in ``conditions.Parent.to_proto``: every gRPC
-    message about a conditional key would print its value. Shadow ``print`` in that module
-    only."""
-    from keras_tuner.src.engine import conditions
-
-    conditions.print = lambda *args, **kwargs: None
 
 
 def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
@@ -117,15 +109,12 @@ def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
 
-    from chestx.tuning.engine import leaderboard
+    from chestx.tuning.engine import leaderboard, progress
 
     host, port = os.environ[ENV_IP], os.environ[ENV_PORT]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    servicer = kt_compat.oracle_servicer(oracle, server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as exc:
@@ -142,26 +131,11 @@ def serve(oracle, space, run_dir, *, poll: float = 0.5) -> None:
             time.sleep(poll)
             ended = list(oracle.end_order)
             for trial_id in ended[seen:]:
-                _log_end(oracle, trial_id, space, run_dir)
+                progress.log_trial_end(oracle, trial_id, space, run_dir)
             seen = len(ended)
-            if servicer.stop_triggered and exit_chief(oracle):
+            if kt_compat.chief_may_exit(oracle, servicer):
                 break
         leaderboard.write(run_dir, space)
     finally:
         server.stop(grace=2)
     log.info("chief: every worker has stopped")
-
-
-def _log_end(oracle, trial_id, space, run_dir) -> None:
-    from chestx.tuning.engine.leaderboard import read_sidecar
-    from chestx.tuning.engine.tuner import describe
-
-    trial = oracle.get_trial(trial_id)
-    best = oracle.get_best_trials(1)
-    side = read_sidecar(run_dir.project / f"trial_{trial_id}")
-    log.info(
-        "trial %s end [%s]: %s",
-        trial_id,
-        side.get("tuner_id", "?"),
-        describe(trial, space, best[0] if best else None, side),
-    )

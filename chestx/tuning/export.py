@@ -1,7 +1,8 @@
 """``RUN_DIR/best/``: the best configuration, retrained by ``chestx train``'s own recipe.
 
-The winning values become a ``chestx.train.TrainConfig`` and ``chestx.train.train`` does the
-rest (same split, EarlyStopping/ModelCheckpoint on validation AUC, the threshold rule,
+The winning values become a ``chestx.train.TrainConfig`` by the same mapping as every trial's
+(``hypermodel.train_config``), and ``chestx.train.train`` does the rest (same split, the
+recipe of ``chestx.recipe`` that each trial was trained with, the threshold rule,
 validation/test metrics, manifest, history, model card), so ``chestx predict/evaluate/serve
 --model RUN_DIR/best`` use it as any trained model. The card gains a ``tuning`` section: the
 winning hyperparameters, the trial, its search score and the whole search space; the space file
@@ -14,7 +15,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from chestx.tuning.engine.hypermodel import augmentation, fine_tune_learning_rate, model_options
+from chestx.tuning.engine.hypermodel import train_config
 from chestx.tuning.engine.rundir import RunDir
 from chestx.tuning.engine.space import SearchSpace
 from chestx.tuning.errors import TuningError
@@ -33,46 +34,23 @@ def retrain_config(
     min_sensitivity: float,
     epochs_cap: int | None = None,
 ):
-    """The ``TrainConfig`` that retrains ``values`` by ``chestx train``'s recipe."""
-    from chestx.train import Augmentation, TrainConfig
-
-    cfg = space.resolve(values)
-    budget = space.budget
-    epochs = space.retrain_epochs or budget.epochs
+    """The ``TrainConfig`` that retrains ``values``: a trial's, with the ``retrain:`` section's
+    epochs and patience where the file gives them."""
+    epochs = space.retrain_epochs or space.budget.epochs
     if epochs_cap:
         epochs = min(epochs, epochs_cap)
-    patience = space.retrain_patience or budget.patience or 6
-    options = model_options(space.model, cfg)
-    aug = augmentation(cfg)
-    kwargs = dict(
-        data=Path(data),
-        out=Path(out),
-        arch=space.model,
-        model_options={k: v for k, v in options.items() if k not in ("backbone", "weights")},
+    return train_config(
+        space,
+        values,
         epochs=epochs,
-        batch_size=int(cfg["batch_size"]),
-        lr=float(cfg["learning_rate"]),
-        weight_decay=float(cfg["weight_decay"]) or None,
-        image_size=int(cfg["image_size"]),
-        intensity=cfg["intensity"],
+        patience=space.retrain_patience or space.budget.patience,
+        data=data,
+        out=out,
         seed=seed,
-        label_smoothing=float(cfg["label_smoothing"]),
-        patience=patience,
-        min_sensitivity=min_sensitivity,
         limit=limit,
-        augmentation=Augmentation(**aug) if aug else None,
+        min_sensitivity=min_sensitivity,
         verbose=2,
     )
-    if space.model == "transfer":
-        ft_layers = int(cfg["fine_tune_layers"])
-        kwargs.update(
-            backbone=cfg["backbone"],
-            weights=cfg["weights"],
-            fine_tune_layers=ft_layers,
-            fine_tune_epochs=min(space.fine_tune_epochs, epochs) if ft_layers else 0,
-            fine_tune_lr=fine_tune_learning_rate(cfg),
-        )
-    return TrainConfig(**kwargs)
 
 
 def export_best(

@@ -235,8 +235,8 @@ def _sessions_in_children(req: SearchRequest) -> None:
 
 def child_main() -> int:
     """A child process: one session of the request read from stdin."""
-    from chestx.cli import configure_logging
     from chestx.errors import ChestxError
+    from chestx.logs import configure_logging
 
     result_path = Path(sys.argv[1])
     fields = json.loads(sys.stdin.read())

@@ -1,24 +1,31 @@
 """``ChestHyperModel``: chestx's models as a Keras Tuner ``HyperModel`` over a YAML space.
 
+``train_config`` turns a configuration of the space into the ``chestx.train.TrainConfig`` that
+``chestx train`` would run: the one mapping from hyperparameters to training, used by every
+trial and by the retraining of the winner into ``best/`` (``chestx.tuning.export``).
 ``build(hp)`` declares the file's keys (their names are the hyperparameter names) and builds
-and compiles the model through ``chestx.models``; ``fit(hp, model, ...)`` tunes what belongs to
-training (batch size, augmentation, input size, the fine-tuning phase), trains on the split's
-train part and scores the validation part with ``chestx.metrics``, exactly as ``chestx train``
-scores its model: ROC AUC and the clinical metrics at the threshold its rule chooses.
+the model through ``chestx.recipe.build``; ``fit(hp, model, ...)`` trains it with
+``chestx.recipe.fit`` (the callbacks, class weights and fine-tuning phase of ``chestx train``)
+on the split's train part and scores the best checkpoint on the validation part, exactly as
+``chestx train`` scores its model: ROC AUC and the clinical metrics at the threshold its rule
+chooses.
 """
 
 from __future__ import annotations
 
-import logging
 import math
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras_tuner as kt
 
 from chestx import config
 from chestx.tuning.engine import vocabulary as vocab
-from chestx.tuning.engine.space import MONITORS, SearchSpace
+from chestx.tuning.engine.space import SearchSpace
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from chestx.train import TrainConfig
 
 REPORTED = (
     "roc_auc",
@@ -44,25 +51,66 @@ def model_options(model: str, cfg: dict) -> dict:
             "dense_units": int(cfg["dense_units"]),
         }
     if model == "transfer":
-        return {
-            "backbone": cfg["backbone"],
-            "weights": cfg["weights"],
-            "head_units": int(cfg["head_units"]),
-            "dropout": float(cfg["dropout"]),
-        }
+        return {"head_units": int(cfg["head_units"]), "dropout": float(cfg["dropout"])}
     return {}
 
 
-def augmentation(cfg: dict) -> dict | None:
-    """``chestx.data.augmenter`` arguments, or None when augmentation is off."""
-    if not cfg["augment"]:
-        return None
-    return {k: cfg[k] for k in vocab.AUGMENTATION_KEYS}
+def train_config(
+    space: SearchSpace,
+    values: dict,
+    *,
+    epochs: int,
+    patience: int | None,
+    data: Path = Path(),
+    out: Path = Path(),
+    seed: int = 42,
+    limit: int | None = None,
+    min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY,
+    verbose: int = 2,
+) -> TrainConfig:
+    """The ``TrainConfig`` of the configuration ``values`` (inactive keys None or absent).
 
+    ``epochs``/``patience`` are the trial's budget, or ``best/``'s. A trial trains on the
+    search's in-memory data in a folder of its own, so ``data`` and ``out`` only matter to
+    ``chestx.train.train``.
+    """
+    from chestx.train import Augmentation, TrainConfig
 
-def fine_tune_learning_rate(cfg: dict) -> float:
-    lr = cfg.get("fine_tune_learning_rate")
-    return float(lr) if lr else float(cfg["learning_rate"]) / 10
+    cfg = space.resolve(values)
+    transfer: dict = {}
+    if space.model == "transfer":
+        ft_layers = int(cfg["fine_tune_layers"])
+        ft_lr = cfg.get("fine_tune_learning_rate")
+        transfer = dict(
+            backbone=cfg["backbone"],
+            weights=cfg["weights"],
+            fine_tune_layers=ft_layers,
+            fine_tune_epochs=min(space.fine_tune_epochs, epochs) if ft_layers else 0,
+            fine_tune_lr=float(ft_lr) if ft_lr else None,
+        )
+    return TrainConfig(
+        data=Path(data),
+        out=Path(out),
+        arch=space.model,
+        model_options=model_options(space.model, cfg),
+        epochs=epochs,
+        batch_size=int(cfg["batch_size"]),
+        lr=float(cfg["learning_rate"]),
+        weight_decay=float(cfg["weight_decay"]) or None,
+        image_size=int(cfg["image_size"]),
+        intensity=cfg["intensity"],
+        seed=seed,
+        label_smoothing=float(cfg["label_smoothing"]),
+        patience=patience,
+        monitor=space.budget.monitor,
+        min_sensitivity=min_sensitivity,
+        limit=limit,
+        augmentation=(
+            Augmentation(**{k: cfg[k] for k in vocab.AUGMENTATION_KEYS}) if cfg["augment"] else None
+        ),
+        verbose=verbose,
+        **transfer,
+    )
 
 
 class ChestHyperModel(kt.HyperModel):
@@ -107,110 +155,79 @@ class ChestHyperModel(kt.HyperModel):
         """The full configuration of this trial: the file's active values over the defaults."""
         return self.space.resolve(self.space.declare(hp))
 
-    def build(self, hp):
-        from chestx.models import build_model, compile_model
-
-        cfg = self.configuration(hp)
-        size = int(cfg["image_size"])
-        if self.space.model == "chestnet" and size // 2 ** (int(cfg["blocks"]) + 1) < 1:
-            raise kt.errors.FailedTrialError(
-                f"image_size {size} is too small for {cfg['blocks']} blocks"
-            )
-        model = build_model(self.space.model, size, **model_options(self.space.model, cfg))
-        compile_model(
-            model,
-            learning_rate=float(cfg["learning_rate"]),
-            label_smoothing=float(cfg["label_smoothing"]),
-            weight_decay=float(cfg["weight_decay"]) or None,
+    def train_config(
+        self, hp, *, epochs: int | None = None, data: Path = Path(), verbose: int | None = None
+    ):
+        """This trial's ``TrainConfig``: the budget's epochs (or ``epochs``) and patience."""
+        return train_config(
+            self.space,
+            self.space.declare(hp),
+            epochs=epochs or self.space.budget.epochs,
+            patience=self.space.budget.patience,
+            data=data,
+            seed=self.seed,
+            min_sensitivity=self.min_sensitivity,
+            verbose=self.verbose if verbose is None else verbose,
         )
-        return model
+
+    def build(self, hp):
+        from chestx import recipe
+
+        cfg = self.train_config(hp)
+        blocks = len(cfg.model_options.get("filters", ()))
+        if cfg.arch == "chestnet" and cfg.image_size // 2 ** (blocks + 1) < 1:
+            raise kt.errors.FailedTrialError(
+                f"image_size {cfg.image_size} is too small for {blocks} blocks"
+            )
+        return recipe.build(cfg)
 
     def fit(self, hp, model, *args, data=None, **kwargs):
-        """Train, then score on validation; ``kwargs`` (epochs, callbacks, ...) go on to
-        ``model.fit``. Returns the validation metrics (the objective among them)."""
-        from chestx.data import augmenter
+        """Train by ``chestx.recipe.fit``, then score the best checkpoint on validation.
+        ``epochs``, ``verbose`` and ``callbacks`` come from the tuner. Returns the validation
+        metrics (the objective among them)."""
+        from chestx import recipe
+        from chestx.errors import TrainingError
         from chestx.metrics import binary_metrics, choose_threshold
-        from chestx.models import compile_model, unfreeze_top
-        from chestx.train import class_weights, predict_dataset
+        from chestx.scoring import predict_dataset
 
         if data is None:
             raise kt.errors.FatalValueError("ChestHyperModel.fit needs data=SearchData(...)")
-        cfg = self.configuration(hp)
-        aug_args = augmentation(cfg)
-        aug = augmenter(**aug_args, seed=self.seed) if aug_args else None
+        cfg = self.train_config(
+            hp, epochs=kwargs.get("epochs"), data=data.root, verbose=kwargs.get("verbose")
+        )
         train_ds, val_ds, y_train = data.datasets(
-            image_size=int(cfg["image_size"]),
-            intensity=cfg["intensity"],
-            batch_size=int(cfg["batch_size"]),
-            augment=aug,
-            seed=self.seed,
+            image_size=cfg.image_size,
+            intensity=cfg.intensity,
+            batch_size=cfg.batch_size,
+            augment=recipe.augment_layer(cfg),
+            seed=cfg.seed,
         )
-        kwargs.setdefault("class_weight", class_weights(y_train))
-        kwargs.setdefault("verbose", self.verbose)
-        kwargs.setdefault("shuffle", False)  # the training dataset shuffles itself
-        user_callbacks = list(kwargs.pop("callbacks", None) or [])
-        epochs = int(kwargs.pop("epochs", self.space.budget.epochs))
+        # the checkpoint only lives as long as the trial: best/ is retrained at the end
+        with tempfile.TemporaryDirectory(prefix="chestx-trial-") as workdir:
+            try:
+                fitted = recipe.fit(
+                    model,
+                    cfg,
+                    train_ds,
+                    val_ds,
+                    class_weight=recipe.class_weights(y_train),
+                    workdir=Path(workdir),
+                    extra_callbacks=kwargs.get("callbacks") or (),
+                )
+            except TrainingError as exc:
+                raise kt.errors.FailedTrialError(str(exc)) from None
 
-        history = model.fit(
-            train_ds,
-            *args,
-            validation_data=val_ds,
-            epochs=epochs,
-            callbacks=[*user_callbacks, *self._callbacks()],
-            **kwargs,
-        )
-        epochs_run = len(history.epoch)
-        val_losses = list(history.history.get("val_loss", []))
-
-        ft_layers = int(cfg.get("fine_tune_layers") or 0)
-        ft_epochs = min(self.space.fine_tune_epochs, epochs)
-        if self.space.model == "transfer" and ft_layers and ft_epochs:
-            n = unfreeze_top(model, ft_layers)
-            log.debug("fine-tuning %d backbone layers for %d epochs", n, ft_epochs)
-            compile_model(
-                model,
-                learning_rate=fine_tune_learning_rate(cfg),
-                label_smoothing=float(cfg["label_smoothing"]),
-                weight_decay=float(cfg["weight_decay"]) or None,
-            )
-            more = model.fit(
-                train_ds,
-                *args,
-                validation_data=val_ds,
-                epochs=epochs_run + ft_epochs,
-                initial_epoch=epochs_run,
-                callbacks=[*user_callbacks, *self._callbacks()],
-                **kwargs,
-            )
-            epochs_run += len(more.epoch)
-            val_losses += list(more.history.get("val_loss", []))
-
-        y, p = predict_dataset(model, val_ds)
+        y, p = predict_dataset(fitted.model, val_ds)
         threshold = choose_threshold(y, p, self.min_sensitivity)
         m = binary_metrics(y, p, threshold)
         results = {f"val_{k}": float(m[k]) for k in REPORTED}
+        val_losses = fitted.history.get("val_loss", [])
         results["val_loss"] = float(min(val_losses)) if val_losses else float("nan")
         results["val_threshold"] = float(threshold)
-        results["epochs"] = float(epochs_run)
+        results["epochs"] = float(fitted.epochs_run)
         objective = self.space.objective
         if not math.isfinite(results[objective]):
             raise kt.errors.FailedTrialError(
                 f"{objective} is {results[objective]} (the model diverged?)"
             )
         return results
-
-    def _callbacks(self) -> list:
-        import keras
-
-        out = [keras.callbacks.TerminateOnNaN()]
-        budget = self.space.budget
-        if budget.patience:
-            out.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=budget.monitor,
-                    mode=MONITORS[budget.monitor],
-                    patience=budget.patience,
-                    restore_best_weights=True,
-                )
-            )
-        return out

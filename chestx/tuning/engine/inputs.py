@@ -18,6 +18,7 @@ import numpy as np
 
 from chestx.data import DecodeLog, array_dataset, dataset, make_splits, split_counts
 from chestx.errors import DataError
+from chestx.scoring import collect
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,10 @@ class SearchData:
                 training=False,
                 skipped=self.skipped,
             )
-            xs, ys = [], []
-            for x, y in ds:
-                xs.append(x.numpy().astype(np.uint8))
-                ys.append(y.numpy())
-            if not xs:
+            y, x = collect(ds, lambda x: x.numpy().astype(np.uint8))
+            if not len(x):
                 raise DataError(f"{self.root}: no readable image in the {split} split")
-            out.append((np.concatenate(xs), np.concatenate(ys)))
+            out.append((x, y))
         self._cache[key] = tuple(out)
         while len(self._cache) > self.max_cached:
             self._cache.popitem(last=False)

@@ -38,7 +38,9 @@ def read_sidecar(trial_dir: Path) -> dict:
         return {}
 
 
-def first_line(message: str | None) -> str:
+def last_line(message: str | None) -> str:
+    """The last non-empty line of a trial's message, at most 300 characters: a traceback's
+    last line is the exception itself."""
     if not message:
         return ""
     lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
@@ -68,7 +70,7 @@ def collect(run_dir: RunDir, space: SearchSpace) -> list[dict]:
         row.update({name: values.get(name) for name in space.params})
         if "tuner/epochs" in values:  # hyperband's budget for this trial
             row["budget_epochs"] = values["tuner/epochs"]
-        row["message"] = first_line(trial.get("message"))
+        row["message"] = last_line(trial.get("message"))
         rows.append(row)
     return rank(rows, space.objective, space.direction)
 

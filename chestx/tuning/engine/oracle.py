@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chestx.tuning.engine import kt_compat
+
 if TYPE_CHECKING:  # for the type checker, the Oracle this is mixed into (untyped: Any)
     from keras_tuner import Oracle as _MixedInto
 else:
@@ -26,7 +28,7 @@ class DefaultsFirst(_MixedInto):
             for hp in self.hyperparameters.space:
                 if _active(hp, values):  # the space lists parents first
                     values[hp.name] = hp.default
-            if not self._duplicate(values):
+            if not kt_compat.is_duplicate(self, values):
                 return {"status": "RUNNING", "values": values}
         return super().populate_space(trial_id)
 

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from chestx import config
 from chestx.tuning.engine import vocabulary as vocab
 
 # every validation metric a trial reports, and which way is better
@@ -43,7 +44,7 @@ OBJECTIVES = {
     "val_loss": "min",
 }
 # what EarlyStopping may watch (Keras' own per-epoch names, as in ``chestx train``)
-MONITORS = {"val_auc": "max", "val_loss": "min", "val_accuracy": "max"}
+MONITORS = config.MONITORS
 
 Tuner = Literal["random", "hyperband", "bayesian"]
 Sampling = Literal["linear", "log", "reverse_log"]

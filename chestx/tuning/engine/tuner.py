@@ -7,7 +7,8 @@ What it changes in Keras Tuner's loop, and why:
 * the Keras session is cleared before every build (Keras Tuner's ``_try_build``), and the
   decoded images are shared by all trials, so memory stays flat across trials;
 * every execution of a trial starts from the same seed, whichever worker runs it;
-* one log line per trial start and end, with the running best, instead of Keras Tuner's tables;
+* one log line per trial start and end (``progress``), with the running best, instead of Keras
+  Tuner's tables;
   each trial leaves ``chestx.json`` (worker, seconds, epochs, memory) beside its ``trial.json``;
 * the chief of a distributed search serves the oracle through ``chestx.tuning.distribute``.
 """
@@ -23,9 +24,8 @@ import time
 import warnings
 
 import keras_tuner as kt
-from keras_tuner.src.distribute import utils as dist_utils
 
-from chestx.tuning.engine import leaderboard
+from chestx.tuning.engine import kt_compat, leaderboard, progress
 from chestx.tuning.engine.rundir import PROJECT, RunDir
 
 log = logging.getLogger("chestx.tuning")
@@ -137,17 +137,7 @@ class SearchTuner(kt.Tuner):
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)  # reports to the oracle (local or chief) and saves state
-        done = self.oracle.get_trial(trial.trial_id)
-        best = self.oracle.get_best_trials(1)
-        side = leaderboard.read_sidecar(self.run_dir.project / f"trial_{trial.trial_id}")
-        log.info(
-            "trial %s end [%s]: %s",
-            trial.trial_id,
-            self.tuner_id,
-            describe(done, self.space, best[0] if best else None, side),
-        )
-        if done.status != "COMPLETED" and done.message:
-            log.warning("trial %s failed: %s", trial.trial_id, leaderboard.first_line(done.message))
+        progress.log_trial_end(self.oracle, trial.trial_id, self.space, self.run_dir, self.tuner_id)
         if not self._is_worker():
             leaderboard.write(self.run_dir, self.space)
         self._trials_here += 1
@@ -166,12 +156,12 @@ class SearchTuner(kt.Tuner):
         return bool(
             oracle.max_trials
             and len(oracle.trials) >= oracle.max_trials
-            and not oracle._retry_queue
+            and not kt_compat.retries_pending(oracle)
             and not oracle.ongoing_trials
         )
 
     def search(self, *args, **kwargs):
-        if dist_utils.is_chief_oracle():
+        if kt_compat.is_chief_oracle():
             from chestx.tuning import distribute
 
             self.oracle.verbose = 0
@@ -179,19 +169,6 @@ class SearchTuner(kt.Tuner):
             distribute.serve(self.oracle, self.space, self.run_dir)
             return
         super().search(*args, **kwargs)
-
-
-def describe(trial, space, best, side: dict | None = None) -> str:
-    """``COMPLETED val_roc_auc=0.9612 (3 epochs, 41 s) | best 0.9701 (trial 01)``."""
-    name = space.objective
-    text = trial.status
-    if trial.score is not None:
-        text += f" {name}={trial.score:.4f}"
-    if side:
-        text += f" ({side.get('epochs')} epochs, {side.get('seconds', 0):.0f} s)"
-    if best is not None and best.score is not None:
-        text += f" | best {best.score:.4f} (trial {best.trial_id})"
-    return text
 
 
 def _fmt(value) -> str:

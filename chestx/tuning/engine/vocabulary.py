@@ -37,7 +37,9 @@ COMMON = {
         choices=config.INTENSITY_METHODS,
     ),
     "batch_size": Key(INT, 32, "training batch size (tuned through HyperModel.fit)", 1, 1024),
-    "learning_rate": Key(FLOAT, 1e-3, "Adam(W) learning rate", 0, 1, positive=True),
+    "learning_rate": Key(
+        FLOAT, config.DEFAULT_LEARNING_RATE, "Adam(W) learning rate", 0, 1, positive=True
+    ),
     "weight_decay": Key(
         FLOAT, config.DEFAULT_WEIGHT_DECAY, "AdamW weight decay; 0 = plain Adam", 0, 1
     ),

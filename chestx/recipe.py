@@ -1,0 +1,194 @@
+"""The one training recipe: ``chestx train`` and every trial of ``chestx tune`` use it.
+
+Given a ``chestx.train.TrainConfig``, ``build`` makes and compiles the model and ``fit`` trains
+it: class-weighted ``model.fit`` with ``callbacks`` (checkpoint of the best epoch by
+``cfg.monitor``, EarlyStopping and ReduceLROnPlateau from ``cfg.patience``, the per-epoch
+history, TerminateOnNaN and, when given, the Ctrl-C stop), then for a transfer model the
+fine-tuning phase, started from the best checkpoint reloaded, with the top backbone layers
+unfrozen at a lower learning rate. The result is the best checkpoint, reloaded. So the search
+ranks configurations under exactly the recipe its winner is retrained with into ``best/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from chestx import config, modeldir
+from chestx.errors import DataError, TrainingError
+
+if TYPE_CHECKING:
+    from chestx.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+# what the checkpoint, EarlyStopping and ReduceLROnPlateau may watch: Keras' per-epoch names
+MONITORS = config.MONITORS
+
+
+@dataclass
+class Fitted:
+    """What ``fit`` returns: the best checkpoint, reloaded, and how training went."""
+
+    model: Any
+    epochs_run: int
+    interrupted: bool
+    history: dict[str, list[float]] = field(default_factory=dict)  # both phases, per epoch
+
+
+class _Never:
+    requested = False
+
+
+def learning_rate(cfg: TrainConfig) -> float:
+    return cfg.lr or config.DEFAULT_LEARNING_RATE
+
+
+def fine_tune_learning_rate(cfg: TrainConfig) -> float:
+    return cfg.fine_tune_lr or learning_rate(cfg) / 10
+
+
+def fine_tunes(cfg: TrainConfig) -> bool:
+    return bool(cfg.arch == "transfer" and cfg.fine_tune_layers and cfg.fine_tune_epochs)
+
+
+def model_options(cfg: TrainConfig) -> dict:
+    """``chestx.models.build_model`` options of ``cfg``."""
+    options = dict(cfg.model_options)
+    if cfg.arch == "transfer":
+        options.setdefault("backbone", cfg.backbone)
+        options.setdefault("weights", cfg.weights or "imagenet")
+    return options
+
+
+def build(cfg: TrainConfig):
+    """The model of ``cfg``, compiled for its first phase."""
+    from chestx.models import build_model
+
+    model = build_model(cfg.arch, cfg.image_size, **model_options(cfg))
+    _compile(model, cfg, learning_rate(cfg))
+    return model
+
+
+def _compile(model, cfg: TrainConfig, lr: float) -> None:
+    from chestx.models import compile_model
+
+    compile_model(
+        model, learning_rate=lr, label_smoothing=cfg.label_smoothing, weight_decay=cfg.weight_decay
+    )
+
+
+def augment_layer(cfg: TrainConfig):
+    """``chestx.data.augmenter`` of ``cfg`` (seeded by ``cfg.seed``), or None."""
+    from chestx.data import augmenter
+
+    if not cfg.augmentation:
+        return None
+    return augmenter(**dataclasses.asdict(cfg.augmentation), seed=cfg.seed)
+
+
+def class_weights(labels: Sequence[int] | np.ndarray) -> dict[int, float]:
+    """Balanced weights, n / (2 * n_class): each class contributes equally to the loss."""
+    labels = np.asarray(labels).astype(int)
+    counts = np.bincount(labels, minlength=2)
+    if (counts == 0).any():
+        raise DataError("the training split needs both NORMAL and PNEUMONIA images")
+    return {c: float(len(labels) / (2 * counts[c])) for c in (0, 1)}
+
+
+def callbacks(cfg: TrainConfig, workdir: Path, interrupt=None) -> list:
+    """The recipe's callbacks for one phase; ``workdir`` gets the checkpoint and history."""
+    import keras
+
+    from chestx.callbacks import AtomicCheckpoint, AtomicHistory, StopOnInterrupt
+
+    mode = MONITORS[cfg.monitor]
+    out: list = [AtomicCheckpoint(workdir / modeldir.MODEL_FILE, monitor=cfg.monitor, mode=mode)]
+    if cfg.patience:  # None or 0: every epoch runs, at one learning rate
+        out += [
+            keras.callbacks.EarlyStopping(
+                monitor=cfg.monitor,
+                mode=mode,
+                patience=cfg.patience,
+                restore_best_weights=True,
+                verbose=1,
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=cfg.monitor,
+                mode=mode,
+                factor=0.5,
+                patience=max(1, cfg.patience // 3),
+                min_lr=1e-6,
+                verbose=1,
+            ),
+        ]
+    out += [AtomicHistory(workdir / modeldir.HISTORY), keras.callbacks.TerminateOnNaN()]
+    if interrupt is not None:
+        out.append(StopOnInterrupt(interrupt))
+    return out
+
+
+def fit(
+    model,
+    cfg: TrainConfig,
+    train_ds,
+    val_ds,
+    *,
+    class_weight: dict[int, float],
+    workdir: Path | None = None,
+    interrupt=None,
+    extra_callbacks: Sequence = (),
+) -> Fitted:
+    """Train ``model`` (built by ``build``) by the recipe; checkpoint and history go to
+    ``workdir`` (default ``cfg.out``). ``interrupt``: a ``GracefulInterrupt``; its first Ctrl-C
+    ends the phase after the current batch and skips the rest. Raises ``TrainingError`` when
+    no checkpoint was written."""
+    import keras
+
+    import chestx.models  # noqa: F401  (custom layers, to reload the checkpoint)
+    from chestx.models import unfreeze_top
+
+    workdir = Path(cfg.out if workdir is None else workdir)
+    checkpoint = workdir / modeldir.MODEL_FILE
+    history: dict[str, list[float]] = {}
+
+    def phase(model, epochs: int, initial_epoch: int = 0) -> tuple[int, bool]:
+        if interrupt is not None and interrupt.requested:  # pressed before this phase began
+            return 0, True
+        done = keras.callbacks.History()
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=initial_epoch + epochs,
+            initial_epoch=initial_epoch,
+            class_weight=class_weight,
+            shuffle=False,  # the training dataset shuffles itself
+            callbacks=[*extra_callbacks, *callbacks(cfg, workdir, interrupt), done],
+            verbose=cfg.verbose,
+        )
+        for key, values in done.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        return len(done.epoch), bool(interrupt is not None and interrupt.requested)
+
+    epochs_run, interrupted = phase(model, cfg.epochs)
+    if fine_tunes(cfg) and not interrupted and checkpoint.is_file():
+        model = keras.saving.load_model(checkpoint, compile=False)
+        n = unfreeze_top(model, cfg.fine_tune_layers)
+        lr = fine_tune_learning_rate(cfg)
+        log.info("fine-tuning the top %d backbone layers at lr %.2g", n, lr)
+        _compile(model, cfg, lr)
+        more, interrupted = phase(model, cfg.fine_tune_epochs, initial_epoch=epochs_run)
+        epochs_run += more
+    if not checkpoint.is_file():
+        raise TrainingError(
+            "training stopped before the first checkpoint was written"
+            + (" (interrupted)" if interrupted else f" ({cfg.monitor} never finite?)")
+        )
+    best = keras.saving.load_model(checkpoint, compile=False)
+    return Fitted(best, epochs_run, interrupted, history)

@@ -1,0 +1,72 @@
+"""Every private part of Keras Tuner that chestx relies on, behind one small adapter each.
+
+Written against keras-tuner 1.4 (``pyproject.toml`` pins ``keras-tuner<1.5``); nothing else in
+chestx imports ``keras_tuner.src`` or reads an underscored attribute of Keras Tuner's objects.
+``tests/tuning/test_kt_compat.py`` checks each assumption against the installed version, so an
+upgrade that breaks one fails there, by name, rather than in the middle of a search.
+
+Why each is used:
+
+* ``is_chief_oracle``: whether this process is a distributed search's chief; the public
+  ``keras_tuner`` package does not export it, and the chief must serve the oracle instead of
+  running trials.
+* ``oracle_servicer`` / ``chief_may_exit``: Keras Tuner's gRPC servicer and its stop test. Its
+  public ``start_server`` polls every 20 s and logs nothing; ``chestx.tuning.distribute`` runs
+  the same servicer in its own loop (0.5 s, a log line per finished trial).
+* ``retries_pending``: a failed trial that Keras Tuner will retry sits in the oracle's private
+  ``_retry_queue``; without it a search with ``max_trials`` reached would look finished.
+* ``silence_condition_print``: keras-tuner 1.4.8 left a debug ``print`` in
+  ``conditions.Parent.to_proto``, so every gRPC message about a conditional key prints its
+  value on stdout (which carries results). ``print`` is shadowed in that one module.
+* ``is_duplicate``: whether the oracle already ran these values (its private ``_duplicate``);
+  the defaults-first trial (``chestx.tuning.engine.oracle``) must not repeat a trial on resume.
+* ``TUNER_HOOKS``: the underscored ``kt.Tuner`` methods ``SearchTuner`` overrides or calls.
+"""
+
+from __future__ import annotations
+
+# kt.Tuner methods chestx.tuning.engine.tuner.SearchTuner overrides or calls
+TUNER_HOOKS = (
+    "_populate_initial_space",
+    "_build_and_fit_model",
+    "_deepcopy_callbacks",
+    "_is_worker",
+)
+
+
+def is_chief_oracle() -> bool:
+    from keras_tuner.src.distribute import utils
+
+    return utils.is_chief_oracle()
+
+
+def retries_pending(oracle) -> bool:
+    """Whether the oracle still holds failed trials it will hand out again."""
+    return bool(oracle._retry_queue)
+
+
+def is_duplicate(oracle, values: dict) -> bool:
+    return bool(oracle._duplicate(values))
+
+
+def oracle_servicer(oracle, server):
+    """Keras Tuner's ``OracleServicer`` for ``oracle``, registered on the gRPC ``server``."""
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    servicer = OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    return servicer
+
+
+def chief_may_exit(oracle, servicer) -> bool:
+    """Every worker was told to stop and no trial is running (Keras Tuner's own test)."""
+    from keras_tuner.src.distribute.oracle_chief import exit_chief
+
+    return bool(servicer.stop_triggered and exit_chief(oracle))
+
+
+def silence_condition_print() -> None:
+    from keras_tuner.src.engine import conditions
+
+    conditions.print = lambda *args, **kwargs: None

@@ -1,0 +1,78 @@
+"""Each assumption ``chestx.tuning.engine.kt_compat`` makes about Keras Tuner's private parts,
+checked against the installed keras-tuner: an upgrade that breaks one fails here, by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from chestx.tuning.engine import kt_compat
+
+pytestmark = pytest.mark.filterwarnings("ignore:All-NaN:RuntimeWarning")
+
+
+@pytest.fixture
+def oracle(tmp_path):
+    import keras_tuner as kt
+
+    oracle = kt.oracles.RandomSearchOracle(
+        objective=kt.Objective("score", "max"), max_trials=3, max_retries_per_trial=1, seed=1
+    )
+    oracle.verbose = 0
+    oracle._set_project_dir(str(tmp_path), "p")  # what kt.Tuner does with its directory
+    hp = oracle.get_space()
+    hp.Int("a", 0, 10)
+    oracle.update_space(hp)
+    return oracle
+
+
+def test_the_tuner_hooks_exist():
+    import keras_tuner as kt
+
+    missing = [
+        name for name in kt_compat.TUNER_HOOKS if not callable(getattr(kt.Tuner, name, None))
+    ]
+    assert not missing, f"kt.Tuner no longer has {missing}: chestx.tuning.engine.tuner needs them"
+
+
+def test_chief_role_comes_from_the_environment(monkeypatch):
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert kt_compat.is_chief_oracle() is False
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+    assert kt_compat.is_chief_oracle() is True
+
+
+def test_a_trial_to_retry_is_pending_and_values_run_are_duplicates(oracle):
+    trial = oracle.create_trial("tuner0")
+    assert kt_compat.retries_pending(oracle) is False
+    assert kt_compat.is_duplicate(oracle, dict(trial.hyperparameters.values)) is True
+    assert kt_compat.is_duplicate(oracle, {"a": 99}) is False
+    oracle.update_trial(trial.trial_id, {"score": float("nan")})  # an invalid score: retried
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+    assert trial.status == "INVALID"
+    assert kt_compat.retries_pending(oracle) is True
+
+
+def test_the_servicer_registers_and_the_chief_waits_for_its_workers(oracle):
+    from concurrent import futures
+
+    import grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    try:
+        servicer = kt_compat.oracle_servicer(oracle, server)
+        assert servicer.stop_triggered is False  # no worker was told to stop yet
+        assert kt_compat.chief_may_exit(oracle, servicer) is False
+    finally:
+        server.stop(grace=None)
+
+
+def test_the_debug_print_of_conditions_is_silenced(capsys):
+    from keras_tuner.src.engine import conditions
+
+    kt_compat.silence_condition_print()
+    conditions.Parent("augment", [True]).to_proto()
+    assert capsys.readouterr().out == ""
