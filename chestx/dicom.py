@@ -17,7 +17,7 @@ import numpy as np
 
 from chestx.errors import CorruptImageError, ImageTooLargeError, UnsupportedImageError
 from chestx.imageformat import ImageHeader, check_pixels, jpeg_size
-from chestx.imaging import Decoded, colour_thumb, scale_to_uint8
+from chestx.pixels import Decoded, colour_thumb, scale_to_uint8
 
 
 def read_dicom(data: bytes, *, stop_before_pixels: bool):

@@ -76,14 +76,9 @@ def sniff_format(data: bytes) -> str:
     raise UnsupportedImageError(f"not an image chestx can read; send {_READABLE}")
 
 
-def inspect_header(data: bytes) -> ImageHeader:
-    """Format and declared size of an image, from its header alone (nothing is decoded)."""
-    data = as_bytes(data)
-    fmt = sniff_format(data)
-    if fmt == "dicom":
-        from chestx import dicom  # pydicom is imported only when a DICOM file arrives
-
-        return dicom.dicom_header(dicom.read_dicom(data, stop_before_pixels=True))
+def raster_header(data: bytes, fmt: str) -> ImageHeader:
+    """Declared size of a JPEG, PNG, BMP or TIFF (``fmt`` from ``sniff_format``), from its header
+    alone. DICOM headers are read by ``chestx.dicom`` (``chestx.imaging.inspect_header`` picks)."""
     width, height = _HEADER_READERS[fmt](data)
     if width <= 0 or height <= 0:
         raise CorruptImageError(f"the {FORMAT_NAMES[fmt]} header declares a {width}x{height} image")

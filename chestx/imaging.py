@@ -34,7 +34,6 @@ is the one to import: ``sniff_format``, ``inspect_header`` and ``ImageHeader`` l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -52,9 +51,10 @@ from chestx.imageformat import (  # the public names stay importable from chestx
     ImageHeader,
     as_bytes,
     check_pixels,
-    inspect_header,
+    raster_header,
     sniff_format,
 )
+from chestx.pixels import Decoded, colour_thumb, scale_to_uint8  # re-exported
 
 __all__ = [
     "FORMATS",
@@ -71,21 +71,18 @@ __all__ = [
 ]
 
 
+def inspect_header(data: bytes) -> ImageHeader:
+    """Format and declared size of an image, from its header alone (nothing is decoded)."""
+    data = as_bytes(data)
+    fmt = sniff_format(data)
+    if fmt == "dicom":
+        from chestx import dicom  # pydicom is imported only when a DICOM file arrives
+
+        return dicom.dicom_header(dicom.read_dicom(data, stop_before_pixels=True))
+    return raster_header(data, fmt)
+
+
 # --------------------------------------------------------------------------- decoding
-
-
-class Decoded(NamedTuple):
-    """A decoded file: the grey image every stage uses, and a glimpse of its colour.
-
-    ``colour`` is a small BGR uint8 thumbnail (at most ``COLOUR_THUMB`` pixels a side) when the
-    file stores colour channels, else ``None``; the input gate looks at it, nothing else does.
-    """
-
-    gray: np.ndarray
-    colour: np.ndarray | None = None
-
-
-COLOUR_THUMB = 64
 
 
 def decode_gray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -119,15 +116,6 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, colour: bool = 
     elif colour and img.ndim == 3 and img.shape[2] >= 3:
         thumb = colour_thumb(img[..., :3], *_value_range(img.dtype))
     return Decoded(_raster_to_gray(img), thumb)
-
-
-def colour_thumb(bgr: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    h, w = bgr.shape[:2]
-    scale = min(1.0, COLOUR_THUMB / max(h, w))
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    return scale_to_uint8(bgr, lo, hi)
 
 
 def _jpeg_colour_thumb(data: bytes, header: ImageHeader) -> np.ndarray | None:
@@ -179,18 +167,6 @@ def _raster_to_gray(img: np.ndarray) -> np.ndarray:
     if alpha is not None:  # composite over black
         img = img.astype(np.float32) * (alpha.astype(np.float32) / hi)
     return scale_to_uint8(img, lo, hi)
-
-
-def scale_to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Map the declared range lo..hi linearly onto 0..255 (rounding, clipping outliers)."""
-    if values.dtype == np.uint8 and (lo, hi) == (0, 255):
-        return values
-    out = values.astype(np.float32)
-    out -= lo
-    out *= 255.0 / (hi - lo)
-    np.clip(out, 0, 255, out=out)
-    np.rint(out, out=out)
-    return out.astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- model input
