@@ -75,7 +75,9 @@ control_socket_disable = True  # Gunicorn >= 24's control socket: not used, and 
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _access = os.environ.get("CHESTX_ACCESS_LOG", "1").strip().lower() not in ("0", "false", "no")
 accesslog = "-" if _access else None
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'
+# peer (Nginx), then the client's address Nginx passes on (X-Real-IP; behind the load balancer
+# the address from X-Forwarded-For), then the request
+access_log_format = '%(h)s %({x-real-ip}i)s "%(r)s" %(s)s %(B)s %(M)sms'
 loglevel = os.environ.get("CHESTX_LOG_LEVEL", "info").lower()
 _FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 logconfig_dict = {
