@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 from deploy_helpers import REPO, ansible_env, free_port, run_playbook
-from deploy_testhost import FakeGitHubAPI, GitServer, TestHost, run
+from deploy_testhost import FakeGitHubAPI, GitServer, run
+from deploy_testhost import TestHost as NspawnHost
 from test_deploy_host import TOKEN, _dataset_zip
 
 pytestmark = pytest.mark.slow
@@ -195,7 +196,7 @@ def _new_commit(git: GitServer, message: str) -> str:
     return run(["git", *safe, "-C", str(git.repo), "rev-parse", "main"]).stdout.strip()
 
 
-def _head(host: TestHost) -> str:
+def _head(host: NspawnHost) -> str:
     return host.ssh("sudo -u chestx git -C /opt/chestx/src rev-parse HEAD").stdout.strip()
 
 
@@ -206,8 +207,8 @@ def pair(tmp_path_factory):
     os.chmod(work, 0o755)
     start = time.monotonic()
     with (
-        TestHost(work / "web1", "chestx-web") as web1,
-        TestHost(work / "web2", "chestx-web") as web2,
+        NspawnHost(work / "web1", "chestx-web") as web1,
+        NspawnHost(work / "web2", "chestx-web") as web2,
         GitServer(web1.gateway, REPO) as git,
         FakeGitHubAPI(web1.gateway, TOKEN, git, "chestx-org", "chestx") as api,
         HAProxy(work, {"web1": web1.ip, "web2": web2.ip}) as lb,
@@ -246,10 +247,12 @@ def pair(tmp_path_factory):
         (inventory / "group_vars").mkdir(parents=True)
         (inventory / "hosts.json").write_text(json.dumps({"chestx": {"hosts": hosts}}))
         (inventory / "group_vars" / "chestx.json").write_text(json.dumps(group_vars))
-        env = ansible_env()
+        # one host after the other: the two hosts share the apt download cache (and its lock)
+        env = ansible_env(ANSIBLE_FORKS="1")
         first = run_playbook(
             ["-i", str(inventory), "site.yml", "--tags", "configure,deploy"], env, timeout=5400
         )
+        (work / "first-run.log").write_text(first.output)
         TIMINGS["first configure+deploy of both hosts"] = first.seconds
         yield {
             "web1": web1,
@@ -325,6 +328,7 @@ def test_rolling_deploy_loses_no_request(pair):
         while client.ok < 3 and not client.failed:  # the loop is running before the roll
             time.sleep(0.5)
         roll = run_playbook(args, pair["env"])
+        (pair["inventory"].parent / "roll.log").write_text(roll.output)
         served_during = client.ok
         TIMINGS["rolling deploy of a new commit"] = roll.seconds
     assert roll.rc == 0, roll.output[-6000:]
