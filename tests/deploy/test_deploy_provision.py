@@ -258,9 +258,10 @@ def test_scale_out_behind_a_load_balancer(aws, moto_url):
     # from the ALB's group, SSH only from the admin range
     (alb_group,) = ec2.describe_security_groups(GroupIds=lb["SecurityGroups"])["SecurityGroups"]
     assert alb_group["GroupName"] == "chestx-alb"
-    assert [(p["FromPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in alb_group["IpPermissions"]] == [
-        (80, ["0.0.0.0/0"])
+    alb_rules = [
+        (p["FromPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in alb_group["IpPermissions"]
     ]
+    assert alb_rules == [(80, ["0.0.0.0/0"])]
     (web_group,) = ec2.describe_security_groups(GroupNames=["chestx"])["SecurityGroups"]
     rules = {
         (p["FromPort"], p["ToPort"]): (

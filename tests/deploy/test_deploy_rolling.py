@@ -312,10 +312,11 @@ def test_client_address_comes_from_the_load_balancer_only(pair):
     # from the host's own address (not the load balancer) a forged header changes nothing
     host = pair[name]
     forged = uuid.uuid4().hex
-    host.ssh(
-        "python3 -c \"import urllib.request as u; u.urlopen(u.Request("
-        f"'http://{host.ip}/readyz?probe={forged}', headers={{'X-Forwarded-For': '203.0.113.98'}}))\""
+    request = (
+        f"u.Request('http://{host.ip}/readyz?probe={forged}', "
+        "headers={'X-Forwarded-For': '203.0.113.98'})"
     )
+    host.ssh(f'python3 -c "import urllib.request as u; u.urlopen({request})"')
     access = host.ssh(f"sudo grep -h {forged} /var/log/nginx/access.log").stdout
     assert access.startswith(host.ip + " "), access
 
