@@ -247,8 +247,7 @@ def pair(tmp_path_factory):
         (inventory / "group_vars").mkdir(parents=True)
         (inventory / "hosts.json").write_text(json.dumps({"chestx": {"hosts": hosts}}))
         (inventory / "group_vars" / "chestx.json").write_text(json.dumps(group_vars))
-        # one host after the other: the two hosts share the apt download cache (and its lock)
-        env = ansible_env(ANSIBLE_FORKS="1")
+        env = ansible_env()
         first = run_playbook(
             ["-i", str(inventory), "site.yml", "--tags", "configure,deploy"], env, timeout=5400
         )
