@@ -310,3 +310,44 @@ def test_scale_out_behind_a_load_balancer(aws, moto_url):
     again = run_playbook(["-i", str(inventory), "playbooks/teardown.yml"], env)
     assert again.rc == 0, again.output[-6000:]
     assert again.changed() == 0, again.changed_tasks()
+
+
+def test_https_at_the_load_balancer(aws, moto_url):
+    """With chestx_acm_certificate_arn: HTTPS 443 with the certificate, HTTP 80 redirects."""
+    env, ec2, inventory, extra, _ = aws
+    elb = _elbv2(moto_url)
+    acm = boto3.client(
+        "acm",
+        endpoint_url=moto_url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    arn = acm.request_certificate(DomainName="xray.example.org")["CertificateArn"]
+    run = _provision_web(aws, 2, chestx_acm_certificate_arn=arn)
+    assert run.rc == 0, run.output[-6000:]
+    (lb,) = elb.describe_load_balancers(Names=["chestx"])["LoadBalancers"]
+    listeners = {
+        listener["Port"]: listener
+        for listener in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    }
+    assert set(listeners) == {80, 443}
+    https = listeners[443]
+    assert https["Protocol"] == "HTTPS"
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [arn]
+    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert https["DefaultActions"][0]["Type"] == "forward"
+    (redirect,) = listeners[80]["DefaultActions"]
+    assert redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert redirect["RedirectConfig"]["Port"] == "443"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
+    (alb_group,) = ec2.describe_security_groups(GroupIds=lb["SecurityGroups"])["SecurityGroups"]
+    assert sorted(p["FromPort"] for p in alb_group["IpPermissions"]) == [80, 443]
+    again = _provision_web(aws, 2, chestx_acm_certificate_arn=arn)
+    assert again.rc == 0, again.output[-6000:]
+    assert again.changed() == 0, again.changed_tasks()
+
+    down = run_playbook(["-i", str(inventory), "site.yml", "--tags", "teardown"], env)
+    assert down.rc == 0, down.output[-6000:]
+    assert elb.describe_load_balancers()["LoadBalancers"] == []
