@@ -83,9 +83,11 @@ frontend chestx
     default_backend chestx
 
 backend chestx
+    # the target group's check, quicker: GET /readyz, 200, timeout 5 s, 2 up / 3 down in a row
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter 1s fall 2 rise 2
+    timeout check 5s
+    default-server inter 2s fall 3 rise 2
 {lines}
 """)
         self._proc: subprocess.Popen | None = None
