@@ -51,7 +51,9 @@ proc_name = "chestx"
 control_socket_disable = True  # Gunicorn >= 24's control socket: not used, and shared per user
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = "-" if settings.access_log else None
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'
+# peer (Nginx), then the client's address Nginx passes on (X-Real-IP; behind the load balancer
+# the address from X-Forwarded-For), then the request
+access_log_format = '%(h)s %({x-real-ip}i)s "%(r)s" %(s)s %(B)s %(M)sms'
 loglevel = settings.log_level
 _FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 logconfig_dict = {

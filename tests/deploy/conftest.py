@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from deploy_helpers import free_port, tool
+from deploy_helpers import free_port
 
 
 @pytest.fixture(scope="session")
 def moto_url():
-    """A moto server (EC2 and friends) on loopback, for the whole session."""
+    """A moto server (EC2, ELBv2 and friends) on loopback, for the whole session (moto_server.py:
+    moto's own server with AWS's default ALB idle timeout added)."""
     port = free_port()
     proc = subprocess.Popen(
-        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, str(Path(__file__).with_name("moto_server.py")), "-H", "127.0.0.1"]
+        + ["-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -160,12 +160,24 @@ class TestHost:
                 self._proc.kill()
                 self._proc.wait(timeout=10)
         self._proc = None
+        self._keep_apt_downloads()
         if self.root.exists():  # before the network goes: the pair marks the index as taken
             shutil.rmtree(self.root, ignore_errors=True)
         for cleanup in reversed(self._cleanups):
             with contextlib.suppress(Exception):
                 cleanup()
         self._cleanups.clear()
+
+    def _keep_apt_downloads(self) -> None:
+        archives = self.root / "var/cache/apt/archives"
+        if not archives.is_dir():
+            return
+        with _lock("apt-archives"):
+            for deb in archives.glob("*.deb"):
+                cached = CACHE_DIR / "apt-archives" / deb.name
+                if not cached.exists():
+                    shutil.copy2(deb, cached.with_suffix(".part"))
+                    cached.with_suffix(".part").rename(cached)
 
     # -- pieces ----------------------------------------------------------------------------
     def _network(self) -> None:
@@ -243,10 +255,19 @@ table ip {self.nft_table} {{
         host_key = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
         self.known_hosts.write_text(f"{self.ip} {' '.join(host_key)}\n")
         self._copy_trust_and_pip_config()
-        # apt and pip downloads are kept between runs on the CI machine
+        # apt and pip downloads are kept between runs on the CI machine. apt's archive folder
+        # is the host's own (apt locks it, and several test hosts may run at once): it starts
+        # with the cached packages and gives the new ones back when the host stops.
         for sub in ("apt-archives", "pip-cache"):
             (CACHE_DIR / sub / "partial").mkdir(parents=True, exist_ok=True)
         os.chmod(CACHE_DIR / "pip-cache", 0o1777)
+        archives = root / "var/cache/apt/archives"
+        (archives / "partial").mkdir(parents=True, exist_ok=True)
+        for deb in (CACHE_DIR / "apt-archives").glob("*.deb"):
+            try:
+                os.link(deb, archives / deb.name)  # apt never rewrites a package file
+            except OSError:
+                shutil.copy2(deb, archives / deb.name)
 
     def _copy_trust_and_pip_config(self) -> None:
         """Make HTTPS and pip inside behave like on this machine (extra CAs, pip settings)."""
@@ -296,7 +317,6 @@ table ip {self.nft_table} {{
             "--capability=CAP_NET_ADMIN",
             f"--network-namespace-path=/run/netns/{self.netns}",
             "--resolv-conf=copy-host",
-            f"--bind={CACHE_DIR / 'apt-archives'}:/var/cache/apt/archives",
             f"--bind={CACHE_DIR / 'pip-cache'}:/var/cache/chestx-pip",
         ]
         log = open(self.console_log, "w")  # noqa: SIM115 - lives as long as the container

@@ -179,3 +179,175 @@ def test_missing_ssh_cidr_fails_before_anything_is_created(aws):
     assert run.rc != 0
     assert "Set chestx_ssh_cidr" in run.output
     assert ec2.describe_key_pairs()["KeyPairs"] == []
+
+
+def _elbv2(moto_url):
+    return boto3.client(
+        "elbv2",
+        endpoint_url=moto_url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _targets(elb, group_arn) -> set[str]:
+    health = elb.describe_target_health(TargetGroupArn=group_arn)["TargetHealthDescriptions"]
+    return {
+        t["Target"]["Id"]
+        for t in health
+        if t["TargetHealth"].get("Reason") != "Target.NotRegistered"
+    }
+
+
+def _provision_web(aws, count: int, **more):
+    env, _, inventory, extra, _ = aws
+    extra = {**extra, "chestx_web_count": count, **more}
+    return run_playbook(
+        ["-i", str(inventory), "site.yml", "--tags", "provision", "-e", json.dumps(extra)], env
+    )
+
+
+def test_scale_out_behind_a_load_balancer(aws, moto_url):
+    """chestx_web_count: 2 -> ALB + target group (/readyz) + 2 instances in 2 zones; re-run
+    changes nothing; 3 then 2 adds and removes exactly one; teardown leaves nothing."""
+    env, ec2, inventory, extra, _ = aws
+    elb = _elbv2(moto_url)
+    first = _provision_web(aws, 2)
+    assert first.rc == 0, first.output[-6000:]
+
+    instances = _instances(ec2, ("pending", "running"))
+    assert len(instances) == 2
+    assert len({i["Placement"]["AvailabilityZone"] for i in instances}) == 2
+    assert len({i["SubnetId"] for i in instances}) == 2
+
+    (lb,) = elb.describe_load_balancers(Names=["chestx"])["LoadBalancers"]
+    assert lb["Type"] == "application" and lb["Scheme"] == "internet-facing"
+    assert len(lb["AvailabilityZones"]) >= 2
+    attributes = {
+        a["Key"]: a["Value"]
+        for a in elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])[
+            "Attributes"
+        ]
+    }
+    assert attributes["idle_timeout.timeout_seconds"] == "130"
+    lb_tags = elb.describe_tags(ResourceArns=[lb["LoadBalancerArn"]])["TagDescriptions"][0]
+    assert {t["Key"]: t["Value"] for t in lb_tags["Tags"]}["Project"] == "chestx"
+
+    (group,) = elb.describe_target_groups(Names=["chestx"])["TargetGroups"]
+    assert group["HealthCheckPath"] == "/readyz"
+    assert group["Protocol"] == "HTTP" and group["Port"] == 80
+    assert group["Matcher"]["HttpCode"] == "200"
+    assert group["HealthyThresholdCount"] == 2 and group["UnhealthyThresholdCount"] == 2
+    assert group["HealthCheckIntervalSeconds"] == 10
+    tg_attributes = {
+        a["Key"]: a["Value"]
+        for a in elb.describe_target_group_attributes(TargetGroupArn=group["TargetGroupArn"])[
+            "Attributes"
+        ]
+    }
+    assert tg_attributes["deregistration_delay.timeout_seconds"] == "120"
+    assert _targets(elb, group["TargetGroupArn"]) == {i["InstanceId"] for i in instances}
+
+    (listener,) = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    assert listener["Protocol"] == "HTTP" and listener["Port"] == 80
+    (action,) = listener["DefaultActions"]
+    assert action["Type"] == "forward" and action["TargetGroupArn"] == group["TargetGroupArn"]
+
+    # the ALB's group: 80 from anywhere (no certificate: no 443); the web group: port 80 only
+    # from the ALB's group, SSH only from the admin range
+    (alb_group,) = ec2.describe_security_groups(GroupIds=lb["SecurityGroups"])["SecurityGroups"]
+    assert alb_group["GroupName"] == "chestx-alb"
+    alb_rules = [
+        (p["FromPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in alb_group["IpPermissions"]
+    ]
+    assert alb_rules == [(80, ["0.0.0.0/0"])]
+    (web_group,) = ec2.describe_security_groups(GroupNames=["chestx"])["SecurityGroups"]
+    rules = {
+        (p["FromPort"], p["ToPort"]): (
+            [r["CidrIp"] for r in p.get("IpRanges", [])],
+            [g["GroupId"] for g in p.get("UserIdGroupPairs", [])],
+        )
+        for p in web_group["IpPermissions"]
+    }
+    assert rules[(80, 80)] == ([], [alb_group["GroupId"]])
+    assert rules[(22, 22)] == ([SSH_CIDR], [])
+    assert (443, 443) not in rules
+    assert all(g["GroupId"] == web_group["GroupId"] for i in instances for g in i["SecurityGroups"])
+    assert lb["DNSName"] in first.output
+
+    # re-run: nothing launched, nothing changed
+    again = _provision_web(aws, 2)
+    assert again.rc == 0, again.output[-6000:]
+    assert again.changed() == 0, again.changed_tasks()
+    assert {i["InstanceId"] for i in _instances(ec2, ("pending", "running"))} == {
+        i["InstanceId"] for i in instances
+    }
+
+    # N = 3 adds exactly one instance (and its registration), touching no other
+    three = _provision_web(aws, 3)
+    assert three.rc == 0, three.output[-6000:]
+    after_three = {i["InstanceId"] for i in _instances(ec2, ("pending", "running"))}
+    assert len(after_three) == 3 and after_three > {i["InstanceId"] for i in instances}
+    assert _targets(elb, group["TargetGroupArn"]) == after_three
+    assert len({i["SubnetId"] for i in _instances(ec2, ("pending", "running"))}) == 3
+
+    # N = 2 removes exactly one (deregistered, then terminated)
+    two = _provision_web(aws, 2)
+    assert two.rc == 0, two.output[-6000:]
+    after_two = {i["InstanceId"] for i in _instances(ec2, ("pending", "running"))}
+    assert len(after_two) == 2 and after_two < after_three
+    assert _targets(elb, group["TargetGroupArn"]) == after_two
+
+    # teardown: listeners, ALB, target group, both groups, instances, key: nothing is left
+    down = run_playbook(["-i", str(inventory), "site.yml", "--tags", "teardown"], env)
+    assert down.rc == 0, down.output[-6000:]
+    assert elb.describe_load_balancers()["LoadBalancers"] == []
+    assert elb.describe_target_groups()["TargetGroups"] == []
+    assert _instances(ec2) == []
+    assert [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]] == ["default"]
+    assert ec2.describe_key_pairs()["KeyPairs"] == []
+    again = run_playbook(["-i", str(inventory), "playbooks/teardown.yml"], env)
+    assert again.rc == 0, again.output[-6000:]
+    assert again.changed() == 0, again.changed_tasks()
+
+
+def test_https_at_the_load_balancer(aws, moto_url):
+    """With chestx_acm_certificate_arn: HTTPS 443 with the certificate, HTTP 80 redirects."""
+    env, ec2, inventory, extra, _ = aws
+    elb = _elbv2(moto_url)
+    acm = boto3.client(
+        "acm",
+        endpoint_url=moto_url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    arn = acm.request_certificate(DomainName="xray.example.org")["CertificateArn"]
+    run = _provision_web(aws, 2, chestx_acm_certificate_arn=arn)
+    assert run.rc == 0, run.output[-6000:]
+    (lb,) = elb.describe_load_balancers(Names=["chestx"])["LoadBalancers"]
+    listeners = {
+        listener["Port"]: listener
+        for listener in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    }
+    assert set(listeners) == {80, 443}
+    https = listeners[443]
+    assert https["Protocol"] == "HTTPS"
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [arn]
+    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert https["DefaultActions"][0]["Type"] == "forward"
+    (redirect,) = listeners[80]["DefaultActions"]
+    assert redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert redirect["RedirectConfig"]["Port"] == "443"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
+    (alb_group,) = ec2.describe_security_groups(GroupIds=lb["SecurityGroups"])["SecurityGroups"]
+    assert sorted(p["FromPort"] for p in alb_group["IpPermissions"]) == [80, 443]
+    again = _provision_web(aws, 2, chestx_acm_certificate_arn=arn)
+    assert again.rc == 0, again.output[-6000:]
+    assert again.changed() == 0, again.changed_tasks()
+
+    down = run_playbook(["-i", str(inventory), "site.yml", "--tags", "teardown"], env)
+    assert down.rc == 0, down.output[-6000:]
+    assert elb.describe_load_balancers()["LoadBalancers"] == []
