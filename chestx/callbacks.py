@@ -25,16 +25,25 @@ log = logging.getLogger(__name__)
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save the full model to ``path`` whenever ``monitor`` improves (``mode`` max or min)."""
+    """Save the full model to ``path`` whenever ``monitor`` improves (``mode`` max or min) on
+    ``best``: the best value so far, None at the start of a run (a later phase passes the
+    earlier phase's, so it never replaces a better checkpoint with a worse one)."""
 
-    def __init__(self, path: str | Path, *, monitor: str = "val_auc", mode: str = "max"):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        monitor: str = "val_auc",
+        mode: str = "max",
+        best: float | None = None,
+    ):
         super().__init__()
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.path = Path(path)
         self.monitor = monitor
         self.mode = mode
-        self.best = -math.inf if mode == "max" else math.inf
+        self.best = (-math.inf if mode == "max" else math.inf) if best is None else float(best)
 
     def _improved(self, value: float) -> bool:
         if math.isnan(value):

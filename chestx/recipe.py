@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,14 +103,17 @@ def class_weights(labels: Sequence[int] | np.ndarray) -> dict[int, float]:
     return {c: float(len(labels) / (2 * counts[c])) for c in (0, 1)}
 
 
-def callbacks(cfg: TrainConfig, workdir: Path, interrupt=None) -> list:
-    """The recipe's callbacks for one phase; ``workdir`` gets the checkpoint and history."""
+def callbacks(cfg: TrainConfig, workdir: Path, interrupt=None, best: float | None = None) -> list:
+    """The recipe's callbacks for one phase; ``workdir`` gets the checkpoint and history. ``best``:
+    the monitor's best value in an earlier phase, which the checkpoint must beat."""
     import keras
 
     from chestx.callbacks import AtomicCheckpoint, AtomicHistory, StopOnInterrupt
 
     mode = MONITORS[cfg.monitor]
-    out: list = [AtomicCheckpoint(workdir / modeldir.MODEL_FILE, monitor=cfg.monitor, mode=mode)]
+    out: list = [
+        AtomicCheckpoint(workdir / modeldir.MODEL_FILE, monitor=cfg.monitor, mode=mode, best=best)
+    ]
     if cfg.patience:  # None or 0: every epoch runs, at one learning rate
         out += [
             keras.callbacks.EarlyStopping(
@@ -158,10 +162,14 @@ def fit(
     checkpoint = workdir / modeldir.MODEL_FILE
     history: dict[str, list[float]] = {}
 
+    best: float | None = None  # the checkpoint's value: fine-tuning must beat the head phase
+
     def phase(model, epochs: int, initial_epoch: int = 0) -> tuple[int, bool]:
+        nonlocal best
         if interrupt is not None and interrupt.requested:  # pressed before this phase began
             return 0, True
         done = keras.callbacks.History()
+        recipe_callbacks = callbacks(cfg, workdir, interrupt, best)
         model.fit(
             train_ds,
             validation_data=val_ds,
@@ -169,11 +177,14 @@ def fit(
             initial_epoch=initial_epoch,
             class_weight=class_weight,
             shuffle=False,  # the training dataset shuffles itself
-            callbacks=[*extra_callbacks, *callbacks(cfg, workdir, interrupt), done],
+            callbacks=[*extra_callbacks, *recipe_callbacks, done],
             verbose=cfg.verbose,
         )
         for key, values in done.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
+        checkpoint_cb = recipe_callbacks[0]
+        if math.isfinite(checkpoint_cb.best):
+            best = checkpoint_cb.best
         return len(done.epoch), bool(interrupt is not None and interrupt.requested)
 
     epochs_run, interrupted = phase(model, cfg.epochs)

@@ -69,3 +69,21 @@ def test_a_run_that_never_checkpoints_is_a_training_error(tmp_path):
         recipe.fit(model, cfg, ds, ds, class_weight={0: 1.0, 1: 1.0})
     assert isinstance(caught.value, ChestxError) and not isinstance(caught.value, DataError)
     assert not (tmp_path / "model.keras").exists()
+
+
+def test_a_later_phase_keeps_the_earlier_phases_better_checkpoint(tmp_path):
+    """Fine-tuning starts its checkpoint at the head phase's best value: an epoch that scores
+    worse leaves the head phase's model in place; a better one replaces it."""
+    import keras
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    cfg = TrainConfig(data=tmp_path, out=tmp_path, patience=None)
+    checkpoint = recipe.callbacks(cfg, tmp_path, best=0.9)[0]
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_auc": 0.85})
+    assert not (tmp_path / "model.keras").exists() and checkpoint.best == 0.9
+    checkpoint.on_epoch_end(1, {"val_auc": 0.95})
+    assert (tmp_path / "model.keras").is_file() and checkpoint.best == 0.95
+    fresh = recipe.callbacks(cfg, tmp_path)[0]  # a first phase: any finite value is progress
+    assert fresh.best == float("-inf")
