@@ -388,7 +388,22 @@ class GitServer:
         key = (self.dir / "host_key.pub").read_text().split()[:2]
         return f"[{self.listen_ip}]:{self.port} {' '.join(key)}"
 
+    def _listeners(self) -> str:
+        """``ss`` lines of whatever listens on this server's address and port."""
+        out = subprocess.run(
+            ["ss", "-ltnpH", f"sport = :{self.port}"], capture_output=True, text=True
+        ).stdout
+        return "\n".join(line for line in out.splitlines() if f"{self.listen_ip}:" in line)
+
     def __enter__(self) -> GitServer:
+        # A git server left behind by a killed test run would answer in this one's place (the
+        # readiness check below only sees that something listens), serving a deleted repository.
+        taken = self._listeners()
+        if taken:
+            raise RuntimeError(
+                f"{self.listen_ip}:{self.port} is already taken, probably by a git server left "
+                f"over from a killed test run; stop it first:\n{taken}"
+            )
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         os.chmod(WORK_ROOT, 0o755)
@@ -423,9 +438,7 @@ LogLevel VERBOSE
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 120  # a deadline on readiness, not a speed check
-        while not subprocess.run(
-            ["ss", "-ltn", f"sport = :{self.port}"], capture_output=True, text=True
-        ).stdout.count(self.listen_ip):
+        while f"pid={self._proc.pid}," not in self._listeners():  # ours, not another's
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 log = self.log.read_text(errors="replace")[-3000:]
                 self.__exit__(None, None, None)
