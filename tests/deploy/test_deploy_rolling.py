@@ -349,10 +349,6 @@ def test_rolling_deploy_loses_no_request(pair):
     print(f"\nrolling deploy: {client.ok} predictions through HAProxy, 0 failed")
 
 
-@pytest.mark.skip(
-    reason="KNOWN FAILURE, issue 11 left open: passed on its branch, failed in the clean-clone "
-    "CI run of bc8d1c3 (cause not yet found); skipped so the rest can land, not passing"
-)
 def test_broken_second_host_stops_the_roll(pair):
     git, lb, inventory = pair["git"], pair["lb"], pair["inventory"]
     before = _head(pair["web2"])
@@ -374,7 +370,8 @@ def test_broken_second_host_stops_the_roll(pair):
         assert _head(pair["web1"]) == commit  # the first host was updated and serves
         assert _head(pair["web2"]) == before  # the broken one was left as it was
         status = lb.status()
-        assert status["web1"] == "UP" and status["web2"] == "MAINT", status
+        # "UP 2/3": up and serving while one health check is being retried (HAProxy's wording)
+        assert status["web1"].split()[0] == "UP" and status["web2"] == "MAINT", status
         print(f"\nstopped roll: {client.ok} predictions through HAProxy, 0 failed")
     finally:
         hosts["chestx"]["hosts"]["web2"].pop("chestx_version")
