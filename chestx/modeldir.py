@@ -60,7 +60,7 @@ def load_card(model_dir: str | Path | None = None) -> dict:
         raise ModelError(f"{path.parent} is not a chestx model directory (no {CARD})")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path} is not valid JSON: {exc}") from None
 
 

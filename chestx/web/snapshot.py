@@ -15,7 +15,6 @@ snapshot folder is removed when it is replaced, when taking it fails, and on exi
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from chestx.errors import ModelError
-from chestx.modeldir import CARD, LITERT_FILE, MODEL_FILE, SERVED_FILES, check_card
+from chestx.modeldir import LITERT_FILE, MODEL_FILE, SERVED_FILES, check_card, load_card
 
 SNAPSHOT_ENV = "CHESTX_MODEL_SNAPSHOT"  # internal: master -> workers
 PREFIX = "chestx-model-"  # of every snapshot folder: only these are ever removed
@@ -35,13 +34,7 @@ PREFIX = "chestx-model-"  # of every snapshot folder: only these are ever remove
 def check_structure(folder: Path, runtime: str) -> dict:
     """Fast checks that need no TensorFlow: the card parses and is a finished model's, the
     runtime's model file is complete. Returns the card; raises ``ModelError``."""
-    card_path = folder / CARD
-    if not card_path.is_file():
-        raise ModelError(f"{folder} has no {CARD}")
-    try:
-        card = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{CARD} is not valid JSON: {exc}") from None
+    card = load_card(folder)
     check_card(card, folder)
     if runtime == "litert":
         path = folder / LITERT_FILE
