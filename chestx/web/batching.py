@@ -39,17 +39,11 @@ class Reservation:
         self.used = False
 
     def predict(self, image: np.ndarray, *, timeout: float | None = None) -> float:
-        """The image's probability; ``TimeoutError`` after ``timeout`` s (the image is then
-        withdrawn if it has not reached the model yet), ``BatcherClosed`` on shut-down."""
+        """``MicroBatcher.predict`` of the reserved image."""
         if self.used:
             raise RuntimeError("a reservation predicts one image")
         self.used = True
-        future = self._batcher.submit(image, reserved=True)
-        try:
-            return float(future.result(timeout))
-        except TimeoutError:
-            future.cancel()  # still queued: the batcher thread skips it
-            raise
+        return self._batcher.predict(image, timeout=timeout, reserved=True)
 
 
 class MicroBatcher:
@@ -128,7 +122,14 @@ class MicroBatcher:
     def predict(
         self, image: np.ndarray, *, timeout: float | None = None, reserved: bool = False
     ) -> float:
-        return float(self.submit(image, reserved=reserved).result(timeout))
+        """The image's probability; ``TimeoutError`` after ``timeout`` s (the image is then
+        withdrawn if it has not reached the model yet), ``BatcherClosed`` on shut-down."""
+        future = self.submit(image, reserved=reserved)
+        try:
+            return float(future.result(timeout))
+        except TimeoutError:
+            future.cancel()  # still queued: the batcher thread skips it
+            raise
 
     # -- batcher thread -------------------------------------------------------------------
     def _take_batch(self) -> list[tuple[np.ndarray, Future]]:
