@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# what the checkpoint, EarlyStopping and ReduceLROnPlateau may watch: Keras' per-epoch names
-MONITORS = config.MONITORS
-
 
 @dataclass
 class Fitted:
@@ -41,10 +38,6 @@ class Fitted:
     epochs_run: int
     interrupted: bool
     history: dict[str, list[float]] = field(default_factory=dict)  # both phases, per epoch
-
-
-class _Never:
-    requested = False
 
 
 def learning_rate(cfg: TrainConfig) -> float:
@@ -110,7 +103,7 @@ def callbacks(cfg: TrainConfig, workdir: Path, interrupt=None, best: float | Non
 
     from chestx.callbacks import AtomicCheckpoint, AtomicHistory, StopOnInterrupt
 
-    mode = MONITORS[cfg.monitor]
+    mode = config.MONITORS[cfg.monitor]
     out: list = [
         AtomicCheckpoint(workdir / modeldir.MODEL_FILE, monitor=cfg.monitor, mode=mode, best=best)
     ]

@@ -23,12 +23,11 @@ from pydantic import ValidationError
 from chestx.tuning.engine import space_schema as schema
 from chestx.tuning.engine import vocabulary as vocab
 from chestx.tuning.engine.space_params import Param, build_params, parents_first, pin
-from chestx.tuning.engine.space_schema import MONITORS, OBJECTIVES
+from chestx.tuning.engine.space_schema import OBJECTIVES
 from chestx.tuning.engine.space_yaml import Where, read_yaml
 from chestx.tuning.errors import SpaceError
 
 __all__ = [
-    "MONITORS",
     "OBJECTIVES",
     "Budget",
     "Param",

@@ -43,8 +43,6 @@ OBJECTIVES = {
     "val_ece": "min",
     "val_loss": "min",
 }
-# what EarlyStopping may watch (Keras' own per-epoch names, as in ``chestx train``)
-MONITORS = config.MONITORS
 
 Tuner = Literal["random", "hyperband", "bayesian"]
 Sampling = Literal["linear", "log", "reverse_log"]
@@ -162,7 +160,8 @@ class Objective(Section):
 
 class EarlyStopping(Section):
     patience: Count = 3
-    monitor: Annotated[str, one_of(MONITORS)] = "val_auc"
+    # what EarlyStopping may watch: Keras' own per-epoch names, as in ``chestx train``
+    monitor: Annotated[str, one_of(config.MONITORS)] = "val_auc"
 
 
 class Hyperband(Section):
