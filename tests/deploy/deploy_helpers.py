@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,42 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+XRAYS = REPO / "tests" / "resources" / "xrays"
+TOKEN = (
+    "test-token-" + uuid.uuid4().hex[:8]
+)  # the fake GitHub API's (deploy_testhost.FakeGitHubAPI)
+GITHUB_OWNER, GITHUB_REPO = "chestx-org", "chestx"
+
+
+def dataset_zip(path: Path) -> Path:
+    """A tiny data set in the Kaggle layout, from the repository's real X-rays."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for label in ("NORMAL", "PNEUMONIA"):
+            images = sorted((XRAYS / label).glob("*.jpeg"))
+            for split, chunk in (
+                ("train", images[:6]),
+                ("val", images[6:8]),
+                ("test", images[8:10]),
+            ):
+                for image in chunk:
+                    zf.write(image, f"chest_xray/{split}/{label}/{image.name}")
+    return path
+
+
+def app_source_vars(git, api, work: Path) -> dict:
+    """group_vars that deploy the app from the test git server (``deploy_testhost.GitServer``)
+    and its fake GitHub API, with a tiny data set archive in ``work``, on one Gunicorn worker."""
+    return {
+        "chestx_repo_url": git.url,
+        "chestx_version": "main",
+        "chestx_github_token": TOKEN,
+        "chestx_github_api_url": api.url,
+        "chestx_github_repo": f"{GITHUB_OWNER}/{GITHUB_REPO}",
+        "chestx_git_known_hosts": [git.known_hosts_line],
+        "chestx_dataset_source": "archive",
+        "chestx_dataset_archive": str(dataset_zip(work / "chest_xray.zip")),
+        "gunicorn_workers": 1,
+    }
 
 
 def tool(name: str) -> str:

@@ -25,11 +25,19 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import zipfile
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO, ansible_env, run_playbook
+from deploy_helpers import (
+    GITHUB_OWNER,
+    GITHUB_REPO,
+    REPO,
+    TOKEN,
+    XRAYS,
+    ansible_env,
+    app_source_vars,
+    run_playbook,
+)
 from deploy_testhost import FakeGitHubAPI, GitServer, TestHost, make_ssh_key
 from locked import APP, freeze_versions, locked_versions
 
@@ -37,8 +45,6 @@ from chestx import __version__
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "test-token-" + uuid.uuid4().hex[:8]
-XRAYS = REPO / "tests" / "resources" / "xrays"
 MAX_BODY = 2 * 1024 * 1024  # a smaller upload limit than the default, to test 413 quickly
 TIMINGS: dict[str, float] = {}
 SERVING = re.compile(r"is serving:\s+xray-pneumonia\.jpeg\s+->\s+(Normal|Abnormal)")
@@ -54,21 +60,6 @@ def _require_tools():
     ]
     if missing:
         pytest.fail(f"missing {missing}: run bash .ci/deploy-setup .venv")
-
-
-def _dataset_zip(path: Path) -> Path:
-    """A tiny data set in the Kaggle layout, from the repository's real X-rays."""
-    with zipfile.ZipFile(path, "w") as zf:
-        for label in ("NORMAL", "PNEUMONIA"):
-            images = sorted((XRAYS / label).glob("*.jpeg"))
-            for split, chunk in (
-                ("train", images[:6]),
-                ("val", images[6:8]),
-                ("test", images[8:10]),
-            ):
-                for image in chunk:
-                    zf.write(image, f"chest_xray/{split}/{label}/{image.name}")
-    return path
 
 
 def _http(
@@ -102,7 +93,7 @@ def deployed(tmp_path_factory):
         TIMINGS["host boot (incl. rootfs cache)"] = host.boot_seconds
         with (
             GitServer(host.gateway, REPO) as git,
-            FakeGitHubAPI(host.gateway, TOKEN, git, "chestx-org", "chestx") as api,
+            FakeGitHubAPI(host.gateway, TOKEN, git, GITHUB_OWNER, GITHUB_REPO) as api,
         ):
             admin_key = make_ssh_key(work / "admin_ed25519", "alice@test")
             group_vars = {
@@ -113,16 +104,8 @@ def deployed(tmp_path_factory):
                         "ssh_keys": [admin_key.with_suffix(".pub").read_text().strip()],
                     }
                 ],
-                "chestx_repo_url": git.url,
-                "chestx_version": "main",
-                "chestx_github_token": TOKEN,
-                "chestx_github_api_url": api.url,
-                "chestx_github_repo": "chestx-org/chestx",
-                "chestx_git_known_hosts": [git.known_hosts_line],
-                "chestx_dataset_source": "archive",
-                "chestx_dataset_archive": str(_dataset_zip(work / "chest_xray.zip")),
+                **app_source_vars(git, api, work),
                 "chestx_max_content_length": MAX_BODY,
-                "gunicorn_workers": 1,
             }
             model = REPO / "chestx" / "default_model" / "card.json"
             if not model.exists():  # the shipped model is not in this checkout: bring one

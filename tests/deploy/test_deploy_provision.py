@@ -19,6 +19,17 @@ SSH_CIDR = "198.51.100.7/32"
 AMI = "ami-12c6146b"  # one of moto's built-in images
 
 
+def _aws_client(service: str, moto_url: str):
+    """A boto3 client of the moto server, with the region and keys the playbooks get."""
+    return boto3.client(
+        service,
+        endpoint_url=moto_url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 @pytest.fixture
 def aws(moto_url, tmp_path):
     env = ansible_env(
@@ -28,13 +39,7 @@ def aws(moto_url, tmp_path):
         AWS_REGION="eu-west-1",
         AWS_DEFAULT_REGION="eu-west-1",
     )
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=moto_url,
-        region_name="eu-west-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ec2 = _aws_client("ec2", moto_url)
     inventory = tmp_path / "inventory.yml"
     inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
     extra = {
@@ -181,16 +186,6 @@ def test_missing_ssh_cidr_fails_before_anything_is_created(aws):
     assert ec2.describe_key_pairs()["KeyPairs"] == []
 
 
-def _elbv2(moto_url):
-    return boto3.client(
-        "elbv2",
-        endpoint_url=moto_url,
-        region_name="eu-west-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _targets(elb, group_arn) -> set[str]:
     health = elb.describe_target_health(TargetGroupArn=group_arn)["TargetHealthDescriptions"]
     return {
@@ -212,7 +207,7 @@ def test_scale_out_behind_a_load_balancer(aws, moto_url):
     """chestx_web_count: 2 -> ALB + target group (/readyz) + 2 instances in 2 zones; re-run
     changes nothing; 3 then 2 adds and removes exactly one; teardown leaves nothing."""
     env, ec2, inventory, extra, _ = aws
-    elb = _elbv2(moto_url)
+    elb = _aws_client("elbv2", moto_url)
     first = _provision_web(aws, 2)
     assert first.rc == 0, first.output[-6000:]
 
@@ -315,14 +310,8 @@ def test_scale_out_behind_a_load_balancer(aws, moto_url):
 def test_https_at_the_load_balancer(aws, moto_url):
     """With chestx_acm_certificate_arn: HTTPS 443 with the certificate, HTTP 80 redirects."""
     env, ec2, inventory, extra, _ = aws
-    elb = _elbv2(moto_url)
-    acm = boto3.client(
-        "acm",
-        endpoint_url=moto_url,
-        region_name="eu-west-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    elb = _aws_client("elbv2", moto_url)
+    acm = _aws_client("acm", moto_url)
     arn = acm.request_certificate(DomainName="xray.example.org")["CertificateArn"]
     run = _provision_web(aws, 2, chestx_acm_certificate_arn=arn)
     assert run.rc == 0, run.output[-6000:]

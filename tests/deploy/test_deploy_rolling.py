@@ -30,10 +30,18 @@ import uuid
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO, ansible_env, free_port, run_playbook
+from deploy_helpers import (
+    GITHUB_OWNER,
+    GITHUB_REPO,
+    REPO,
+    TOKEN,
+    ansible_env,
+    app_source_vars,
+    free_port,
+    run_playbook,
+)
 from deploy_testhost import FakeGitHubAPI, GitServer, run
 from deploy_testhost import TestHost as NspawnHost
-from test_deploy_host import TOKEN, _dataset_zip
 
 pytestmark = pytest.mark.slow
 
@@ -216,20 +224,12 @@ def pair(tmp_path_factory):
         NspawnHost(work / "web1", "chestx-web") as web1,
         NspawnHost(work / "web2", "chestx-web") as web2,
         GitServer(web1.gateway, REPO) as git,
-        FakeGitHubAPI(web1.gateway, TOKEN, git, "chestx-org", "chestx") as api,
+        FakeGitHubAPI(web1.gateway, TOKEN, git, GITHUB_OWNER, GITHUB_REPO) as api,
         HAProxy(work, {"web1": web1.ip, "web2": web2.ip}) as lb,
     ):
         TIMINGS["boot both hosts"] = time.monotonic() - start
         group_vars = {
-            "chestx_repo_url": git.url,
-            "chestx_version": "main",
-            "chestx_github_token": TOKEN,
-            "chestx_github_api_url": api.url,
-            "chestx_github_repo": "chestx-org/chestx",
-            "chestx_git_known_hosts": [git.known_hosts_line],
-            "chestx_dataset_source": "archive",
-            "chestx_dataset_archive": str(_dataset_zip(work / "chest_xray.zip")),
-            "gunicorn_workers": 1,
+            **app_source_vars(git, api, work),
             "chestx_web_count": 2,
             "chestx_lb": "haproxy",
             "chestx_haproxy_socket": str(lb.socket),
