@@ -183,14 +183,20 @@ def session(
     hypermodel = ChestHyperModel(
         space, min_sensitivity=req.min_sensitivity, seed=req.seed, verbose=2 if req.verbose else 0
     )
-    tuner = tuners.create(
-        space,
-        hypermodel,
-        run_dir=run_dir,
-        seed=req.seed,
-        tuner_id=role.tuner_id,
-        session_trials=max_trials,
-    )
+    try:
+        tuner = tuners.create(
+            space,
+            hypermodel,
+            run_dir=run_dir,
+            seed=req.seed,
+            tuner_id=role.tuner_id,
+            session_trials=max_trials,
+        )
+    except json.JSONDecodeError as exc:  # edited by hand, or emptied by a kill before this fix
+        raise TuningError(
+            f"cannot resume: a saved search state file under {run_dir.path} is not valid JSON"
+            f" ({exc.msg} at line {exc.lineno}); start the search again in a new --out folder"
+        ) from None
     try:
         tuner.search(data=data, epochs=space.budget.epochs, verbose=hypermodel.verbose)
     except SessionFull:

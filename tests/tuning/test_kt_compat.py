@@ -3,6 +3,9 @@ checked against the installed keras-tuner: an upgrade that breaks one fails here
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from chestx.tuning.engine import kt_compat
@@ -76,3 +79,26 @@ def test_the_debug_print_of_conditions_is_silenced(capsys):
     kt_compat.silence_condition_print()
     conditions.Parent("augment", [True]).to_proto()
     assert capsys.readouterr().out == ""
+
+
+def test_state_files_are_written_atomically(oracle, tmp_path, monkeypatch):
+    """A kill between emptying and writing ``oracle.json`` left it empty: the save is now a
+    temporary file renamed over the old one, so a crash before the rename keeps the old state."""
+    kt_compat.atomic_state_files()
+    kt_compat.atomic_state_files()  # idempotent: not wrapped twice
+    oracle.create_trial("tuner0")
+    oracle.save()
+    path = tmp_path / "p" / "oracle.json"
+    before = json.loads(path.read_text())
+    assert "tuner0" in before["ongoing_trials"]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies after writing, before the rename
+
+    oracle.seed += 1  # a change the next save would record
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        oracle.save()
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == before
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp left

@@ -190,7 +190,7 @@ def _wait_for(path: Path, text: str, proc, timeout: float) -> None:
     raise AssertionError(f"{text!r} never appeared:\n{path.read_text()[-3000:]}")
 
 
-def test_resume_after_a_killed_search(tmp_path, xray_dir):
+def test_resume_after_a_killed_search(tmp_path, xray_dir, capsys):
     out = tmp_path / "run"
     argv = tune_argv(SMOKE, xray_dir, out, "--max-trials", "3", "--no-best")
     first = _tune_process(argv, tmp_path / "first.log")
@@ -222,6 +222,14 @@ def test_resume_after_a_killed_search(tmp_path, xray_dir):
     assert all(r["status"] == "COMPLETED" for r in rows)
     sessions = json.loads((out / "run.json").read_text())["sessions"]
     assert len(sessions) == 2
+
+    # a state file emptied by a kill mid-write (Keras Tuner's own, non-atomic save did that)
+    # is refused with one line, not a JSON traceback
+    (out / "search" / "oracle.json").write_text("")
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("chestx: error: cannot resume: a saved search state file under")
+    assert "Traceback" not in "\n".join(err)
 
 
 def test_a_search_where_every_trial_fails_exits_2(tmp_path, xray_dir, capsys):

@@ -21,9 +21,18 @@ Why each is used:
 * ``is_duplicate``: whether the oracle already ran these values (its private ``_duplicate``);
   the defaults-first trial (``chestx.tuning.engine.oracle``) must not repeat a trial on resume.
 * ``TUNER_HOOKS``: the underscored ``kt.Tuner`` methods ``SearchTuner`` overrides or calls.
+* ``atomic_state_files``: Keras Tuner saves its state (``oracle.json``, ``tuner0.json``, every
+  ``trial.json``) through ``keras_tuner.src.utils.save_json``, which opens the file for writing
+  (emptying it) and then writes. A search killed in between (``kill -9``, the OOM killer, a
+  power cut) left an empty ``oracle.json`` that ``--resume`` could not parse. The function is
+  replaced by an atomic write (``chestx.fileio``: a temporary file, then ``os.replace``).
 """
 
 from __future__ import annotations
+
+import json
+
+from chestx import fileio
 
 # kt.Tuner methods chestx.tuning.engine.tuner.SearchTuner overrides or calls
 TUNER_HOOKS = (
@@ -70,3 +79,22 @@ def silence_condition_print() -> None:
     from keras_tuner.src.engine import conditions
 
     conditions.print = lambda *args, **kwargs: None
+
+
+def atomic_state_files() -> None:
+    """Make Keras Tuner write its state files atomically (idempotent; see the module doc)."""
+    from keras_tuner.src import utils
+
+    if getattr(utils.save_json, "chestx_atomic", False):
+        return
+    keras_tuner_save_json = utils.save_json
+
+    def save_json(path, obj):
+        if "://" in str(path):  # a remote file system (gs://...): no rename there
+            return keras_tuner_save_json(path, obj)
+        text = json.dumps(obj)
+        fileio.atomic_write_text(path, text)
+        return text
+
+    save_json.chestx_atomic = True  # type: ignore[attr-defined]
+    utils.save_json = save_json

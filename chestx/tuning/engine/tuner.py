@@ -67,6 +67,7 @@ class SearchTuner(kt.Tuner):
         self.session_trials = session_trials
         self._trials_here = 0
         kwargs.setdefault("executions_per_trial", self.space.budget.executions_per_trial)
+        kt_compat.atomic_state_files()  # before the first save and before a resume reads
         super().__init__(
             oracle,
             hypermodel,
