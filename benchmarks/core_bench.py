@@ -10,8 +10,10 @@ Prints a Markdown table. Not a test: numbers depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -39,6 +41,29 @@ def epoch_seconds(model_fn, ds, epochs: int) -> float:
     return statistics.mean(times[1:])
 
 
+def network_recipe(card: dict) -> tuple[str, dict, dict | None]:
+    """Architecture, model options and augmentation of the network whose training is timed.
+
+    A single model's card records them. An ensemble's card (the shipped model: one network
+    behind a zoom-out view) records each member's ``chestx train`` command instead; the first
+    member's is read back through chestx's own parser, so its recipe is timed exactly.
+    """
+    if card.get("arch") != "ensemble":
+        recipe = card.get("training", {}).get("config", {})
+        return (
+            card.get("arch", "chestnet"),
+            recipe.get("model_options") or {},
+            recipe.get("augmentation"),
+        )
+    from chestx.cli import build_parser
+    from chestx.train import config_from_args
+
+    command = card["ensemble"]["members"][0]["training"]["command"]
+    cfg = config_from_args(build_parser().parse_args(shlex.split(command)[1:]))
+    augmentation = dataclasses.asdict(cfg.augmentation) if cfg.augmentation else None
+    return cfg.arch, cfg.model_options, augmentation
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
@@ -57,14 +82,11 @@ def main() -> None:
 
     predictor = Predictor(args.model)
     size, intensity = predictor.image_size, predictor.intensity
-    card = predictor.card
-    arch = card.get("arch", "chestnet")
-    recipe = card.get("training", {}).get("config", {})
-    options = recipe.get("model_options") or {}
+    arch, options, augmentation = network_recipe(predictor.card)
 
     splits, _ = make_splits(args.data, seed=0, limit=int(args.images / 0.7) + 1)
     records = splits["train"][: args.images]
-    aug = augmenter(**recipe["augmentation"], seed=0) if recipe.get("augmentation") else None
+    aug = augmenter(**augmentation, seed=0) if augmentation else None
 
     def fresh():
         keras.utils.set_random_seed(0)
