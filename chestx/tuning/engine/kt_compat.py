@@ -87,11 +87,8 @@ def atomic_state_files() -> None:
 
     if getattr(utils.save_json, "chestx_atomic", False):
         return
-    keras_tuner_save_json = utils.save_json
 
-    def save_json(path, obj):
-        if "://" in str(path):  # a remote file system (gs://...): no rename there
-            return keras_tuner_save_json(path, obj)
+    def save_json(path, obj):  # run folders are local paths (RunDir), so a rename always works
         text = json.dumps(obj)
         fileio.atomic_write_text(path, text)
         return text
