@@ -102,3 +102,55 @@ def test_state_files_are_written_atomically(oracle, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert json.loads(path.read_text()) == before
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def _reloaded(tmp_path):
+    import keras_tuner as kt
+
+    again = kt.oracles.RandomSearchOracle(
+        objective=kt.Objective("score", "max"), max_trials=3, max_retries_per_trial=1, seed=1
+    )
+    again.verbose = 0
+    again._set_project_dir(str(tmp_path), "p")
+    again.reload()  # what kt.Tuner does on resume
+    return again
+
+
+def test_a_trial_created_but_never_recorded_is_created_again(oracle, tmp_path, monkeypatch):
+    """Killed between ``trial_1/trial.json`` and ``oracle.json``: Keras Tuner alone would count
+    the half-created trial towards ``max_trials`` and never run it."""
+    kt_compat.atomic_state_files()
+    first = oracle.create_trial("tuner0")
+    oracle.update_trial(first.trial_id, {"score": 0.5})
+    first.status = "COMPLETED"
+    oracle.end_trial(first)
+    oracle.save()  # what kt.Tuner.on_trial_end does next
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(oracle, "save", killed)  # dies after trial.json, before oracle.json
+    with pytest.raises(KeyboardInterrupt):
+        oracle.create_trial("tuner0")
+    half = oracle.trials["1"]
+    assert (tmp_path / "p" / "trial_1" / "trial.json").is_file()
+
+    again = _reloaded(tmp_path)
+    assert again.trials["1"].status == "RUNNING"  # read back, but recorded nowhere
+    assert kt_compat.forget_unrecorded_trials(again) == ["1"]
+    assert sorted(again.trials) == ["0"]
+    assert not (tmp_path / "p" / "trial_1").exists()
+    assert kt_compat.forget_unrecorded_trials(again) == []  # idempotent
+    redo = again.create_trial("tuner0")
+    assert redo.trial_id == "1"  # not "2": the search is not one trial short
+    assert redo.hyperparameters.values == half.hyperparameters.values
+
+
+def test_an_ongoing_trial_is_kept_for_keras_tuners_retry(oracle, tmp_path):
+    """A trial the oracle recorded as running when the search died is Keras Tuner's to retry."""
+    kt_compat.atomic_state_files()
+    oracle.create_trial("tuner0")  # saved with the trial as ongoing
+    again = _reloaded(tmp_path)
+    assert kt_compat.forget_unrecorded_trials(again) == []
+    assert kt_compat.retries_pending(again) is True
+    assert again.create_trial("tuner0").trial_id == "0"

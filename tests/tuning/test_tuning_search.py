@@ -223,6 +223,18 @@ def test_resume_after_a_killed_search(tmp_path, xray_dir, capsys):
     sessions = json.loads((out / "run.json").read_text())["sessions"]
     assert len(sessions) == 2
 
+    # killed between a new trial's trial.json and oracle.json (Keras Tuner writes them in that
+    # order): the half-created trial is created again, not counted and left RUNNING forever
+    half = json.loads((out / "search" / "trial_2" / "trial.json").read_text())
+    half.update(trial_id="3", status="RUNNING", score=None, metrics={"metrics": {}})
+    (out / "search" / "trial_3").mkdir()
+    (out / "search" / "trial_3" / "trial.json").write_text(json.dumps(half))
+    more = tune_argv(SMOKE, xray_dir, out, "--max-trials", "4", "--no-best", "--resume")
+    assert main(more) == 0  # (a session runs in a child process: its log is not captured)
+    rows = read_leaderboard(out)
+    assert sorted(r["trial"] for r in rows) == ["0", "1", "2", "3"]
+    assert all(r["status"] == "COMPLETED" for r in rows)
+
     # a state file emptied by a kill mid-write (Keras Tuner's own, non-atomic save did that)
     # is refused with one line, not a JSON traceback
     (out / "search" / "oracle.json").write_text("")

@@ -26,11 +26,17 @@ Why each is used:
   (emptying it) and then writes. A search killed in between (``kill -9``, the OOM killer, a
   power cut) left an empty ``oracle.json`` that ``--resume`` could not parse. The function is
   replaced by an atomic write (``chestx.fileio``: a temporary file, then ``os.replace``).
+* ``forget_unrecorded_trials``: ``Oracle.create_trial`` saves the new trial's ``trial.json``,
+  then ``oracle.json``. A search killed between the two left a trial that ``reload`` reads back
+  as RUNNING but that the oracle's state never recorded: Keras Tuner neither ran nor retried it,
+  yet counted it towards ``max_trials``, so the resumed search ended one trial short with a
+  RUNNING row in its leaderboard. Such a trial is forgotten and created again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 from chestx import fileio
 
@@ -95,3 +101,28 @@ def atomic_state_files() -> None:
 
     save_json.chestx_atomic = True  # type: ignore[attr-defined]
     utils.save_json = save_json
+
+
+def forget_unrecorded_trials(oracle) -> list[str]:
+    """Forget the trials a reloaded ``oracle`` holds but its saved state never recorded.
+
+    Such a trial was being created when the search was killed (see the module doc): its
+    ``trial.json`` exists, status RUNNING, but its id is not in ``start_order``, nor ongoing,
+    nor waiting for a retry. The saved state is the consistent one, so the trial is dropped and
+    its ``trial.json`` removed; Keras Tuner then creates it again, under the same id and, since
+    the oracle's random state was saved before it, with the same values. Returns the ids.
+    """
+    recorded = set(oracle.start_order) | set(oracle._retry_queue)
+    recorded |= {trial.trial_id for trial in oracle.ongoing_trials.values()}
+    unrecorded = [
+        trial_id
+        for trial_id, trial in oracle.trials.items()
+        if trial_id not in recorded and trial.status == "RUNNING"
+    ]
+    for trial_id in unrecorded:
+        del oracle.trials[trial_id]
+        trial_dir = oracle._get_trial_dir(trial_id)
+        os.remove(os.path.join(trial_dir, "trial.json"))
+        if not os.listdir(trial_dir):
+            os.rmdir(trial_dir)
+    return unrecorded

@@ -25,6 +25,7 @@ import warnings
 
 import keras_tuner as kt
 
+from chestx.fileio import atomic_write_text
 from chestx.tuning.engine import kt_compat, leaderboard, progress
 from chestx.tuning.engine.rundir import PROJECT, RunDir
 
@@ -76,6 +77,13 @@ class SearchTuner(kt.Tuner):
             overwrite=False,
             **kwargs,
         )
+        if not self._is_worker():  # a worker's oracle is the chief's, over gRPC
+            for trial_id in kt_compat.forget_unrecorded_trials(self.oracle):
+                log.warning(
+                    "trial %s was being created when the last session was killed; "
+                    "it is created again",
+                    trial_id,
+                )
 
     # -- the space is declared from the file: no model needs building to discover it
     def _populate_initial_space(self):
@@ -120,8 +128,7 @@ class SearchTuner(kt.Tuner):
             "ended": time.time(),
         }
         path = os.path.join(self.get_trial_dir(trial.trial_id), leaderboard.SIDECAR)
-        with open(path, "w") as fh:
-            json.dump(record, fh, indent=2)
+        atomic_write_text(path, json.dumps(record, indent=2))
 
     # -- progress: one line per trial start and end
     def on_trial_begin(self, trial):
