@@ -13,8 +13,7 @@ from chestx.tuning.engine import kt_compat
 pytestmark = pytest.mark.filterwarnings("ignore:All-NaN:RuntimeWarning")
 
 
-@pytest.fixture
-def oracle(tmp_path):
+def _random_oracle(tmp_path):
     import keras_tuner as kt
 
     oracle = kt.oracles.RandomSearchOracle(
@@ -22,6 +21,16 @@ def oracle(tmp_path):
     )
     oracle.verbose = 0
     oracle._set_project_dir(str(tmp_path), "p")  # what kt.Tuner does with its directory
+    return oracle
+
+
+def _killed(*args, **kwargs):
+    raise KeyboardInterrupt  # the process dies here
+
+
+@pytest.fixture
+def oracle(tmp_path):
+    oracle = _random_oracle(tmp_path)
     hp = oracle.get_space()
     hp.Int("a", 0, 10)
     oracle.update_space(hp)
@@ -92,11 +101,8 @@ def test_state_files_are_written_atomically(oracle, tmp_path, monkeypatch):
     before = json.loads(path.read_text())
     assert "tuner0" in before["ongoing_trials"]
 
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt  # the process dies after writing, before the rename
-
     oracle.seed += 1  # a change the next save would record
-    monkeypatch.setattr(os, "replace", killed)
+    monkeypatch.setattr(os, "replace", _killed)  # after writing, before the rename
     with pytest.raises(KeyboardInterrupt):
         oracle.save()
     monkeypatch.undo()
@@ -105,13 +111,7 @@ def test_state_files_are_written_atomically(oracle, tmp_path, monkeypatch):
 
 
 def _reloaded(tmp_path):
-    import keras_tuner as kt
-
-    again = kt.oracles.RandomSearchOracle(
-        objective=kt.Objective("score", "max"), max_trials=3, max_retries_per_trial=1, seed=1
-    )
-    again.verbose = 0
-    again._set_project_dir(str(tmp_path), "p")
+    again = _random_oracle(tmp_path)
     again.reload()  # what kt.Tuner does on resume
     return again
 
@@ -126,10 +126,7 @@ def test_a_trial_created_but_never_recorded_is_created_again(oracle, tmp_path, m
     oracle.end_trial(first)
     oracle.save()  # what kt.Tuner.on_trial_end does next
 
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(oracle, "save", killed)  # dies after trial.json, before oracle.json
+    monkeypatch.setattr(oracle, "save", _killed)  # dies after trial.json, before oracle.json
     with pytest.raises(KeyboardInterrupt):
         oracle.create_trial("tuner0")
     half = oracle.trials["1"]
