@@ -84,6 +84,25 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--patience", type=int, default=6, help="EarlyStopping patience (epochs)")
     p.add_argument(
+        "--teacher",
+        default=None,
+        metavar="MODEL_DIR",
+        help="distil: train on the labels blended with this model's probabilities "
+        "(e.g. an ensemble too slow to serve)",
+    )
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=0.5,
+        help="fraction of each training target that is the teacher's (0.5)",
+    )
+    p.add_argument(
+        "--teacher-temperature",
+        type=float,
+        default=1.0,
+        help="soften the teacher's probabilities: sigmoid(logit(p) / T) (1)",
+    )
+    p.add_argument(
         "--min-sensitivity",
         type=float,
         default=config.DEFAULT_MIN_SENSITIVITY,

@@ -280,10 +280,12 @@ def dataset(
     skipped: DecodeLog | None = None,
     mixup: float = 0.0,
     prepare=None,
+    targets: np.ndarray | None = None,
 ):
     """The tf.data input pipeline: parallel OpenCV decode, drop unreadable files, cache the
     decoded uint8 images in memory, shuffle, batch, augment in parallel, prefetch.
-    ``prepare``: see ``_decoder``."""
+    ``prepare``: see ``_decoder``. ``targets``: one float training target per record in place of
+    its 0/1 label (a teacher's soft targets, ``chestx.distill``)."""
     import tensorflow as tf
 
     decode = _decoder(image_size, intensity, skipped, prepare)
@@ -296,6 +298,10 @@ def dataset(
 
     paths = [str(r.path) for r in records]
     labels = np.array([r.label for r in records], np.float32)
+    if targets is not None:
+        if len(targets) != len(records):
+            raise ValueError(f"{len(targets)} targets for {len(records)} records")
+        labels = np.asarray(targets, np.float32)
     ds = (
         tf.data.Dataset.from_tensor_slices((paths, labels))
         .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

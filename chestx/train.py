@@ -29,6 +29,7 @@ from chestx.data import (
     split_counts,
     write_manifest,
 )
+from chestx.distill import soft_targets
 from chestx.errors import DataError
 from chestx.fileio import atomic_path
 from chestx.interrupts import GracefulInterrupt
@@ -62,6 +63,9 @@ class TrainConfig:
     split_seed: int | None = None  # the patient split's (default: seed); ensemble members share it
     label_smoothing: float = config.DEFAULT_LABEL_SMOOTHING
     mixup: float = config.DEFAULT_MIXUP  # Beta(alpha, alpha) mixup of training batches; 0 = off
+    teacher: Path | None = None  # a model directory whose soft targets blend with the labels
+    teacher_weight: float = 0.5  # fraction of each target that is the teacher's
+    teacher_temperature: float = 1.0  # the teacher's probabilities softened by this temperature
     patience: int | None = 6  # EarlyStopping; ReduceLROnPlateau at a third; None: neither
     monitor: str = "val_auc"  # what the checkpoint, EarlyStopping and ReduceLROnPlateau watch
     min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY
@@ -95,6 +99,9 @@ def config_from_args(args) -> TrainConfig:
         split_seed=args.split_seed,
         label_smoothing=args.label_smoothing,
         mixup=args.mixup,
+        teacher=Path(args.teacher) if args.teacher else None,
+        teacher_weight=args.teacher_weight,
+        teacher_temperature=args.teacher_temperature,
         patience=args.patience,
         min_sensitivity=args.min_sensitivity,
         limit=args.limit,
@@ -154,9 +161,25 @@ def _train(
         batch_size=cfg.batch_size,
         skipped=skipped,
     )
+    targets, teacher = None, None
+    if cfg.teacher is not None:
+        targets, teacher = soft_targets(
+            cfg.teacher,
+            splits["train"],
+            image_size=cfg.image_size,
+            intensity=cfg.intensity,
+            weight=cfg.teacher_weight,
+            temperature=cfg.teacher_temperature,
+        )
     aug = recipe.augment_layer(cfg)
     train_ds = dataset(
-        splits["train"], training=True, augment=aug, seed=cfg.seed, mixup=cfg.mixup, **common
+        splits["train"],
+        training=True,
+        augment=aug,
+        seed=cfg.seed,
+        mixup=cfg.mixup,
+        targets=targets,
+        **common,
     )
     val_ds = dataset(splits["val"], **common)
     weights = recipe.class_weights([r.label for r in splits["train"]])
@@ -235,6 +258,7 @@ def _train(
             "seconds": round(seconds, 1),
             "images_per_second": round(n_train * epochs_run / seconds, 1) if seconds else None,
             "class_weight": weights,
+            "teacher": teacher,
             "learning_rate": recipe.learning_rate(cfg),
             "config": {
                 k: (Path(v).resolve().name if isinstance(v, Path) else v)
