@@ -171,6 +171,12 @@ def _train(
             weight=cfg.teacher_weight,
             temperature=cfg.teacher_temperature,
         )
+    if targets is not None or cfg.mixup:
+        log.info(
+            "soft training targets: the training-batch accuracy, auc, precision and sensitivity "
+            "Keras logs treat any target above 0 as pneumonia and mean nothing; the val_ "
+            "metrics (true labels) choose the checkpoint"
+        )
     aug = recipe.augment_layer(cfg)
     train_ds = dataset(
         splits["train"],
