@@ -36,6 +36,14 @@ def blend(labels: np.ndarray, teacher: np.ndarray, weight: float, temperature: f
     return ((1 - weight) * labels + weight * soften(teacher, temperature)).astype(np.float32)
 
 
+def teacher_commands(card: dict) -> list[str]:
+    """The chestx commands that made the teacher (its members' first), for the student's card:
+    with them, the student is reproducible from the Kaggle data set alone."""
+    training = card.get("training") or {}
+    commands = [*training.get("member_commands", []), training.get("command")]
+    return [c for c in commands if c]
+
+
 def soft_targets(
     teacher_dir: str | Path,
     records: list[Record],
@@ -91,6 +99,7 @@ def soft_targets(
         "directory": teacher_dir.resolve().name,
         "weight": weight,
         "temperature": temperature,
+        "commands": teacher_commands(card),
         "scored": int(len(y)),
         "label_agreement": round(agree, 4),
         "mean_abs_target_shift": round(float(np.mean(np.abs(targets[read] - labels[read]))), 4)

@@ -9,7 +9,7 @@ import pytest
 
 from chestx.cli import main
 from chestx.data import Record, dataset, scan_folder
-from chestx.distill import blend, soft_targets, soften
+from chestx.distill import blend, soft_targets, soften, teacher_commands
 from chestx.errors import ModelError
 from chestx.scoring import predict_dataset
 
@@ -57,6 +57,13 @@ def test_soft_targets_are_the_teachers_probabilities_blended(tiny_model_dir, xra
     assert entry["model"] == "tiny-test" and entry["directory"] == tiny_model_dir.name
 
 
+def test_teacher_commands_list_the_members_first():
+    card = {"training": {"command": "chestx ensemble …", "member_commands": ["a", "b"]}}
+    assert teacher_commands(card) == ["a", "b", "chestx ensemble …"]
+    assert teacher_commands({"training": {"command": "chestx train …"}}) == ["chestx train …"]
+    assert teacher_commands({}) == []
+
+
 def test_teacher_with_another_input_or_bad_weights_is_refused(tiny_model_dir, xray_dir):
     records = scan_folder(xray_dir)[:2]
     with pytest.raises(ModelError, match="image_size 64"):
@@ -69,22 +76,29 @@ def test_teacher_with_another_input_or_bad_weights_is_refused(tiny_model_dir, xr
         )
 
 
+def _copy_with_card(src, dst, **changes):
+    shutil.copytree(src, dst)
+    card_path = dst / "card.json"
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), **changes}))
+    return dst
+
+
 def test_train_with_a_teacher_records_it_in_the_card(capsys, tmp_path, xray_dir, tiny_model_dir):
+    made_by = {"command": "chestx ensemble --member m1 --member m2 …", "member_commands": ["m1"]}
+    teacher_dir = _copy_with_card(tiny_model_dir, tmp_path / "teacher", training=made_by)
     base = ["train", "--data", str(xray_dir), "--image-size", "64", "--batch-size", "8"]
     out = tmp_path / "student"
     argv = [*base, "--out", str(out), "--epochs", "1", "--seed", "1", "--teacher"]
-    assert main([*argv, str(tiny_model_dir), "--teacher-weight", "0.3"]) == 0
+    assert main([*argv, str(teacher_dir), "--teacher-weight", "0.3"]) == 0
     card = json.loads((out / "card.json").read_text())
     teacher = card["training"]["teacher"]
     assert teacher["model"] == "tiny-test" and teacher["weight"] == 0.3
+    assert teacher["commands"] == ["m1", made_by["command"]]  # reproducible from the data
     assert teacher["scored"] == card["data"]["counts"]["train"]["n"]
-    assert card["training"]["config"]["teacher"] == tiny_model_dir.name  # no absolute path
+    assert card["training"]["config"]["teacher"] == "teacher"  # no absolute path
     assert "--teacher" in card["training"]["command"]
 
-    unfinished = tmp_path / "unfinished"
-    shutil.copytree(tiny_model_dir, unfinished)
-    card_path = unfinished / "card.json"
-    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "status": "training"}))
+    unfinished = _copy_with_card(tiny_model_dir, tmp_path / "unfinished", status="training")
     capsys.readouterr()
     code = main([*base, "--out", str(tmp_path / "s2"), "--teacher", str(unfinished)])
     err = capsys.readouterr().err
