@@ -44,6 +44,26 @@ def teacher_commands(card: dict) -> list[str]:
     return [c for c in commands if c]
 
 
+def check_teacher(
+    teacher_dir: str | Path, *, image_size: int, intensity: str, weight: float, temperature: float
+) -> dict:
+    """The teacher's card, if it can teach this run (``ModelError``, one line, if not). Cheap:
+    ``chestx train`` calls it before it touches its output directory."""
+    if not 0 < weight <= 1:
+        raise ModelError(f"--teacher-weight must be in (0, 1], not {weight:g}")
+    if temperature <= 0:
+        raise ModelError(f"--teacher-temperature must be positive, not {temperature:g}")
+    card = modeldir.load_card(teacher_dir)
+    modeldir.check_finished(card, teacher_dir)
+    for key, mine in (("image_size", image_size), ("intensity", intensity)):
+        if card.get(key) != mine:
+            raise ModelError(
+                f"teacher {teacher_dir} takes {key} {card.get(key)!r}, this run {mine!r}; "
+                "train the student with the teacher's input"
+            )
+    return card
+
+
 def soft_targets(
     teacher_dir: str | Path,
     records: list[Record],
@@ -60,19 +80,14 @@ def soft_targets(
 
     import chestx.models  # noqa: F401  (custom layers)
 
-    if not 0 < weight <= 1:
-        raise ModelError(f"--teacher-weight must be in (0, 1], not {weight:g}")
-    if temperature <= 0:
-        raise ModelError(f"--teacher-temperature must be positive, not {temperature:g}")
     teacher_dir = Path(teacher_dir)
-    card = modeldir.load_card(teacher_dir)
-    modeldir.check_finished(card, teacher_dir)
-    for key, mine in (("image_size", image_size), ("intensity", intensity)):
-        if card.get(key) != mine:
-            raise ModelError(
-                f"teacher {teacher_dir} takes {key} {card.get(key)!r}, this run {mine!r}; "
-                "train the student with the teacher's input"
-            )
+    card = check_teacher(
+        teacher_dir,
+        image_size=image_size,
+        intensity=intensity,
+        weight=weight,
+        temperature=temperature,
+    )
     try:
         model = keras.saving.load_model(teacher_dir / modeldir.MODEL_FILE, compile=False)
     except Exception as exc:
@@ -88,7 +103,7 @@ def soft_targets(
     targets[read] = blend(y, p, weight, temperature)
     agree = float(np.mean((p >= 0.5) == (y >= 0.5))) if len(y) else 0.0
     log.info(
-        "teacher %s: %d training X-rays scored, agrees with %.3f of the labels",
+        "teacher %s: %d training X-rays scored, agrees with %.3f of the labels at 0.5",
         teacher_dir.name,
         len(y),
         agree,

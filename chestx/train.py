@@ -29,7 +29,7 @@ from chestx.data import (
     split_counts,
     write_manifest,
 )
-from chestx.distill import soft_targets
+from chestx.distill import check_teacher, soft_targets
 from chestx.errors import DataError
 from chestx.fileio import atomic_path
 from chestx.interrupts import GracefulInterrupt
@@ -139,6 +139,14 @@ def _train(
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    if cfg.teacher is not None:  # a bad teacher is refused before the output is touched
+        check_teacher(
+            cfg.teacher,
+            image_size=cfg.image_size,
+            intensity=cfg.intensity,
+            weight=cfg.teacher_weight,
+            temperature=cfg.teacher_temperature,
+        )
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     splits, external = make_splits(cfg.data, seed=split_seed, limit=cfg.limit)
     if not splits["train"] or not splits["val"]:

@@ -103,3 +103,8 @@ def test_train_with_a_teacher_records_it_in_the_card(capsys, tmp_path, xray_dir,
     code = main([*base, "--out", str(tmp_path / "s2"), "--teacher", str(unfinished)])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "training" in err
+    assert not (tmp_path / "s2").exists()  # refused before the output directory is made
+
+    code = main([*base, "--out", str(out), "--teacher", str(teacher_dir), "--image-size", "48"])
+    assert code == 2 and "image_size 64" in capsys.readouterr().err
+    assert (out / "model.keras").is_file()  # the earlier model in --out is untouched
