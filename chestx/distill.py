@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from chestx import modeldir
+from chestx.calibration import logit
 from chestx.data import DecodeLog, Record, dataset
 from chestx.errors import ModelError
 from chestx.scoring import predict_dataset
@@ -25,9 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def soften(p: np.ndarray, temperature: float) -> np.ndarray:
-    """``sigmoid(logit(p) / T)``: T > 1 flattens the teacher's probabilities towards 0.5."""
-    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
-    return 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
+    """``sigmoid(logit(p) / T)``: T > 1 flattens the teacher's probabilities towards 0.5 (the
+    calibration transform without offset, kept in float64: targets, not served scores)."""
+    return 1.0 / (1.0 + np.exp(-logit(p) / temperature))
 
 
 def blend(labels: np.ndarray, teacher: np.ndarray, weight: float, temperature: float):
@@ -76,10 +77,6 @@ def soft_targets(
 ) -> tuple[np.ndarray, dict]:
     """``(targets, card entry)``: one float target per record, in order (a file the teacher
     cannot read keeps its label; training skips it anyway)."""
-    import keras
-
-    import chestx.models  # noqa: F401  (custom layers)
-
     teacher_dir = Path(teacher_dir)
     card = check_teacher(
         teacher_dir,
@@ -88,10 +85,7 @@ def soft_targets(
         weight=weight,
         temperature=temperature,
     )
-    try:
-        model = keras.saving.load_model(teacher_dir / modeldir.MODEL_FILE, compile=False)
-    except Exception as exc:
-        raise ModelError(f"cannot load {teacher_dir / modeldir.MODEL_FILE}: {exc}") from exc
+    model = modeldir.load_keras(teacher_dir)
     skipped = DecodeLog()
     ds = dataset(
         records, image_size=image_size, intensity=intensity, batch_size=batch_size, skipped=skipped

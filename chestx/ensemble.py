@@ -25,16 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def _member(path: Path) -> tuple[dict, object]:
-    import keras
-
-    import chestx.models  # noqa: F401  (custom layers)
-
-    card = modeldir.load_card(path)
-    try:
-        model = keras.saving.load_model(path / modeldir.MODEL_FILE, compile=False)
-    except Exception as exc:
-        raise ModelError(f"cannot load {path / modeldir.MODEL_FILE}: {exc}") from exc
-    return card, model
+    return modeldir.load_card(path), modeldir.load_keras(path)
 
 
 def build_ensemble(

@@ -124,6 +124,21 @@ def new_model_dir(out: str | Path) -> Iterator[Path]:
         raise
 
 
+def load_keras(model_dir: str | Path):
+    """The directory's ``model.keras`` with chestx's custom layers (no optimizer), or
+    ``ModelError`` with a one-line reason (a truncated or foreign file, not a traceback)."""
+    import keras
+
+    import chestx.models  # noqa: F401  (registers the custom layers)
+
+    path = Path(model_dir) / MODEL_FILE
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:
+        reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+        raise ModelError(f"cannot load {path}: {reason}") from exc
+
+
 def write_card(model_dir: str | Path, card: dict) -> Path:
     path = Path(model_dir) / CARD
     atomic_write_text(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
