@@ -1,4 +1,4 @@
-"""Parsing of the values the command lines share: positive counts and HOST:PORT addresses.
+"""Parsing of the values the command lines share: positive counts, fractions, HOST:PORT addresses.
 
 ``chestx``, ``chestx tune`` and ``chestx serve`` use these as argparse ``type=`` callables (a
 bad value: argparse's one-line error and exit code 2); ``split_host_port`` is also what the
@@ -19,6 +19,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (a moving average's momentum)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
     return value
 
 

@@ -7,6 +7,9 @@
   appends in place, which a Ctrl-C can cut mid-line).
 * ``StopOnInterrupt``: ends ``fit`` after the current batch once Ctrl-C was pressed; the epoch's
   validation and checkpoint still run, so the run can finish from a real checkpoint.
+* ``ValidateMovingAverage``: with an optimizer that keeps a moving average of the weights
+  (``use_ema``), each epoch's validation, checkpoint, early stopping and learning-rate schedule
+  see that average; training itself goes on from the raw weights.
 """
 
 from __future__ import annotations
@@ -113,3 +116,41 @@ class StopOnInterrupt(keras.callbacks.Callback):
 
     on_train_batch_end = _check
     on_epoch_end = _check
+
+
+class ValidateMovingAverage(keras.callbacks.Callback):
+    """Swap the optimizer's moving average of the weights in for each epoch's validation and
+    out again at the end of the epoch; it must come last among the callbacks, so that every
+    ``on_epoch_end`` before it (the checkpoint above all) sees the average.
+
+    The average is Keras' own (``use_ema``; ``finalize_variable_values`` copies it into the
+    model, as ``fit`` does when it ends); only the raw weights are kept here, to restore. Unlike
+    ``ema_overwrite_frequency``, this leaves the training trajectory untouched.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._raw: list | None = None
+        self._fitting = False
+
+    def on_train_begin(self, logs=None):
+        if not getattr(self.model.optimizer, "use_ema", False):
+            raise ValueError("ValidateMovingAverage needs an optimizer built with use_ema=True")
+        self._fitting = True
+
+    def on_train_end(self, logs=None):
+        self._fitting = False
+
+    def on_test_begin(self, logs=None):
+        if not self._fitting or self._raw is not None:  # a plain evaluate(): leave it alone
+            return
+        variables = self.model.trainable_variables
+        self._raw = [keras.ops.convert_to_numpy(v) for v in variables]
+        self.model.optimizer.finalize_variable_values(variables)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._raw is None:  # no validation this epoch
+            return
+        for variable, value in zip(self.model.trainable_variables, self._raw, strict=True):
+            variable.assign(value)
+        self._raw = None

@@ -12,7 +12,7 @@ import logging
 import shlex
 import sys
 
-from chestx.argtypes import positive_int
+from chestx.argtypes import open_fraction, positive_int
 from chestx.errors import ChestxError
 from chestx.logs import configure_logging
 from chestx.versions import VersionAction
@@ -101,6 +101,14 @@ def _add_train(sub) -> None:
         type=float,
         default=1.0,
         help="soften the teacher's probabilities: sigmoid(logit(p) / T) (1)",
+    )
+    p.add_argument(
+        "--ema",
+        type=open_fraction,
+        default=None,
+        metavar="MOMENTUM",
+        help="validate, checkpoint and ship an exponential moving average of the weights "
+        "(e.g. 0.995) instead of the last step's",
     )
     p.add_argument(
         "--min-sensitivity",

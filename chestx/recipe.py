@@ -3,7 +3,8 @@
 Given a ``chestx.train.TrainConfig``, ``build`` makes and compiles the model and ``fit`` trains
 it: class-weighted ``model.fit`` with ``callbacks`` (checkpoint of the best epoch by
 ``cfg.monitor``, EarlyStopping and ReduceLROnPlateau from ``cfg.patience``, the per-epoch
-history, TerminateOnNaN and, when given, the Ctrl-C stop), then for a transfer model the
+history, TerminateOnNaN, when given the Ctrl-C stop, and with ``cfg.ema`` the swap that makes
+all of them see the weights' moving average), then for a transfer model the
 fine-tuning phase, started from the best checkpoint reloaded, with the top backbone layers
 unfrozen at a lower learning rate. The result is the best checkpoint, reloaded. So the search
 ranks configurations under exactly the recipe its winner is retrained with into ``best/``.
@@ -74,7 +75,11 @@ def _compile(model, cfg: TrainConfig, lr: float) -> None:
     from chestx.models import compile_model
 
     compile_model(
-        model, learning_rate=lr, label_smoothing=cfg.label_smoothing, weight_decay=cfg.weight_decay
+        model,
+        learning_rate=lr,
+        label_smoothing=cfg.label_smoothing,
+        weight_decay=cfg.weight_decay,
+        ema_momentum=cfg.ema,
     )
 
 
@@ -101,7 +106,12 @@ def callbacks(cfg: TrainConfig, workdir: Path, interrupt=None, best: float | Non
     the monitor's best value in an earlier phase, which the checkpoint must beat."""
     import keras
 
-    from chestx.callbacks import AtomicCheckpoint, AtomicHistory, StopOnInterrupt
+    from chestx.callbacks import (
+        AtomicCheckpoint,
+        AtomicHistory,
+        StopOnInterrupt,
+        ValidateMovingAverage,
+    )
 
     mode = config.MONITORS[cfg.monitor]
     out: list = [
@@ -128,6 +138,8 @@ def callbacks(cfg: TrainConfig, workdir: Path, interrupt=None, best: float | Non
     out += [AtomicHistory(workdir / modeldir.HISTORY), keras.callbacks.TerminateOnNaN()]
     if interrupt is not None:
         out.append(StopOnInterrupt(interrupt))
+    if cfg.ema:  # last: puts the training weights back after everything above saw the average
+        out.append(ValidateMovingAverage())
     return out
 
 

@@ -66,6 +66,7 @@ class TrainConfig:
     teacher: Path | None = None  # a model directory whose soft targets blend with the labels
     teacher_weight: float = 0.5  # fraction of each target that is the teacher's
     teacher_temperature: float = 1.0  # the teacher's probabilities softened by this temperature
+    ema: float | None = None  # momentum of the weights' moving average that is validated and kept
     patience: int | None = 6  # EarlyStopping; ReduceLROnPlateau at a third; None: neither
     monitor: str = "val_auc"  # what the checkpoint, EarlyStopping and ReduceLROnPlateau watch
     min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY
@@ -102,6 +103,7 @@ def config_from_args(args) -> TrainConfig:
         teacher=Path(args.teacher) if args.teacher else None,
         teacher_weight=args.teacher_weight,
         teacher_temperature=args.teacher_temperature,
+        ema=args.ema,
         patience=args.patience,
         min_sensitivity=args.min_sensitivity,
         limit=args.limit,

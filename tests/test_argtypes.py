@@ -5,7 +5,7 @@ import argparse
 
 import pytest
 
-from chestx.argtypes import join_host_port, port, positive_int, split_host_port
+from chestx.argtypes import join_host_port, open_fraction, port, positive_int, split_host_port
 from chestx.cli import main
 
 
@@ -18,6 +18,18 @@ def test_positive_int_accepts(text, value):
 def test_positive_int_refuses(text):
     with pytest.raises(argparse.ArgumentTypeError, match="must be a positive integer"):
         positive_int(text)
+
+
+def test_open_fraction():
+    assert open_fraction("0.995") == 0.995
+    for bad, phrase in (
+        ("0", "exclusive"),
+        ("1", "exclusive"),
+        ("1.5", "exclusive"),
+        ("x", "a number"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=phrase):
+            open_fraction(bad)
 
 
 def test_port_range():
@@ -59,15 +71,16 @@ def test_split_host_port_says_what_is_wrong(text, phrase):
     "argv",
     [
         ["train", "--data", "d", "--out", "o", "--epochs", "0"],
+        ["train", "--data", "d", "--out", "o", "--ema", "1"],
         ["tune", "--space", "s.yaml", "--max-trials", "-1"],
         ["serve", "--workers", "none"],
         ["serve", "--port", "99999"],
     ],
-    ids=["train", "tune", "serve-workers", "serve-port"],
+    ids=["train", "train-ema", "tune", "serve-workers", "serve-port"],
 )
 def test_every_command_line_refuses_through_them(capsys, argv):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "must be a positive integer" in err or "1-65535" in err
+    assert any(phrase in err for phrase in ("must be a positive integer", "1-65535", "exclusive"))

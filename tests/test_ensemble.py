@@ -91,12 +91,13 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
             argv += ["--member", str(tmp_path / m)]
         return main(argv)
 
-    for seed in ("1", "2"):
-        crop = ["--crop", "0.2", "--mixup", "0.2"]
+    for seed, ema in (("1", []), ("2", ["--ema", "0.9"])):
+        crop = ["--crop", "0.2", "--mixup", "0.2", *ema]
         assert main(["train", *common, "--out", str(tmp_path / seed), "--seed", seed, *crop]) == 0
     first = json.loads((tmp_path / "1" / "card.json").read_text())
     second = json.loads((tmp_path / "2" / "card.json").read_text())
     assert first["data"]["manifest_sha256"] == second["data"]["manifest_sha256"]
+    assert (first["training"]["config"]["ema"], second["training"]["config"]["ema"]) == (None, 0.9)
 
     out = tmp_path / "ens"
     assert ensemble(out, "1", "2", extra=["--flip"]) == 0

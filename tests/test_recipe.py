@@ -37,6 +37,10 @@ def test_patience_sets_early_stopping_and_the_plateau_none_turns_both_off(tmp_pa
         "TerminateOnNaN",
         "StopOnInterrupt",
     ]
+    cfg = TrainConfig(data=tmp_path, out=tmp_path, patience=6, ema=0.99)
+    assert (
+        _names(recipe.callbacks(cfg, tmp_path, interrupt=object()))[-1] == "ValidateMovingAverage"
+    )
 
 
 def test_learning_rates_and_class_weights(tmp_path):
@@ -87,3 +91,57 @@ def test_a_later_phase_keeps_the_earlier_phases_better_checkpoint(tmp_path):
     assert (tmp_path / "model.keras").is_file() and checkpoint.best == 0.95
     fresh = recipe.callbacks(cfg, tmp_path)[0]  # a first phase: any finite value is progress
     assert fresh.best == float("-inf")
+
+
+def test_with_ema_validation_and_checkpoint_see_the_average_and_training_goes_on_raw(tmp_path):
+    """Each epoch's validation (and every epoch-end callback before the swap-back) sees the
+    optimizer's moving average; the next epoch trains on from the raw weights; ``fit`` leaves
+    the last average in the model (Keras finalises it), which is what the last epoch validated."""
+    import keras
+
+    from chestx.callbacks import ValidateMovingAverage
+    from chestx.models import compile_model
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+    compile_model(model, learning_rate=0.1, ema_momentum=0.9)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), rng.integers(0, 2, 64).astype("float32")
+
+    def weights():
+        return [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables]
+
+    seen: dict[str, list] = {"validated": [], "epoch_end": [], "raw": [], "first_batch": []}
+
+    class Probe(keras.callbacks.Callback):
+        def __init__(self, before_swap_back: bool):
+            super().__init__()
+            self.before = before_swap_back
+
+        def on_test_end(self, logs=None):
+            if self.before:
+                seen["validated"].append(weights())
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen["epoch_end" if self.before else "raw"].append(weights())
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.before and batch == 0:
+                seen["first_batch"].append(weights())
+
+    callbacks = [Probe(True), ValidateMovingAverage(), Probe(False)]
+    model.fit(x, y, validation_data=(x, y), epochs=3, batch_size=8, callbacks=callbacks, verbose=0)
+    for validated, at_end, raw in zip(
+        seen["validated"], seen["epoch_end"], seen["raw"], strict=True
+    ):
+        assert all(np.array_equal(a, b) for a, b in zip(validated, at_end, strict=True))
+        assert not all(np.allclose(a, b) for a, b in zip(validated, raw, strict=True))
+    for raw, next_start in zip(seen["raw"], seen["first_batch"][1:], strict=False):
+        assert all(np.array_equal(a, b) for a, b in zip(raw, next_start, strict=True))
+    assert all(np.allclose(a, b) for a, b in zip(weights(), seen["validated"][-1], strict=True))
+
+    plain = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    compile_model(plain)
+    with pytest.raises(ValueError, match="use_ema"):
+        plain.fit(x, y, epochs=1, callbacks=[ValidateMovingAverage()], verbose=0)

@@ -30,12 +30,16 @@ def compile_model(
     learning_rate: float = 1e-3,
     label_smoothing: float = 0.0,
     weight_decay: float | None = None,
+    ema_momentum: float | None = None,
 ) -> keras.Model:
-    """Adam (or AdamW with ``weight_decay``) on binary cross-entropy, with clinical metrics."""
+    """Adam (or AdamW with ``weight_decay``) on binary cross-entropy, with clinical metrics.
+    ``ema_momentum``: the optimizer also keeps that exponential moving average of the weights
+    (Keras' ``use_ema``; ``chestx.callbacks.ValidateMovingAverage`` validates and saves it)."""
+    ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
     if weight_decay:
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **ema)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate, **ema)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
