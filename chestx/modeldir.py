@@ -132,6 +132,8 @@ def load_keras(model_dir: str | Path):
     import chestx.models  # noqa: F401  (registers the custom layers)
 
     path = Path(model_dir) / MODEL_FILE
+    if not path.is_file():
+        raise ModelError(f"{model_dir} has no {MODEL_FILE}")
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:

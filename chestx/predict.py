@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from chestx import config, imaging
+from chestx import config, imaging, modeldir
 from chestx.calibration import Calibration
 from chestx.errors import ChestxError, ImageError, ModelError
 from chestx.gate import Gate, Verdict, gate_status
-from chestx.modeldir import MODEL_FILE, check_card, load_card
+from chestx.modeldir import check_card, load_card
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +102,9 @@ class Predictor:
         )
 
     def _load_keras(self):
-        import keras
         import tensorflow as tf
 
-        import chestx.models  # noqa: F401  (registers chestx's custom layers)
-
-        path = self.model_dir / MODEL_FILE
-        if not path.is_file():
-            raise ModelError(f"{self.model_dir} has no {MODEL_FILE}")
-        try:
-            self.model = keras.saving.load_model(path, compile=False)
-        except Exception as exc:  # a truncated or foreign file: say which, not a traceback
-            reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
-            raise ModelError(f"cannot load {path}: {reason}") from exc
+        self.model = modeldir.load_keras(self.model_dir)
         spec = tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.float32)
 
         @tf.function(input_signature=[spec], reduce_retracing=True)
