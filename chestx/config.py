@@ -72,10 +72,16 @@ class Augmentation:
     gamma: float = _strength(0.3, "max gamma change: 0.3 means gamma in [1/1.3, 1.3]", 2)
     blur: float = _strength(1.0, "max Gaussian blur sigma, pixels", 10)
     noise: float = _strength(4.0, "Gaussian noise std, grey levels", 50)
-    # crop came after the tuner's vocabulary was fixed (a contract): chestx train only
+    # crop and stretch came after the tuner's vocabulary was fixed (a contract): chestx train only
     crop: float = _strength(
         0.0,
         "random tighter framing: zoom in by up to this fraction (aspect varies)",
+        0.9,
+        tuned=False,
+    )
+    stretch: float = _strength(
+        0.0,
+        "random aspect change: stretch or squash the height alone by up to this fraction",
         0.9,
         tuned=False,
     )

@@ -213,8 +213,11 @@ def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None, prepare
 def augmenter(*, seed: int | None = None, **strengths):
     """The tutorial's ImageDataGenerator (rotation, zoom, horizontal flip), rebuilt from Keras 3
     preprocessing layers, plus shift, brightness, contrast, gamma, blur and noise that mimic
-    other scanners and exposures, and ``crop``: a random tighter framing (zoom in by up to that
-    fraction, height and width drawn apart), as another technician or scanner frames the chest.
+    other scanners and exposures, ``crop``: a random tighter framing (zoom in by up to that
+    fraction, height and width drawn apart), as another technician or scanner frames the chest,
+    and ``stretch``: a random change of the height alone. The Kaggle X-rays come squashed to a
+    square from originals of many aspect ratios, so the anatomy's proportions vary with the
+    original's shape, not with the disease; ``stretch`` stops a network from reading them.
 
     ``strengths`` are the fields of ``config.Augmentation`` (``augmenter(**asdict(aug))``); one
     left out, 0 or False is off. None when every one is off."""
@@ -240,6 +243,16 @@ def augmenter(*, seed: int | None = None, **strengths):
         parts.append(
             layers.RandomZoom(
                 (-crop, 0.0), (-crop, 0.0), fill_mode="reflect", seed=seed, name="random_crop"
+            )
+        )
+    if stretch := s["stretch"]:
+        parts.append(
+            layers.RandomZoom(
+                (-stretch, stretch),
+                (0.0, 0.0),
+                fill_mode="constant",
+                seed=seed,
+                name="random_stretch",
             )
         )
     if zoom := s["zoom"]:

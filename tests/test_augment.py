@@ -52,7 +52,8 @@ def test_the_tuner_vocabulary_comes_from_the_declaration():
 
     tuned = [o for o in config.AUGMENTATION_OPTIONS if o.metadata["tuned"]]
     assert vocab.AUGMENTATION_KEYS == tuple(o.name for o in tuned)
-    assert "crop" not in vocab.AUGMENTATION_KEYS  # not in the tuner's vocabulary (a contract)
+    for late in ("crop", "stretch"):  # not in the tuner's vocabulary (a contract)
+        assert late not in vocab.AUGMENTATION_KEYS
     for option in tuned:
         key = vocab.COMMON[option.name]
         assert key.default == option.default and key.help == option.metadata["help"]
@@ -113,6 +114,21 @@ def test_the_augmenter_is_the_identity_outside_training(images):
     aug = augmenter(**config.DEFAULT_AUGMENTATION, seed=1)
     out = keras.ops.convert_to_numpy(aug(images, training=False))
     np.testing.assert_allclose(out, images, atol=1e-3)  # noise's 1/255 and 255 rescalings
+
+
+def test_stretch_changes_the_height_alone():
+    """A white square on black: its rows move with the stretch, its columns never do."""
+    square = np.zeros((8, 64, 64, 1), np.float32)
+    square[:, 16:48, 16:48] = 255.0
+    out = keras.ops.convert_to_numpy(augmenter(stretch=0.3, seed=2)(square, training=True))
+    heights, widths = [], []
+    for image in out[..., 0] > 128:
+        rows, cols = np.flatnonzero(image.any(1)), np.flatnonzero(image.any(0))
+        heights.append(rows.max() - rows.min() + 1)
+        widths.append(cols.max() - cols.min() + 1)
+    assert set(widths) == {32}
+    assert min(heights) < 32 < max(heights)  # squashed and stretched, within 30 %
+    assert 32 * 0.7 - 1 <= min(heights) and max(heights) <= 32 * 1.3 + 1
 
 
 # ------------------------------------------------------------------- RandomGamma
