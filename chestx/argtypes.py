@@ -1,4 +1,5 @@
-"""Parsing of the values the command lines share: positive counts, fractions, HOST:PORT addresses.
+"""Parsing of the values the command lines share: positive counts, fractions, strengths, HOST:PORT
+addresses.
 
 ``chestx``, ``chestx tune`` and ``chestx serve`` use these as argparse ``type=`` callables (a
 bad value: argparse's one-line error and exit code 2); ``split_host_port`` is also what the
@@ -9,6 +10,8 @@ tuner's ``--chief`` and KERASTUNER_* variables and ``CHESTX_BIND`` go through. P
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 
 
 def positive_int(text: str) -> int:
@@ -31,6 +34,24 @@ def open_fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
     return value
+
+
+def strength(hi: float | None = None) -> Callable[[str], float]:
+    """A parser of a number from 0 to ``hi`` (no upper bound when None): an augmentation's
+    strength, mixup's alpha."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
+        if not (math.isfinite(value) and 0 <= value <= (math.inf if hi is None else hi)):
+            limit = "at least 0" if hi is None else f"between 0 and {hi:g}"
+            raise argparse.ArgumentTypeError(f"must be {limit}, got {text}")
+        return value
+
+    parse.__name__ = "strength"  # argparse names the type in its error
+    return parse
 
 
 def _port_number(text: str) -> int:

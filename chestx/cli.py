@@ -12,7 +12,7 @@ import logging
 import shlex
 import sys
 
-from chestx.argtypes import open_fraction, positive_int
+from chestx.argtypes import open_fraction, positive_int, strength
 from chestx.errors import ChestxError
 from chestx.logs import configure_logging
 from chestx.versions import VersionAction
@@ -128,14 +128,14 @@ def _add_train(sub) -> None:
         kind: dict = (
             {"action": argparse.BooleanOptionalAction}
             if isinstance(option.default, bool)
-            else {"type": float}
+            else {"type": strength(option.metadata["hi"])}
         )
         aug.add_argument(
             f"--{option.name}", **kind, default=option.default, help=option.metadata["help"]
         )
     aug.add_argument(
         "--mixup",
-        type=float,
+        type=strength(),
         default=config.DEFAULT_MIXUP,
         help="mixup Beta(alpha, alpha) of training batches (0 = off)",
     )

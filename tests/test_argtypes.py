@@ -5,7 +5,14 @@ import argparse
 
 import pytest
 
-from chestx.argtypes import join_host_port, open_fraction, port, positive_int, split_host_port
+from chestx.argtypes import (
+    join_host_port,
+    open_fraction,
+    port,
+    positive_int,
+    split_host_port,
+    strength,
+)
 from chestx.cli import main
 
 
@@ -30,6 +37,21 @@ def test_open_fraction():
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=phrase):
             open_fraction(bad)
+
+
+def test_strength():
+    assert strength(0.9)("0") == 0.0 and strength(0.9)("0.9") == 0.9
+    assert strength()("3") == 3.0  # no upper bound
+    for parse, bad, phrase in (
+        (strength(0.9), "-0.1", "between 0 and 0.9"),
+        (strength(0.9), "1.5", "between 0 and 0.9"),
+        (strength(0.9), "nan", "between 0 and 0.9"),
+        (strength(), "-1", "at least 0"),
+        (strength(), "inf", "at least 0"),
+        (strength(), "strong", "a number"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=phrase):
+            parse(bad)
 
 
 def test_port_range():
@@ -72,15 +94,28 @@ def test_split_host_port_says_what_is_wrong(text, phrase):
     [
         ["train", "--data", "d", "--out", "o", "--epochs", "0"],
         ["train", "--data", "d", "--out", "o", "--ema", "1"],
+        ["train", "--data", "d", "--out", "o", "--stretch", "-0.2"],
+        ["train", "--data", "d", "--out", "o", "--rotation", "400"],
+        ["train", "--data", "d", "--out", "o", "--mixup", "-1"],
         ["tune", "--space", "s.yaml", "--max-trials", "-1"],
         ["serve", "--workers", "none"],
         ["serve", "--port", "99999"],
     ],
-    ids=["train", "train-ema", "tune", "serve-workers", "serve-port"],
+    ids=[
+        "train",
+        "train-ema",
+        "train-stretch",
+        "train-rotation",
+        "train-mixup",
+        "tune",
+        "serve-workers",
+        "serve-port",
+    ],
 )
 def test_every_command_line_refuses_through_them(capsys, argv):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert any(phrase in err for phrase in ("must be a positive integer", "1-65535", "exclusive"))
+    phrases = ("must be a positive integer", "1-65535", "exclusive", "between 0 and", "at least 0")
+    assert any(phrase in err for phrase in phrases)
