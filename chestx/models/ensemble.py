@@ -4,10 +4,10 @@ Members of a deep ensemble (Lakshminarayanan et al. 2017) are trained apart, wit
 shapes, and make partly independent errors; averaging their probabilities ranks and calibrates
 X-rays from other collections better than any one of them. A horizontally mirrored view (test-time
 augmentation) is averaged the same way, and ``zoom_out`` scores a more loosely framed view
-instead of the image as given (a collection framed tighter than the training folder then looks
-like the training folder again). Everything lives inside one graph, so the result saves as
-one ``model.keras`` / ``.h5`` / ``.tflite`` and ``predict``, ``evaluate``, ``serve``, Grad-CAM and
-LiteRT use it like any other model.
+instead of the image as given (a collection whose anatomy looks larger, above all taller, to the
+network than the training folder's then looks like the training folder again). Everything
+lives inside one graph, so the result saves as one ``model.keras`` / ``.h5`` / ``.tflite`` and
+``predict``, ``evaluate``, ``serve``, Grad-CAM and LiteRT use it like any other model.
 """
 
 from __future__ import annotations
