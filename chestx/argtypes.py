@@ -25,12 +25,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _float(text: str, expected: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text}") from None
+
+
 def open_fraction(text: str) -> float:
     """A number strictly between 0 and 1 (a moving average's momentum)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text}") from None
+    value = _float(text, "a number between 0 and 1")
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
     return value
@@ -41,10 +45,7 @@ def strength(hi: float | None = None) -> Callable[[str], float]:
     strength, mixup's alpha."""
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
+        value = _float(text, "a number")
         if not (math.isfinite(value) and 0 <= value <= (math.inf if hi is None else hi)):
             limit = "at least 0" if hi is None else f"between 0 and {hi:g}"
             raise argparse.ArgumentTypeError(f"must be {limit}, got {text}")
