@@ -1,5 +1,5 @@
-"""Parsing of the values the command lines share: positive counts, fractions, strengths, HOST:PORT
-addresses.
+"""Parsing of the values the command lines share: counts, fractions, sensitivities, rates,
+strengths, HOST:PORT addresses.
 
 ``chestx``, ``chestx tune`` and ``chestx serve`` use these as argparse ``type=`` callables (a
 bad value: argparse's one-line error and exit code 2); ``split_host_port`` is also what the
@@ -25,6 +25,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (patience, layers or epochs of an optional phase)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
 def _float(text: str, expected: str) -> float:
     try:
         return float(text)
@@ -37,6 +48,23 @@ def open_fraction(text: str) -> float:
     value = _float(text, "a number between 0 and 1")
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def proportion(text: str) -> float:
+    """A number above 0 and at most 1 (a sensitivity the threshold rule must keep); a
+    percentage such as 95 is refused, not read as a rule no threshold can meet."""
+    value = _float(text, "a number between 0 and 1")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (a learning rate, a temperature)."""
+    value = _float(text, "a number above 0")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
     return value
 
 

@@ -12,7 +12,14 @@ import logging
 import shlex
 import sys
 
-from chestx.argtypes import open_fraction, positive_int, strength
+from chestx.argtypes import (
+    non_negative_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+    proportion,
+    strength,
+)
 from chestx.errors import ChestxError
 from chestx.logs import configure_logging
 from chestx.versions import VersionAction
@@ -40,21 +47,24 @@ def _add_train(sub) -> None:
     )
     p.add_argument(
         "--fine-tune-layers",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="transfer: unfreeze this many top backbone layers for a second phase",
     )
-    p.add_argument("--fine-tune-epochs", type=int, default=0)
+    p.add_argument("--fine-tune-epochs", type=non_negative_int, default=0)
     p.add_argument(
         "--fine-tune-lr",
-        type=float,
+        type=positive_float,
         default=None,
         help="learning rate of the fine-tuning phase (default: --lr / 10)",
     )
     p.add_argument("--epochs", type=positive_int, default=config.DEFAULT_EPOCHS)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument(
-        "--lr", type=float, default=None, help=f"learning rate ({config.DEFAULT_LEARNING_RATE:g})"
+        "--lr",
+        type=positive_float,
+        default=None,
+        help=f"learning rate ({config.DEFAULT_LEARNING_RATE:g})",
     )
     p.add_argument("--image-size", type=positive_int, default=config.DEFAULT_IMAGE_SIZE)
     p.add_argument(
@@ -75,14 +85,16 @@ def _add_train(sub) -> None:
         default=None,
         help="seed of the patient split alone (default: --seed); members of one ensemble share it",
     )
-    p.add_argument("--label-smoothing", type=float, default=config.DEFAULT_LABEL_SMOOTHING)
+    p.add_argument("--label-smoothing", type=strength(0.5), default=config.DEFAULT_LABEL_SMOOTHING)
     p.add_argument(
         "--weight-decay",
-        type=float,
+        type=strength(),
         default=config.DEFAULT_WEIGHT_DECAY,
         help="AdamW weight decay (0 = plain Adam)",
     )
-    p.add_argument("--patience", type=int, default=6, help="EarlyStopping patience (epochs)")
+    p.add_argument(
+        "--patience", type=non_negative_int, default=6, help="EarlyStopping patience (epochs)"
+    )
     p.add_argument(
         "--teacher",
         default=None,
@@ -92,13 +104,13 @@ def _add_train(sub) -> None:
     )
     p.add_argument(
         "--teacher-weight",
-        type=float,
+        type=strength(1),
         default=0.5,
         help="fraction of each training target that is the teacher's (0.5)",
     )
     p.add_argument(
         "--teacher-temperature",
-        type=float,
+        type=positive_float,
         default=1.0,
         help="soften the teacher's probabilities: sigmoid(logit(p) / T) (1)",
     )
@@ -112,14 +124,14 @@ def _add_train(sub) -> None:
     )
     p.add_argument(
         "--min-sensitivity",
-        type=float,
+        type=proportion,
         default=config.DEFAULT_MIN_SENSITIVITY,
         help="threshold rule: highest-specificity threshold with at least this "
         "validation sensitivity",
     )
     p.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         default=None,
         help="use at most this many images (quick runs and tests)",
     )
@@ -195,7 +207,7 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--out", required=True, help="new model directory to write")
     p.add_argument(
         "--min-sensitivity",
-        type=float,
+        type=proportion,
         default=None,
         help="threshold rule: highest threshold keeping at least this sensitivity "
         f"on --data (default: the card's, else {config.DEFAULT_MIN_SENSITIVITY})",
@@ -243,13 +255,13 @@ def _add_ensemble(sub) -> None:
     )
     p.add_argument(
         "--zoom-out",
-        type=float,
+        type=strength(0.4),
         default=0.0,
         metavar="FRACTION",
         help="score the X-ray shrunk by FRACTION of its side on each side and padded "
         "black (a looser framing) instead of as given",
     )
-    p.add_argument("--min-sensitivity", type=float, default=config.DEFAULT_MIN_SENSITIVITY)
+    p.add_argument("--min-sensitivity", type=proportion, default=config.DEFAULT_MIN_SENSITIVITY)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(handler=_run_ensemble)
 

@@ -72,6 +72,8 @@ def choose_threshold(y_true, prob, min_sensitivity: float = 0.95) -> float:
     flags the fewest normal X-rays (best specificity). It is placed half-way between the
     deciding probability and the next lower one, so it does not sit exactly on a training case.
     """
+    if not 0 < min_sensitivity <= 1:
+        raise ValueError(f"min_sensitivity must be above 0 and at most 1, not {min_sensitivity}")
     y_true = np.asarray(y_true).astype(int)
     prob = np.asarray(prob, float)
     pos = np.sort(prob[y_true == 1])[::-1]

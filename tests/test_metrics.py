@@ -60,3 +60,9 @@ def test_threshold_rule_keeps_sensitivity_and_maximises_specificity():
     full = choose_threshold(y, P, min_sensitivity=1.0)
     assert binary_metrics(y, P, full)["sensitivity"] == 1.0
     assert full < 0.3
+
+
+@pytest.mark.parametrize("bad", [95, 1.5, 0, -0.1])
+def test_threshold_rule_refuses_an_impossible_sensitivity(bad):
+    with pytest.raises(ValueError, match="at most 1"):
+        choose_threshold(np.array(Y), P, min_sensitivity=bad)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from chestx import config
-from chestx.argtypes import positive_int
+from chestx.argtypes import positive_int, proportion
 
 EPILOG = """\
 examples:
@@ -75,7 +75,7 @@ def add_tune(sub) -> None:
     )
     p.add_argument(
         "--min-sensitivity",
-        type=float,
+        type=proportion,
         default=config.DEFAULT_MIN_SENSITIVITY,
         help="threshold rule for the validation metrics, as in chestx train",
     )
