@@ -106,6 +106,15 @@ def calibrate(
         before["ece"],
         after["ece"],
     )
+    if after["ece"] > before["ece"]:
+        log.warning(
+            "ECE rose on %s (%.3f -> %.3f): the model's own calibration fitted these X-rays "
+            "better%s",
+            data.name,
+            before["ece"],
+            after["ece"],
+            "" if bias else "; --bias also fits a logit offset, for scores shifted one way",
+        )
 
     read = [
         r.path

@@ -74,11 +74,15 @@ def test_calibrate_end_to_end(capsys, tmp_path, site_dir):
             "0.9",
         ]
     )
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
     assert _digest(source) == before  # the source model is untouched
 
     card = json.loads((out / "card.json").read_text())
     cal = card["calibration"]
+    # a calibration that fits the set worse than the model's own says so, and names --bias
+    assert ("ECE rose" in err) == (cal["after"]["ece"] > cal["before"]["ece"])
+    assert ("--bias" in err) == ("ECE rose" in err)
     assert card["temperature"] == cal["temperature"] > 0
     assert cal["set"]["n_normal"] == 20 and cal["set"]["n_pneumonia"] == 20
     assert len(cal["set"]["files_sha256"]) == 64
