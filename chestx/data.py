@@ -53,8 +53,8 @@ def patient_id(filename: str) -> str:
     return Path(name).stem
 
 
-def _class_folders(root: Path) -> bool:
-    return all((root / c).is_dir() for c in CLASS_NAMES)
+def _class_folders(root: Path, *, every: bool = True) -> bool:
+    return (all if every else any)((root / c).is_dir() for c in CLASS_NAMES)
 
 
 def scan_folder(folder: Path, split: str = "") -> list[Record]:
@@ -73,7 +73,7 @@ def find_data(root: str | Path) -> dict[str, list[Record]]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
-    if _class_folders(root):
+    if _class_folders(root, every=False):  # NORMAL/ alone: a specificity audit
         found = {"all": scan_folder(root)}
     else:
         nested = root / "chest_xray" if (root / "chest_xray" / "train").is_dir() else root

@@ -153,6 +153,8 @@ def _train(
     splits, external = make_splits(cfg.data, seed=split_seed, limit=cfg.limit)
     if not splits["train"] or not splits["val"]:
         raise DataError(f"{cfg.data}: too few patients for a train/validation split")
+    weights = recipe.class_weights([r.label for r in splits["train"]])  # refuses one class
+    # nothing above touched --out: a refused run leaves an earlier model there as it was
     cfg.out.mkdir(parents=True, exist_ok=True)
     for stale in (modeldir.HISTORY, modeldir.MODEL_FILE, modeldir.H5_FILE, modeldir.LITERT_FILE):
         (cfg.out / stale).unlink(missing_ok=True)  # an earlier run's: never finish from those
@@ -198,7 +200,6 @@ def _train(
         **common,
     )
     val_ds = dataset(splits["val"], **common)
-    weights = recipe.class_weights([r.label for r in splits["train"]])
     model = recipe.build(cfg)
     base_card = {
         modeldir.STATUS: modeldir.TRAINING,

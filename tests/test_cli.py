@@ -1,6 +1,7 @@
 """The command line: exit codes and one-line messages for bad input, and a real end-to-end run."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -46,6 +47,19 @@ def test_bad_paths_exit_2_with_one_line(capsys, argv):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("chestx: error: ")
+
+
+def test_train_on_one_class_is_refused_and_leaves_out_as_it_was(capsys, tmp_path, xray_dir):
+    data = tmp_path / "normals"
+    shutil.copytree(xray_dir / "NORMAL", data / "NORMAL")
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "model.keras").write_bytes(b"an earlier run's model")
+    code, _, err = run(capsys, "train", "--data", str(data), "--out", str(out))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "both NORMAL and PNEUMONIA" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["model.keras"]  # no manifest, nothing lost
+    assert (out / "model.keras").read_bytes() == b"an earlier run's model"
 
 
 def test_model_dir_without_card(capsys, tmp_path, xray_dir):

@@ -75,6 +75,16 @@ def test_kaggle_root_layout(tmp_path, xray_dir):
     assert sum(map(len, splits.values())) == 6 and external == []
 
 
+def test_a_normal_folder_alone_is_data(tmp_path, xray_dir, caplog):
+    """NORMAL/ without PNEUMONIA/ (a specificity audit) is read, with a one-class warning."""
+    (tmp_path / "NORMAL").mkdir()
+    for f in sorted((xray_dir / "NORMAL").iterdir())[:4]:
+        (tmp_path / "NORMAL" / f.name).write_bytes(f.read_bytes())
+    found = find_data(tmp_path)
+    assert set(found) == {"all"} and [r.label for r in found["all"]] == [0] * 4
+    assert "only one class" in caplog.text
+
+
 def test_missing_and_empty_folders(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         find_data(tmp_path / "nope")
