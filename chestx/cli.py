@@ -275,7 +275,9 @@ def _run_ensemble(args) -> int:
 
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify X-ray files; one JSON line per image")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="X-ray files, or folders of them (recursive)"
+    )
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.set_defaults(handler=_run_predict)

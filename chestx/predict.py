@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from chestx.gate import Gate, Verdict, gate_status
 from chestx.modeldir import check_card, load_card
 
 log = logging.getLogger(__name__)
+
+NO_IMAGES_IN_FOLDER = "a folder with no JPEG, PNG, BMP, TIFF or DICOM files in it"
 
 
 @dataclass(frozen=True)
@@ -185,12 +188,15 @@ class Predictor:
     def predict_bytes(self, data: bytes) -> Prediction:
         return self.result(self.predict_batch(self.prepare(data)[np.newaxis])[0])
 
-    def predict_files(self, paths: list[str | Path], batch_size: int = 32) -> list[dict]:
+    def predict_files(self, paths: Sequence[str | Path], batch_size: int = 32) -> list[dict]:
         """One dict per path, in order: the prediction, or ``{"path", "error"}``."""
         out: list[dict] = [{} for _ in paths]
         for start in range(0, len(paths), batch_size):
             ready, images = [], []
             for i, path in enumerate(paths[start : start + batch_size], start):
+                if Path(path).is_dir():
+                    out[i] = {"path": str(path), "error": NO_IMAGES_IN_FOLDER}
+                    continue
                 try:
                     images.append(self.prepare(Path(path).read_bytes()))
                     ready.append(i)
@@ -208,6 +214,26 @@ class Predictor:
         self.predict_batch(np.zeros((1, self.image_size, self.image_size, 1), np.uint8))
 
 
+def image_files(args: list[str]) -> list[str]:
+    """The arguments, with each folder replaced by the image files under it (sorted by path);
+    a folder without any stays, to be answered with an error line."""
+    from chestx.data import IMAGE_SUFFIXES
+
+    files: list[str] = []
+    for arg in args:
+        under = (
+            sorted(
+                str(f)
+                for f in Path(arg).rglob("*")
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if Path(arg).is_dir()
+            else []
+        )
+        files.extend(under or [arg])
+    return files
+
+
 def predict_from_args(args) -> int:
     """``chestx predict``: one JSON line per image; exit 1 if any image failed."""
     missing = [p for p in args.images if not Path(p).exists()]
@@ -217,14 +243,15 @@ def predict_from_args(args) -> int:
             if len(missing) == 1
             else f"none of the {len(missing)} files exist"
         )
+    paths = image_files(args.images)
     predictor = Predictor(args.model)
     failed = 0
-    for row in predictor.predict_files(args.images, batch_size=args.batch_size):
+    for row in predictor.predict_files(paths, batch_size=args.batch_size):
         failed += "error" in row
         print(json.dumps(row), flush=True)
     if failed:
         print(
-            f"chestx: {failed} of {len(args.images)} images could not be classified",
+            f"chestx: {failed} of {len(paths)} images could not be classified",
             file=sys.stderr,
         )
     return 1 if failed else 0

@@ -62,6 +62,21 @@ def test_train_on_one_class_is_refused_and_leaves_out_as_it_was(capsys, tmp_path
     assert (out / "model.keras").read_bytes() == b"an earlier run's model"
 
 
+def test_predict_reads_folders_in_order(capsys, tmp_path, xray_dir):
+    """A folder stands for the image files under it, sorted; one without any gets an error
+    line in its place; the shipped model answers the rest."""
+    (tmp_path / "empty").mkdir()
+    normals = sorted((xray_dir / "NORMAL").iterdir())
+    single = sorted((xray_dir / "PNEUMONIA").iterdir())[0]
+    argv = ["predict", str(single), str(xray_dir / "NORMAL"), str(tmp_path / "empty")]
+    code, out, err = run(capsys, *argv)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"] for r in rows] == [str(single), *map(str, normals), str(tmp_path / "empty")]
+    assert all("probability" in r for r in rows[:-1])
+    assert "no JPEG, PNG" in rows[-1]["error"]
+    assert code == 1 and f"1 of {len(rows)} images" in err
+
+
 def test_model_dir_without_card(capsys, tmp_path, xray_dir):
     image = next((xray_dir / "NORMAL").iterdir())
     code, _, err = run(capsys, "predict", "--model", str(tmp_path), str(image))
