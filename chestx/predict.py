@@ -189,7 +189,9 @@ class Predictor:
         return self.result(self.predict_batch(self.prepare(data)[np.newaxis])[0])
 
     def predict_files(self, paths: Sequence[str | Path], batch_size: int = 32) -> list[dict]:
-        """One dict per path, in order: the prediction, or ``{"path", "error"}``."""
+        """One dict per image file, in order: the prediction, or ``{"path", "error"}``. A folder
+        stands for the image files under it (``image_files``); one without any gets an error."""
+        paths = image_files(paths)
         out: list[dict] = [{} for _ in paths]
         for start in range(0, len(paths), batch_size):
             ready, images = [], []
@@ -214,13 +216,13 @@ class Predictor:
         self.predict_batch(np.zeros((1, self.image_size, self.image_size, 1), np.uint8))
 
 
-def image_files(args: list[str]) -> list[str]:
-    """The arguments, with each folder replaced by the image files under it (sorted by path);
-    a folder without any stays, to be answered with an error line."""
+def image_files(paths: Sequence[str | Path]) -> list[str | Path]:
+    """``paths`` with each folder replaced by the image files under it, sorted by path; a
+    folder without any stays, to be answered with an error."""
     from chestx.data import IMAGE_SUFFIXES
 
-    files: list[str] = []
-    for arg in args:
+    files: list[str | Path] = []
+    for arg in paths:
         under = (
             sorted(
                 str(f)
@@ -243,15 +245,15 @@ def predict_from_args(args) -> int:
             if len(missing) == 1
             else f"none of the {len(missing)} files exist"
         )
-    paths = image_files(args.images)
     predictor = Predictor(args.model)
+    rows = predictor.predict_files(args.images, batch_size=args.batch_size)
     failed = 0
-    for row in predictor.predict_files(paths, batch_size=args.batch_size):
+    for row in rows:
         failed += "error" in row
         print(json.dumps(row), flush=True)
     if failed:
         print(
-            f"chestx: {failed} of {len(paths)} images could not be classified",
+            f"chestx: {failed} of {len(rows)} images could not be classified",
             file=sys.stderr,
         )
     return 1 if failed else 0
