@@ -217,7 +217,7 @@ def augmenter(*, seed: int | None = None, **strengths):
     fraction, height and width drawn apart), as another technician or scanner frames the chest,
     and ``stretch``: a random change of the height alone. The Kaggle X-rays come squashed to a
     square from originals of many aspect ratios, so the anatomy's proportions vary with the
-    original's shape, not with the disease; ``stretch`` blurs that cue (at 0.2 it did not
+    original's shape, not with the disease; ``stretch`` blurs that cue (at 0.2 and 0.4 it did not
     remove it: README, "Every recipe tried").
 
     ``strengths`` are the fields of ``config.Augmentation`` (``augmenter(**asdict(aug))``); one
