@@ -53,18 +53,24 @@ def patient_id(filename: str) -> str:
     return Path(name).stem
 
 
-def _class_folders(root: Path, *, every: bool = True) -> bool:
-    return (all if every else any)((root / c).is_dir() for c in CLASS_NAMES)
+def _class_folders(root: Path) -> bool:
+    return all((root / c).is_dir() for c in CLASS_NAMES)
+
+
+def images_under(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (recursive; none if it does not exist), sorted."""
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def scan_folder(folder: Path, split: str = "") -> list[Record]:
     """Every image file under ``folder/NORMAL`` and ``folder/PNEUMONIA``, sorted by path."""
-    records = []
-    for label, cls in enumerate(CLASS_NAMES):
-        for path in sorted((folder / cls).rglob("*")):
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                records.append(Record(path, label, patient_id(path.name), split))
-    return records
+    return [
+        Record(path, label, patient_id(path.name), split)
+        for label, cls in enumerate(CLASS_NAMES)
+        for path in images_under(folder / cls)
+    ]
 
 
 def find_data(root: str | Path) -> dict[str, list[Record]]:
@@ -73,7 +79,7 @@ def find_data(root: str | Path) -> dict[str, list[Record]]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
-    if _class_folders(root, every=False):  # NORMAL/ alone: a specificity audit
+    if any((root / c).is_dir() for c in CLASS_NAMES):  # NORMAL/ alone: a specificity audit
         found = {"all": scan_folder(root)}
     else:
         nested = root / "chest_xray" if (root / "chest_xray" / "train").is_dir() else root

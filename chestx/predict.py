@@ -196,12 +196,11 @@ class Predictor:
         for start in range(0, len(paths), batch_size):
             ready, images = [], []
             for i, path in enumerate(paths[start : start + batch_size], start):
-                if Path(path).is_dir():
-                    out[i] = {"path": str(path), "error": NO_IMAGES_IN_FOLDER}
-                    continue
                 try:
                     images.append(self.prepare(Path(path).read_bytes()))
                     ready.append(i)
+                except IsADirectoryError:  # image_files left it: it holds no images
+                    out[i] = {"path": str(path), "error": NO_IMAGES_IN_FOLDER}
                 except (ImageError, OSError) as exc:
                     message = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                     out[i] = {"path": str(path), "error": str(message)}
@@ -219,20 +218,12 @@ class Predictor:
 def image_files(paths: Sequence[str | Path]) -> list[str | Path]:
     """``paths`` with each folder replaced by the image files under it, sorted by path; a
     folder without any stays, to be answered with an error."""
-    from chestx.data import IMAGE_SUFFIXES
+    from chestx.data import images_under
 
     files: list[str | Path] = []
     for arg in paths:
-        under = (
-            sorted(
-                str(f)
-                for f in Path(arg).rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if Path(arg).is_dir()
-            else []
-        )
-        files.extend(under or [arg])
+        under = images_under(Path(arg)) if Path(arg).is_dir() else []
+        files.extend([str(f) for f in under] or [arg])
     return files
 
 
