@@ -123,6 +123,27 @@ def _add_train(sub) -> None:
         "(e.g. 0.995) instead of the last step's",
     )
     p.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL_DIR",
+        help="fine-tune: start from this chestx train model's network (same --arch, input and "
+        "patient split) instead of new weights",
+    )
+    p.add_argument(
+        "--consistency",
+        type=strength(),
+        default=0.0,
+        metavar="WEIGHT",
+        help="add WEIGHT x the squared gap between the logits of each X-ray and of a copy with "
+        "its height rescaled (0 = off): the score must not follow the proportions",
+    )
+    p.add_argument(
+        "--consistency-stretch",
+        type=open_fraction,
+        default=0.3,
+        help="the copy's height is rescaled by a random factor in [1 - this, 1 + this] (0.3)",
+    )
+    p.add_argument(
         "--min-sensitivity",
         type=proportion,
         default=config.DEFAULT_MIN_SENSITIVITY,

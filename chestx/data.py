@@ -163,6 +163,13 @@ def split_counts(splits: dict[str, list[Record]]) -> dict[str, dict[str, int]]:
 def write_manifest(splits: dict[str, list[Record]], path: Path, root: Path) -> str:
     """Write the audit CSV (split, label, patient, path relative to the data root); return its
     SHA-256, which the model card records."""
+    data = manifest_csv(splits, root)
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_csv(splits: dict[str, list[Record]], root: Path) -> bytes:
+    """The audit CSV ``write_manifest`` writes: two runs with equal bytes split alike."""
     out = io.StringIO(newline="")
     writer = csv.writer(out)
     writer.writerow(["split", "label", "patient", "path"])
@@ -170,9 +177,7 @@ def write_manifest(splits: dict[str, list[Record]], path: Path, root: Path) -> s
         for r in recs:
             rel = r.path.relative_to(root) if r.path.is_relative_to(root) else r.path
             writer.writerow([split, CLASS_NAMES[r.label], r.patient, rel.as_posix()])
-    data = out.getvalue().encode()
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return out.getvalue().encode()
 
 
 class DecodeLog:

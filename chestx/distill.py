@@ -20,6 +20,7 @@ from chestx import modeldir
 from chestx.calibration import logit
 from chestx.data import DecodeLog, Record, dataset
 from chestx.errors import ModelError
+from chestx.modeldir import training_commands as teacher_commands
 from chestx.scoring import predict_dataset
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,6 @@ def blend(labels: np.ndarray, teacher: np.ndarray, weight: float, temperature: f
     """The training targets: each label moved ``weight`` of the way to the softened teacher."""
     labels = np.asarray(labels, np.float64)
     return ((1 - weight) * labels + weight * soften(teacher, temperature)).astype(np.float32)
-
-
-def teacher_commands(card: dict) -> list[str]:
-    """The chestx commands that made the teacher (its members' first), for the student's card:
-    with them, the student is reproducible from the Kaggle data set alone."""
-    training = card.get("training") or {}
-    commands = [*training.get("member_commands", []), training.get("command")]
-    return [c for c in commands if c]
 
 
 def check_teacher(

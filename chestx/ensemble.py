@@ -139,7 +139,8 @@ def build_ensemble(
             },
             "training": {
                 "command": command,
-                "member_commands": [c.get("training", {}).get("command") for c in cards],
+                # each member's commands, an --init source's first
+                "member_commands": [c for card in cards for c in modeldir.training_commands(card)],
                 "seconds": round(sum(c.get("training", {}).get("seconds") or 0 for c in cards), 1),
             },
             "versions": installed_versions(),

@@ -81,6 +81,16 @@ def check_finished(card: dict, where: str | Path) -> None:
         )
 
 
+def training_commands(card: dict) -> list[str]:
+    """The chestx commands that made a model (an ensemble's members' first, an ``--init``
+    source's before its own), for the card of a model trained from it: with them, that model
+    is reproducible from the Kaggle data set alone."""
+    training = card.get("training") or {}
+    init = (training.get("init") or {}).get("commands", [])
+    commands = [*init, *training.get("member_commands", []), training.get("command")]
+    return [c for c in commands if c]
+
+
 def check_card(card, where: str | Path) -> None:
     """Raise ``ModelError`` (one line) unless ``card`` is a finished model's: a JSON object
     with every ``REQUIRED_CARD_KEYS`` whose status is complete."""

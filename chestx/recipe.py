@@ -1,13 +1,15 @@
 """The one training recipe: ``chestx train`` and every trial of ``chestx tune`` use it.
 
-Given a ``chestx.train.TrainConfig``, ``build`` makes and compiles the model and ``fit`` trains
-it: class-weighted ``model.fit`` with ``callbacks`` (checkpoint of the best epoch by
-``cfg.monitor``, EarlyStopping and ReduceLROnPlateau from ``cfg.patience``, the per-epoch
-history, TerminateOnNaN, when given the Ctrl-C stop, and with ``cfg.ema`` the swap that makes
-all of them see the weights' moving average), then for a transfer model the
-fine-tuning phase, started from the best checkpoint reloaded, with the top backbone layers
-unfrozen at a lower learning rate. The result is the best checkpoint, reloaded. So the search
-ranks configurations under exactly the recipe its winner is retrained with into ``best/``.
+Given a ``chestx.train.TrainConfig``, ``build`` makes the model (or loads ``cfg.init``'s trained
+network to fine-tune), wraps it in ``ConsistencyTraining`` when ``cfg.consistency`` asks for
+the two-view consistency term, and compiles it. ``fit`` trains it: class-weighted ``model.fit``
+with ``callbacks`` (checkpoint of the best epoch by ``cfg.monitor``, EarlyStopping and
+ReduceLROnPlateau from ``cfg.patience``, the per-epoch history, TerminateOnNaN, when given the
+Ctrl-C stop, and with ``cfg.ema`` the swap that makes all of them see the weights' moving
+average), then for a transfer model the fine-tuning phase, started from the best checkpoint
+reloaded, with the top backbone layers unfrozen at a lower learning rate. The result is the best
+checkpoint, reloaded. So the search ranks configurations under exactly the recipe its winner is
+retrained with into ``best/``.
 """
 
 from __future__ import annotations
@@ -63,12 +65,29 @@ def model_options(cfg: TrainConfig) -> dict:
 
 
 def build(cfg: TrainConfig):
-    """The model of ``cfg``, compiled for its first phase."""
+    """The model of ``cfg`` (``cfg.init``'s trained network, else a new one), compiled for its
+    first phase."""
     from chestx.models import build_model
 
-    model = build_model(cfg.arch, cfg.image_size, **model_options(cfg))
+    if cfg.init is not None:
+        model = modeldir.load_keras(cfg.init)  # checked by chestx.train before --out is touched
+    else:
+        model = build_model(cfg.arch, cfg.image_size, **model_options(cfg))
+    model = trainable(model, cfg)
     _compile(model, cfg, learning_rate(cfg))
     return model
+
+
+def trainable(network, cfg: TrainConfig):
+    """What ``fit`` trains: ``network``, inside ``ConsistencyTraining`` with ``cfg.consistency``
+    (it saves the network alone, so checkpoints stay plain models)."""
+    if not cfg.consistency:
+        return network
+    from chestx.models.consistency import ConsistencyTraining
+
+    return ConsistencyTraining(
+        network, weight=cfg.consistency, stretch=cfg.consistency_stretch, seed=cfg.seed
+    )
 
 
 def _compile(model, cfg: TrainConfig, lr: float) -> None:
@@ -194,10 +213,11 @@ def fit(
 
     epochs_run, interrupted = phase(model, cfg.epochs)
     if fine_tunes(cfg) and not interrupted and checkpoint.is_file():
-        model = keras.saving.load_model(checkpoint, compile=False)
-        n = unfreeze_top(model, cfg.fine_tune_layers)
+        network = keras.saving.load_model(checkpoint, compile=False)
+        n = unfreeze_top(network, cfg.fine_tune_layers)
         lr = fine_tune_learning_rate(cfg)
         log.info("fine-tuning the top %d backbone layers at lr %.2g", n, lr)
+        model = trainable(network, cfg)
         _compile(model, cfg, lr)
         more, interrupted = phase(model, cfg.fine_tune_epochs, initial_epoch=epochs_run)
         epochs_run += more

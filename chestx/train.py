@@ -26,11 +26,12 @@ from chestx.data import (
     DecodeLog,
     dataset,
     make_splits,
+    manifest_csv,
     split_counts,
     write_manifest,
 )
 from chestx.distill import check_teacher, soft_targets
-from chestx.errors import DataError
+from chestx.errors import DataError, ModelError
 from chestx.fileio import atomic_path
 from chestx.interrupts import GracefulInterrupt
 from chestx.litert import save_litert
@@ -67,6 +68,9 @@ class TrainConfig:
     teacher_weight: float = 0.5  # fraction of each target that is the teacher's
     teacher_temperature: float = 1.0  # the teacher's probabilities softened by this temperature
     ema: float | None = None  # momentum of the weights' moving average that is validated and kept
+    init: Path | None = None  # a finished model directory whose network is fine-tuned
+    consistency: float = 0.0  # weight of the two-view consistency term (chestx.models.consistency)
+    consistency_stretch: float = 0.3  # the second view's height is rescaled by up to this
     patience: int | None = 6  # EarlyStopping; ReduceLROnPlateau at a third; None: neither
     monitor: str = "val_auc"  # what the checkpoint, EarlyStopping and ReduceLROnPlateau watch
     min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY
@@ -104,6 +108,9 @@ def config_from_args(args) -> TrainConfig:
         teacher_weight=args.teacher_weight,
         teacher_temperature=args.teacher_temperature,
         ema=args.ema,
+        init=Path(args.init) if args.init else None,
+        consistency=args.consistency,
+        consistency_stretch=args.consistency_stretch,
         patience=args.patience,
         min_sensitivity=args.min_sensitivity,
         limit=args.limit,
@@ -122,6 +129,42 @@ def library_versions() -> dict:
     from chestx.versions import installed_versions
 
     return installed_versions()
+
+
+def check_init(source: Path, cfg: TrainConfig, manifest: dict) -> dict:
+    """The card entry of ``source`` (``cfg.init``), if this run may fine-tune its network
+    (``ModelError``, one line, if not): a finished ``chestx train`` model with this run's
+    architecture and input, trained on this run's patient split file for file, or its
+    validation patients would be trained on here and the checkpoint chosen on X-rays the network
+    has learnt. ``manifest``: this run's split, as ``write_manifest`` takes it."""
+    card = modeldir.load_card(source)
+    modeldir.check_finished(card, source)
+    if card.get("ensemble"):
+        raise ModelError(
+            f"--init {source} is an ensemble; start from one of its members' directories"
+        )
+    for key, mine in (
+        ("arch", cfg.arch),
+        ("image_size", cfg.image_size),
+        ("intensity", cfg.intensity),
+    ):
+        if card.get(key) != mine:
+            raise ModelError(
+                f"--init {source} has {key} {card.get(key)!r}, this run {mine!r}; "
+                f"pass --{key.replace('_', '-')} {card.get(key)}"
+            )
+    digest = hashlib.sha256(manifest_csv(manifest, Path(cfg.data))).hexdigest()
+    if (card.get("data") or {}).get("manifest_sha256") != digest:
+        raise ModelError(
+            f"--init {source} was trained on another patient split; use the --data, "
+            "--split-seed and --limit it was trained with (its card's training.config)"
+        )
+    return {
+        "model": card.get("name"),
+        "version": card.get("version"),
+        "directory": Path(source).resolve().name,
+        "commands": modeldir.training_commands(card),
+    }
 
 
 def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | None = None) -> dict:
@@ -154,15 +197,13 @@ def _train(
     if not splits["train"] or not splits["val"]:
         raise DataError(f"{cfg.data}: too few patients for a train/validation split")
     weights = recipe.class_weights([r.label for r in splits["train"]])  # refuses one class
+    manifest = {**splits, **({"external": external} if external else {})}
+    init = None if cfg.init is None else check_init(cfg.init, cfg, manifest)
     # nothing above touched --out: a refused run leaves an earlier model there as it was
     cfg.out.mkdir(parents=True, exist_ok=True)
     for stale in (modeldir.HISTORY, modeldir.MODEL_FILE, modeldir.H5_FILE, modeldir.LITERT_FILE):
         (cfg.out / stale).unlink(missing_ok=True)  # an earlier run's: never finish from those
-    manifest_sha = write_manifest(
-        {**splits, **({"external": external} if external else {})},
-        cfg.out / modeldir.MANIFEST,
-        root=Path(cfg.data),
-    )
+    manifest_sha = write_manifest(manifest, cfg.out / modeldir.MANIFEST, root=Path(cfg.data))
     counts = split_counts(splits)
     log.info("split by patient: %s", counts)
 
@@ -276,6 +317,7 @@ def _train(
             "images_per_second": round(n_train * epochs_run / seconds, 1) if seconds else None,
             "class_weight": weights,
             "teacher": teacher,
+            "init": init,
             "learning_rate": recipe.learning_rate(cfg),
             "config": {
                 k: (Path(v).resolve().name if isinstance(v, Path) else v)

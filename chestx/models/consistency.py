@@ -1,0 +1,64 @@
+"""Consistency training: the same score for an X-ray whatever its proportions.
+
+Trained on the Kaggle folder alone, a network learns that a normal child's X-ray has typical
+height-to-width proportions, and scores another collection's normals (framed differently) as
+pneumonia. Stretching the height at random (``--stretch``) only blurs that cue: each class keeps
+its average proportions. ``ConsistencyTraining`` removes it instead. Each training batch goes
+through the network twice in one call, as given and with its height alone rescaled by a random
+factor in ``[1 - stretch, 1 + stretch]`` (black fill); the compiled loss scores the first view
+and ``weight * mean((logit_a - logit_b) ** 2)`` joins it (``add_loss``), so the gradient pulls
+the two scores together (the "Π-model" consistency of Laine & Aila 2017, with a geometric view).
+
+The wrapper exists only while fitting: at inference it is the network, and ``save`` writes the
+network alone, so every checkpoint and the shipped ``model.keras`` are the plain functional
+model (nothing to register, nothing extra in the serving graph).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+EPSILON = 1e-6  # probabilities are clipped this far from 0 and 1 before their logit
+
+
+def probability_logit(p):
+    p = ops.clip(p, EPSILON, 1 - EPSILON)
+    return ops.log(p) - ops.log1p(-p)
+
+
+class ConsistencyTraining(keras.Model):
+    """``network`` for ``fit``, with the consistency term added to its loss."""
+
+    def __init__(self, network: keras.Model, *, weight: float, stretch: float, seed=None):
+        super().__init__(name=network.name)
+        if weight <= 0 or not 0 < stretch < 1:
+            raise ValueError(f"need weight > 0 and 0 < stretch < 1, got {weight}, {stretch}")
+        self.network = network
+        self.weight = float(weight)
+        self.stretch = float(stretch)
+        self.stretcher = keras.layers.RandomZoom(
+            height_factor=(-self.stretch, self.stretch),
+            width_factor=(0.0, 0.0),
+            fill_mode="constant",
+            seed=seed,
+        )
+        # logged per epoch as "consistency": how far apart the two views' logits still are
+        self.gap_tracker = keras.metrics.Mean(name="consistency")
+
+    def call(self, x, training=False):
+        if not training:
+            return self.network(x, training=False)
+        stretched = self.stretcher(x, training=True)
+        # one batch of both views, so batch normalisation's statistics span the two
+        both = self.network(ops.concatenate([x, stretched], axis=0), training=True)
+        given, other = ops.split(both, 2, axis=0)
+        gap = probability_logit(given) - probability_logit(other)
+        squared_gap = ops.mean(ops.square(gap))
+        self.gap_tracker.update_state(squared_gap)
+        self.add_loss(self.weight * squared_gap)
+        return given
+
+    def save(self, filepath, *args, **kwargs):
+        """Save the network alone (the wrapper is a training device, not part of the model)."""
+        return self.network.save(filepath, *args, **kwargs)

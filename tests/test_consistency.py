@@ -1,0 +1,131 @@
+"""Consistency training (``chestx train --consistency``) and fine-tuning (``--init``): the loss
+term is the weighted squared logit gap between two views, the saved model is the plain network,
+and a fine-tuned run starts from its source's weights on its source's patient split."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from chestx.cli import main
+from chestx.modeldir import training_commands
+from chestx.models import build_model, compile_model
+from chestx.models.consistency import ConsistencyTraining, probability_logit
+
+
+def _dense_network():
+    """No batch normalisation: its output for a batch does not depend on the batch's others."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name="dense")
+
+
+def test_the_loss_term_is_the_weighted_squared_logit_gap_between_the_views():
+    keras.utils.set_random_seed(0)
+    network = _dense_network()
+    model = ConsistencyTraining(network, weight=2.5, stretch=0.3)
+    model.stretcher = keras.layers.Lambda(lambda x: ops.flip(x, axis=1))  # a known second view
+    x = np.random.default_rng(0).uniform(0, 1, (6, 8, 8, 1)).astype("float32")  # unsaturated
+    given = model(x, training=True)
+    za = probability_logit(network(x))
+    zb = probability_logit(network(x[:, ::-1]))
+    want = 2.5 * np.mean((ops.convert_to_numpy(za) - ops.convert_to_numpy(zb)) ** 2)
+    assert want > 0.01  # the views really differ for this network
+    assert len(model.losses) == 1
+    assert float(model.losses[0]) == pytest.approx(want, rel=1e-4)
+    np.testing.assert_allclose(given, network(x), rtol=1e-5)  # the loss scores the X-ray itself
+    np.testing.assert_allclose(model(x), network(x), rtol=1e-6)  # inference: the network alone
+    assert not model.losses  # and no term outside training
+
+
+def test_the_stretch_rescales_the_height_alone():
+    model = ConsistencyTraining(_dense_network(), weight=1.0, stretch=0.4, seed=3)
+    x = np.zeros((4, 40, 40, 1), "float32")
+    x[:, 10:30, 10:30] = 255  # a white square in the middle
+    y = ops.convert_to_numpy(model.stretcher(x, training=True))
+    rows = (y[..., 0] > 127).any(axis=2).sum(axis=1)
+    cols = (y[..., 0] > 127).any(axis=1).sum(axis=1)
+    np.testing.assert_array_equal(cols, 20)  # width as it was
+    assert rows.min() >= 20 / 1.4 - 1 and rows.max() <= 20 * 1.4 + 1 and len(set(rows)) > 1
+
+
+def test_training_logs_the_gap_and_saves_the_network_alone(tmp_path):
+    keras.utils.set_random_seed(0)
+    network = build_model("chestnet", 32, filters=(4, 8))
+    model = compile_model(ConsistencyTraining(network, weight=1.0, stretch=0.3, seed=1))
+    x = np.random.default_rng(1).uniform(0, 255, (16, 32, 32, 1)).astype("float32")
+    y = np.tile([0.0, 1.0], 8)[:, None].astype("float32")
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    assert len(history["consistency"]) == 2 and min(history["consistency"]) > 0
+    model.save(tmp_path / "model.keras")
+    saved = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    assert type(saved) is not ConsistencyTraining
+    assert [w.name for w in saved.weights] == [w.name for w in network.weights]
+    np.testing.assert_allclose(saved.predict(x, verbose=0), network.predict(x, verbose=0), 1e-6)
+
+
+def test_a_card_lists_the_init_sources_commands_first():
+    card = {"training": {"command": "chestx train --init a", "init": {"commands": ["make a"]}}}
+    assert training_commands(card) == ["make a", "chestx train --init a"]
+
+
+def _first_kernel(model_dir):
+    model = keras.saving.load_model(model_dir / "model.keras", compile=False)
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    return ops.convert_to_numpy(conv.kernel)
+
+
+def test_train_init_fine_tunes_its_source_with_consistency(capsys, tmp_path, xray_dir):
+    base = ["train", "--data", str(xray_dir), "--image-size", "64", "--batch-size", "8"]
+    source = tmp_path / "source"
+    assert main([*base, "--out", str(source), "--epochs", "1", "--seed", "1"]) == 0
+    tuned = tmp_path / "tuned"
+    argv = [*base, "--out", str(tuned), "--epochs", "1", "--seed", "3", "--split-seed", "1"]
+    argv += ["--init", str(source), "--consistency", "1", "--lr", "1e-7", "--no-augment"]
+    assert main(argv) == 0
+
+    card = json.loads((tuned / "card.json").read_text())
+    source_card = json.loads((source / "card.json").read_text())
+    init = card["training"]["init"]
+    assert init["version"] == source_card["version"] and init["directory"] == "source"
+    assert init["commands"] == [source_card["training"]["command"]]
+    assert training_commands(card) == [
+        source_card["training"]["command"],
+        card["training"]["command"],
+    ]
+    assert card["training"]["config"]["consistency"] == 1.0
+    assert card["data"]["manifest_sha256"] == source_card["data"]["manifest_sha256"]
+    with (tuned / "history.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[0]["consistency"]) > 0
+    # at a learning rate of 1e-7 the kernels are the source's, not new ones
+    np.testing.assert_allclose(_first_kernel(tuned), _first_kernel(source), atol=1e-4)
+    assert np.abs(_first_kernel(source)).max() > 0.05
+
+    capsys.readouterr()
+    other_split = [*base, "--out", str(tmp_path / "t2"), "--init", str(source), "--seed", "2"]
+    assert main(other_split) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "another patient split" in err
+    assert not (tmp_path / "t2").exists()  # refused before --out is made
+
+    wider = [*base, "--out", str(tmp_path / "t3"), "--init", str(source), "--image-size", "96"]
+    assert main([*wider, "--seed", "1"]) == 2
+    assert "image_size 64" in capsys.readouterr().err
+    ensemble = tmp_path / "ens"
+    ensemble.mkdir()
+    (ensemble / "card.json").write_text(json.dumps({**source_card, "ensemble": {"members": []}}))
+    assert main([*base, "--out", str(tmp_path / "t4"), "--init", str(ensemble), "--seed", "1"]) == 2
+    assert "ensemble" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--consistency", "-1"], ["--consistency-stretch", "1.5"]])
+def test_consistency_options_are_range_checked(capsys, tmp_path, xray_dir, bad):
+    argv = ["train", "--data", str(xray_dir), "--out", str(tmp_path / "m"), *bad]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and bad[0] in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
