@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Save the full model to ``path`` whenever ``monitor`` improves (``mode`` max or min) on
     ``best``: the best value so far, None at the start of a run (a later phase passes the
-    earlier phase's, so it never replaces a better checkpoint with a worse one)."""
+    earlier phase's, so it never replaces a better checkpoint with a worse one). With
+    ``save_best_only=False`` (as in Keras' ``ModelCheckpoint``), every epoch is saved: the file
+    holds the last epoch's model, and ``best`` is only tracked."""
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         monitor: str = "val_auc",
         mode: str = "max",
         best: float | None = None,
+        save_best_only: bool = True,
     ):
         super().__init__()
         if mode not in ("max", "min"):
@@ -47,6 +50,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = mode
         self.best = (-math.inf if mode == "max" else math.inf) if best is None else float(best)
+        self.save_best_only = save_best_only
 
     def _improved(self, value: float) -> bool:
         if math.isnan(value):
@@ -55,12 +59,18 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
+        if not self.save_best_only:
+            self.save()
         if value is None:
-            log.warning("checkpoint: %s is not in the epoch's logs; nothing saved", self.monitor)
+            if self.save_best_only:
+                log.warning(
+                    "checkpoint: %s is not in the epoch's logs; nothing saved", self.monitor
+                )
             return
         value = float(value)
         if self._improved(value):
-            self.save()
+            if self.save_best_only:
+                self.save()
             self.best = value
 
     def save(self) -> None:

@@ -144,6 +144,13 @@ def _add_train(sub) -> None:
         help="the copy's height is rescaled by a random factor in [1 - this, 1 + this] (0.3)",
     )
     p.add_argument(
+        "--keep",
+        choices=("best", "last"),
+        default="best",
+        help="the epoch whose weights the run keeps: the best by validation ROC AUC, or the last "
+        "(fine-tuning for an invariance the training hospital's validation cannot reward)",
+    )
+    p.add_argument(
         "--min-sensitivity",
         type=proportion,
         default=config.DEFAULT_MIN_SENSITIVITY,

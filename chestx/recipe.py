@@ -133,8 +133,15 @@ def callbacks(cfg: TrainConfig, workdir: Path, interrupt=None, best: float | Non
     )
 
     mode = config.MONITORS[cfg.monitor]
+    last = cfg.keep == "last"
     out: list = [
-        AtomicCheckpoint(workdir / modeldir.MODEL_FILE, monitor=cfg.monitor, mode=mode, best=best)
+        AtomicCheckpoint(
+            workdir / modeldir.MODEL_FILE,
+            monitor=cfg.monitor,
+            mode=mode,
+            best=best,
+            save_best_only=not last,
+        )
     ]
     if cfg.patience:  # None or 0: every epoch runs, at one learning rate
         out += [
@@ -142,7 +149,7 @@ def callbacks(cfg: TrainConfig, workdir: Path, interrupt=None, best: float | Non
                 monitor=cfg.monitor,
                 mode=mode,
                 patience=cfg.patience,
-                restore_best_weights=True,
+                restore_best_weights=not last,
                 verbose=1,
             ),
             keras.callbacks.ReduceLROnPlateau(

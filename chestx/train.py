@@ -73,6 +73,7 @@ class TrainConfig:
     consistency_stretch: float = 0.3  # the second view's height is rescaled by up to this
     patience: int | None = 6  # EarlyStopping; ReduceLROnPlateau at a third; None: neither
     monitor: str = "val_auc"  # what the checkpoint, EarlyStopping and ReduceLROnPlateau watch
+    keep: str = "best"  # the epoch whose weights the run keeps: best by monitor, or last
     min_sensitivity: float = config.DEFAULT_MIN_SENSITIVITY
     limit: int | None = None
     augmentation: Augmentation | None = field(default_factory=Augmentation)
@@ -111,6 +112,7 @@ def config_from_args(args) -> TrainConfig:
         init=Path(args.init) if args.init else None,
         consistency=args.consistency,
         consistency_stretch=args.consistency_stretch,
+        keep=args.keep,
         patience=args.patience,
         min_sensitivity=args.min_sensitivity,
         limit=args.limit,

@@ -85,6 +85,7 @@ def test_train_init_fine_tunes_its_source_with_consistency(capsys, tmp_path, xra
     tuned = tmp_path / "tuned"
     argv = [*base, "--out", str(tuned), "--epochs", "1", "--seed", "3", "--split-seed", "1"]
     argv += ["--init", str(source), "--consistency", "1", "--lr", "1e-7", "--no-augment"]
+    argv += ["--keep", "last"]
     assert main(argv) == 0
 
     card = json.loads((tuned / "card.json").read_text())
@@ -97,6 +98,7 @@ def test_train_init_fine_tunes_its_source_with_consistency(capsys, tmp_path, xra
         card["training"]["command"],
     ]
     assert card["training"]["config"]["consistency"] == 1.0
+    assert card["training"]["config"]["keep"] == "last"
     assert card["data"]["manifest_sha256"] == source_card["data"]["manifest_sha256"]
     with (tuned / "history.csv").open() as fh:
         rows = list(csv.DictReader(fh))

@@ -93,6 +93,29 @@ def test_a_later_phase_keeps_the_earlier_phases_better_checkpoint(tmp_path):
     assert fresh.best == float("-inf")
 
 
+def test_keep_last_saves_every_epoch_and_early_stopping_restores_nothing(tmp_path):
+    """``--keep last``: the file holds the last epoch's model even when validation got worse
+    (fine-tuning for what the internal validation cannot reward); the best is still tracked."""
+    import keras
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    cfg = TrainConfig(data=tmp_path, out=tmp_path, patience=6, keep="last")
+    made = recipe.callbacks(cfg, tmp_path)
+    checkpoint, stop = made[:2]
+    assert stop.restore_best_weights is False
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_auc": 0.95})
+    first = (tmp_path / "model.keras").read_bytes()
+    model.layers[-1].kernel.assign(np.ones((4, 1), "float32"))
+    checkpoint.on_epoch_end(1, {"val_auc": 0.90})  # worse, and still saved
+    assert (tmp_path / "model.keras").read_bytes() != first and checkpoint.best == 0.95
+    saved = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved.layers[-1].kernel), 1.0)
+    best = recipe.callbacks(TrainConfig(data=tmp_path, out=tmp_path, patience=6), tmp_path)
+    assert best[0].save_best_only and best[1].restore_best_weights
+
+
 def test_with_ema_validation_and_checkpoint_see_the_average_and_training_goes_on_raw(tmp_path):
     """Each epoch's validation (and every epoch-end callback before the swap-back) sees the
     optimizer's moving average; the next epoch trains on from the raw weights; ``fit`` leaves
