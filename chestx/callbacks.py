@@ -58,20 +58,15 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         return value > self.best if self.mode == "max" else value < self.best
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if not self.save_best_only:
+        logged = (logs or {}).get(self.monitor)
+        value = None if logged is None else float(logged)
+        if value is not None and self._improved(value):
             self.save()
-        if value is None:
-            if self.save_best_only:
-                log.warning(
-                    "checkpoint: %s is not in the epoch's logs; nothing saved", self.monitor
-                )
-            return
-        value = float(value)
-        if self._improved(value):
-            if self.save_best_only:
-                self.save()
             self.best = value
+        elif not self.save_best_only:
+            self.save()
+        elif value is None:
+            log.warning("checkpoint: %s is not in the epoch's logs; nothing saved", self.monitor)
 
     def save(self) -> None:
         with atomic_path(self.path) as tmp:
