@@ -85,3 +85,34 @@ def choose_threshold(y_true, prob, min_sensitivity: float = 0.95) -> float:
     below = prob[prob < cut]
     lower = below.max() if below.size else 0.0
     return float((cut + lower) / 2)
+
+
+def specificity_at(y_true, prob, min_sensitivity: float = 0.95) -> float:
+    """The specificity at the threshold ``choose_threshold`` picks for ``min_sensitivity``: how
+    many normal X-rays a screening operating point keeps, whatever the model's calibration."""
+    return binary_metrics(y_true, prob, choose_threshold(y_true, prob, min_sensitivity))[
+        "specificity"
+    ]
+
+
+def paired_bootstrap(
+    y_true, prob, prob_ref, statistic, *, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """``statistic(y, prob) - statistic(y, prob_ref)`` on these X-rays and its 95 % percentile
+    interval: the X-rays are resampled with replacement and both models scored on the same
+    resample each time, so what the two share (which X-rays are hard) cancels. Resamples with one
+    class only are left out. A difference whose interval holds 0 is one this data cannot see."""
+    y_true = np.asarray(y_true).astype(int)
+    prob, prob_ref = np.asarray(prob, float), np.asarray(prob_ref, float)
+    if not y_true.shape == prob.shape == prob_ref.shape or y_true.ndim != 1:
+        raise ValueError("y_true, prob and prob_ref must be 1-D and the same length")
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(y_true), len(y_true))
+        if y_true[i].min() != y_true[i].max():
+            diffs.append(statistic(y_true[i], prob[i]) - statistic(y_true[i], prob_ref[i]))
+    if not diffs:
+        raise ValueError("every resample holds one class only; both classes are needed")
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return float(statistic(y_true, prob) - statistic(y_true, prob_ref)), float(lo), float(hi)

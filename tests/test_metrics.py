@@ -5,7 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from chestx.metrics import binary_metrics, choose_threshold, expected_calibration_error
+from chestx.metrics import (
+    binary_metrics,
+    choose_threshold,
+    expected_calibration_error,
+    paired_bootstrap,
+    specificity_at,
+)
 
 Y = [0, 0, 0, 1, 1, 1, 1, 1]
 P = [0.1, 0.4, 0.7, 0.3, 0.6, 0.8, 0.9, 0.95]
@@ -66,3 +72,38 @@ def test_threshold_rule_keeps_sensitivity_and_maximises_specificity():
 def test_threshold_rule_refuses_an_impossible_sensitivity(bad):
     with pytest.raises(ValueError, match="at most 1"):
         choose_threshold(np.array(Y), P, min_sensitivity=bad)
+
+
+def roc_auc(y, p):
+    return binary_metrics(y, p)["roc_auc"]
+
+
+def test_specificity_at_a_sensitivity():
+    # 4 of 5 positives flagged: threshold 0.5, so 0.1 and 0.4 stay normal and 0.7 is flagged
+    assert specificity_at(Y, P, 0.8) == pytest.approx(2 / 3)
+    assert specificity_at(Y, P, 1.0) == pytest.approx(1 / 3)  # down to 0.3: only 0.1 is kept
+
+
+def test_paired_bootstrap_sees_a_real_difference_and_not_a_tie():
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 100)
+    good = np.clip(y * 0.6 + rng.normal(0.2, 0.15, y.size), 0, 1)  # ranks well
+    noise = rng.uniform(size=y.size)  # ranks at chance
+    diff, lo, hi = paired_bootstrap(y, good, noise, roc_auc, resamples=300)
+    assert diff == pytest.approx(roc_auc(y, good) - roc_auc(y, noise))
+    assert 0.3 < lo <= diff <= hi  # far from 0: a difference 200 X-rays can see
+    # the same scores: every resample's difference is 0, so is the interval
+    assert paired_bootstrap(y, good, good, roc_auc, resamples=50) == (0.0, 0.0, 0.0)
+    # a monotone transform ranks alike, so AUC cannot tell them apart, resample by resample
+    assert paired_bootstrap(y, good, good**3, roc_auc, resamples=50) == (0.0, 0.0, 0.0)
+    # same seed, same interval
+    assert paired_bootstrap(y, good, noise, roc_auc, resamples=50, seed=3) == paired_bootstrap(
+        y, good, noise, roc_auc, resamples=50, seed=3
+    )
+
+
+def test_paired_bootstrap_refuses_what_it_cannot_compare():
+    with pytest.raises(ValueError, match="same length"):
+        paired_bootstrap([0, 1], [0.1, 0.9], [0.2], roc_auc)
+    with pytest.raises(ValueError, match="one class only"):
+        paired_bootstrap([1, 1, 1], [0.1, 0.5, 0.9], [0.2, 0.3, 0.4], roc_auc, resamples=20)
