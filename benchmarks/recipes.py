@@ -40,7 +40,7 @@ def main() -> None:
 
     from chestx.data import find_data
     from chestx.evaluate import score
-    from chestx.metrics import binary_metrics, choose_threshold
+    from chestx.metrics import binary_metrics, specificity_at
     from chestx.predict import Predictor
 
     records = find_data(args.data)["all"]
@@ -54,14 +54,14 @@ def main() -> None:
         predictor = Predictor(model)
         y, p, _ = score(predictor, records)
         scored.append((model, y, p))
-        at95 = binary_metrics(y, p, choose_threshold(y, p, 0.95))
+        spec95 = specificity_at(y, p, 0.95)
         stored = binary_metrics(y, p, predictor.threshold)
         card = predictor.card
         val = card.get("metrics", {}).get("val", {}).get("roc_auc", float("nan"))
         minutes = (card.get("training", {}).get("seconds") or 0) / 60
         print(
             f"| {Path(model).name} | {val:.4f} | {stored['roc_auc']:.4f} | "
-            f"{at95['specificity']:.3f} | {stored['ece']:.3f} | "
+            f"{spec95:.3f} | {stored['ece']:.3f} | "
             f"{stored['sensitivity']:.3f} / {stored['specificity']:.3f} | {minutes:.0f} |",
             flush=True,
         )
