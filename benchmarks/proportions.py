@@ -16,7 +16,6 @@ model's internal validation split of a training folder (``--split-seed``, as tra
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
@@ -32,15 +31,14 @@ def scale_height(images: np.ndarray, factor: float) -> np.ndarray:
     black top and bottom when shrunk, centre-cropped when stretched."""
     import cv2
 
-    n, side, width, _ = images.shape
+    _, side, width, _ = images.shape
     height = int(round(side * factor))
+    shrink = factor < 1
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    top = abs(side - height) // 2
     out = np.zeros_like(images)
     for i, image in enumerate(images[..., 0]):
-        shrink = factor < 1
-        scaled = cv2.resize(
-            image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        )
-        top = abs(side - height) // 2
+        scaled = cv2.resize(image, (width, height), interpolation=interpolation)
         if shrink:
             out[i, top : top + height, :, 0] = scaled
         else:
@@ -61,14 +59,14 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=42)
     args = parser.parse_args()
 
-    from chestx.data import dataset, find_data, make_splits, manifest_csv
+    from chestx.data import dataset, find_data, make_splits, manifest_sha256
     from chestx.modeldir import load_card, load_keras
     from chestx.models.ensemble import members_of
 
     if args.split == "val":
         splits, _ = make_splits(args.data, seed=args.split_seed)
         records = splits["val"]
-        digest = hashlib.sha256(manifest_csv(splits, Path(args.data))).hexdigest()
+        digest = manifest_sha256(splits, Path(args.data))
     else:
         records, digest = find_data(args.data)["all"], None
     normals = [r for r in records if r.label == 0]

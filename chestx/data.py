@@ -168,6 +168,11 @@ def write_manifest(splits: dict[str, list[Record]], path: Path, root: Path) -> s
     return hashlib.sha256(data).hexdigest()
 
 
+def manifest_sha256(splits: dict[str, list[Record]], root: Path) -> str:
+    """The SHA-256 ``write_manifest`` would return for ``splits``, without writing anything."""
+    return hashlib.sha256(manifest_csv(splits, root)).hexdigest()
+
+
 def manifest_csv(splits: dict[str, list[Record]], root: Path) -> bytes:
     """The audit CSV ``write_manifest`` writes: two runs with equal bytes split alike."""
     out = io.StringIO(newline="")

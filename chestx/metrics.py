@@ -90,9 +90,9 @@ def choose_threshold(y_true, prob, min_sensitivity: float = 0.95) -> float:
 def specificity_at(y_true, prob, min_sensitivity: float = 0.95) -> float:
     """The specificity at the threshold ``choose_threshold`` picks for ``min_sensitivity``: how
     many normal X-rays a screening operating point keeps, whatever the model's calibration."""
-    return binary_metrics(y_true, prob, choose_threshold(y_true, prob, min_sensitivity))[
-        "specificity"
-    ]
+    normal = np.asarray(prob, float)[np.asarray(y_true).astype(int) == 0]
+    threshold = choose_threshold(y_true, prob, min_sensitivity)
+    return _ratio(int((normal < threshold).sum()), normal.size)  # as binary_metrics counts it
 
 
 def paired_bootstrap(

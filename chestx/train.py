@@ -26,7 +26,7 @@ from chestx.data import (
     DecodeLog,
     dataset,
     make_splits,
-    manifest_csv,
+    manifest_sha256,
     split_counts,
     write_manifest,
 )
@@ -155,8 +155,7 @@ def check_init(source: Path, cfg: TrainConfig, manifest: dict) -> dict:
                 f"--init {source} has {key} {card.get(key)!r}, this run {mine!r}; "
                 f"pass --{key.replace('_', '-')} {card.get(key)}"
             )
-    digest = hashlib.sha256(manifest_csv(manifest, Path(cfg.data))).hexdigest()
-    if (card.get("data") or {}).get("manifest_sha256") != digest:
+    if (card.get("data") or {}).get("manifest_sha256") != manifest_sha256(manifest, Path(cfg.data)):
         raise ModelError(
             f"--init {source} was trained on another patient split; use the --data, "
             "--split-seed and --limit it was trained with (its card's training.config)"
