@@ -289,6 +289,12 @@ def _add_ensemble(sub) -> None:
         help="score the X-ray shrunk by FRACTION of its side on each side and padded "
         "black (a looser framing) instead of as given",
     )
+    p.add_argument(
+        "--soup",
+        action="store_true",
+        help="average the members' weights into one network (a model soup) instead of their "
+        "answers: one network's serving cost; members must be fine-tunes of one --init model",
+    )
     p.add_argument("--min-sensitivity", type=proportion, default=config.DEFAULT_MIN_SENSITIVITY)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(handler=_run_ensemble)

@@ -3,6 +3,11 @@
 Members must come from ``chestx train`` runs on the same patient split (same ``--split-seed``
 and data, so the same manifest): the ensemble's threshold is then chosen on a validation split
 that none of its members trained on, by the same rule as ``chestx train``.
+
+With ``--soup`` the members' weights are averaged into one network (a model soup) before the
+views are applied, so the result serves at one network's cost. Its members must be fine-tunes of
+one model (``chestx train --init`` of the same source, other seeds or settings): averaging
+networks trained from different starting weights gives a broken network, so they are refused.
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ def build_ensemble(
     *,
     flip: bool = False,
     zoom_out: float = 0.0,
+    soup: bool = False,
     min_sensitivity: float = 0.95,
     batch_size: int = 64,
     command: str | None = None,
 ) -> dict:
     from chestx.evaluate import internal_scores
-    from chestx.models.ensemble import ensemble
+    from chestx.models import ensemble as combine
     from chestx.predict import Predictor
 
     paths = [Path(m) for m in members]
@@ -59,9 +65,14 @@ def build_ensemble(
     for c in cards:
         if not Calibration.from_card(c).identity:
             raise ModelError("members must be uncalibrated; calibrate the ensemble instead")
+    if soup:
+        _check_soup(cards)
     modeldir.check_new(out)
 
-    model = ensemble([m for _, m in loaded], flip=flip, zoom_out=zoom_out)
+    networks = [m for _, m in loaded]
+    if soup:
+        networks = [combine.soup(networks)]
+    model = combine.ensemble(networks, flip=flip, zoom_out=zoom_out)
     first = cards[0]
     with modeldir.new_model_dir(out) as staging:
         shutil.copy2(paths[0] / modeldir.MANIFEST, staging / modeldir.MANIFEST)
@@ -109,7 +120,13 @@ def build_ensemble(
             "input": first.get("input"),
             "preprocessing": first.get("preprocessing"),
             "ensemble": {
-                "combination": "mean of P(pneumonia) over members x views, inside one graph",
+                "combination": (
+                    "members' weights averaged into one network (uniform model soup), "
+                    "then the mean of P(pneumonia) over views, inside one graph"
+                    if soup
+                    else "mean of P(pneumonia) over members x views, inside one graph"
+                ),
+                "soup": soup,
                 "views": views,
                 "members": [
                     {
@@ -139,8 +156,10 @@ def build_ensemble(
             },
             "training": {
                 "command": command,
-                # each member's commands, an --init source's first
-                "member_commands": [c for card in cards for c in modeldir.training_commands(card)],
+                # each member's commands, an --init source's first (once, if members share it)
+                "member_commands": list(
+                    dict.fromkeys(c for card in cards for c in modeldir.training_commands(card))
+                ),
                 "seconds": round(sum(c.get("training", {}).get("seconds") or 0 for c in cards), 1),
             },
             "versions": installed_versions(),
@@ -148,9 +167,29 @@ def build_ensemble(
         }
         modeldir.write_card(staging, card)
     log.info(
-        "wrote %s (%d members, %d views, threshold %.3f)", out, len(cards), len(views), threshold
+        "wrote %s (%d members%s, %d views, threshold %.3f)",
+        out,
+        len(cards),
+        " in one soup" if soup else "",
+        len(views),
+        threshold,
     )
     return card
+
+
+def _check_soup(cards: list[dict]) -> None:
+    """Refuse members that cannot be averaged weight by weight: fewer than two, an ensemble,
+    or not all fine-tuned from the same model version."""
+    if len(cards) < 2:
+        raise ModelError("--soup needs at least two members")
+    if any(c.get("arch") == "ensemble" for c in cards):
+        raise ModelError("--soup averages networks, not ensembles; use the members' directories")
+    sources = {((c.get("training") or {}).get("init") or {}).get("version") for c in cards}
+    if len(sources) != 1 or None in sources:
+        raise ModelError(
+            "--soup averages fine-tunes of one model: train every member with the same "
+            f"--init source (members start from {sorted(map(str, sources))})"
+        )
 
 
 def ensemble_from_args(args) -> dict:
@@ -161,6 +200,7 @@ def ensemble_from_args(args) -> dict:
         args.out,
         flip=args.flip,
         zoom_out=args.zoom_out,
+        soup=args.soup,
         min_sensitivity=args.min_sensitivity,
         batch_size=args.batch_size,
         command=command,

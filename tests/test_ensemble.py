@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from chestx.models import build_model
-from chestx.models.ensemble import ensemble, members_of
+from chestx.models.ensemble import ensemble, members_of, soup
 
 SIZE = 48
 
@@ -43,6 +43,23 @@ def test_members_must_share_an_input():
         ensemble(
             [build_model("chestnet", 48, filters=(8,)), build_model("chestnet", 64, filters=(8,))]
         )
+
+
+def test_soup_is_the_mean_of_every_weight(members, batch):
+    net = soup(members)
+    assert net is not members[0] and len(net.weights) == len(members[0].weights)
+    for got, *given in zip(net.get_weights(), *(m.get_weights() for m in members), strict=True):
+        assert np.allclose(got, np.mean(given, axis=0), atol=1e-7)
+    # the members themselves are untouched, and one network's soup answers as that network does
+    assert not np.allclose(members[0].get_weights()[0], net.get_weights()[0])
+    assert np.allclose(soup(members[:1])(batch).numpy(), members[0](batch).numpy(), atol=1e-6)
+
+
+def test_soup_needs_one_shape():
+    keras.utils.set_random_seed(2)
+    narrow, wide = (build_model("chestnet", SIZE, filters=f) for f in ((8, 16), (8, 32)))
+    with pytest.raises(ValueError, match="different architectures"):
+        soup([narrow, wide])
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
@@ -117,3 +134,46 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     assert ensemble(tmp_path / "bad", "1", "3") == 2
     assert "different patient splits" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_chestx_ensemble_soup_end_to_end(capsys, tmp_path, xray_dir):
+    """Two fine-tunes of one network averaged into one: one network in the graph, the source's
+    command recorded once, and members that do not share an --init source refused."""
+    from chestx.cli import main
+
+    common = ["--data", str(xray_dir), "--image-size", "48", "--batch-size", "8"]
+    common += ["--epochs", "1", "--split-seed", "7"]
+    assert main(["train", *common, "--out", str(tmp_path / "base")]) == 0
+    for seed in ("1", "2"):
+        tune = ["--init", str(tmp_path / "base"), "--seed", seed, "--lr", "1e-4"]
+        assert main(["train", *common, "--out", str(tmp_path / seed), *tune]) == 0
+
+    def soup_of(out, *names):
+        argv = ["ensemble", "--soup", "--zoom-out", "0.1", "--data", str(xray_dir)]
+        argv += ["--out", str(tmp_path / out)]
+        for name in names:
+            argv += ["--member", str(tmp_path / name)]
+        return main(argv)
+
+    assert soup_of("soup", "1", "2") == 0
+    card = json.loads((tmp_path / "soup" / "card.json").read_text())
+    base = json.loads((tmp_path / "base" / "card.json").read_text())
+    assert card["ensemble"]["soup"] is True and len(card["ensemble"]["members"]) == 2
+    assert card["parameters"] == base["parameters"]  # one network, not two
+    commands = card["training"]["member_commands"]
+    assert len(commands) == 3 and commands[0] == base["training"]["command"]
+    from chestx.modeldir import load_keras
+
+    assert len(members_of(load_keras(tmp_path / "soup"))) == 1
+    capsys.readouterr()
+    image = sorted((xray_dir / "NORMAL").iterdir())[0]
+    assert main(["predict", "--model", str(tmp_path / "soup"), str(image)]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in ("NORMAL", "PNEUMONIA")
+
+    # the source itself was not fine-tuned from anything: it is not an ingredient
+    assert soup_of("bad", "1", "base") == 2
+    assert "same --init source" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert soup_of("bad", "1") == 2
+    assert "at least two members" in capsys.readouterr().err

@@ -8,11 +8,16 @@ instead of the image as given (a collection whose anatomy looks larger, above al
 network than the training folder's then looks like the training folder again). Everything
 lives inside one graph, so the result saves as one ``model.keras`` / ``.h5`` / ``.tflite`` and
 ``predict``, ``evaluate``, ``serve``, Grad-CAM and LiteRT use it like any other model.
+
+``soup`` is the other way to combine networks: several fine-tunes of one network (other seeds or
+settings, the same starting weights) averaged weight by weight into one network, a uniform model
+soup (Wortsman et al. 2022). It costs one network per X-ray where an ensemble costs one per member.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from chestx.models.layers import HorizontalFlip, ZoomOut
@@ -41,6 +46,29 @@ def ensemble(
         outputs += [member(view, training=False) for view in views]
     average = layers.Average(name="pneumonia")(outputs) if len(outputs) > 1 else outputs[0]
     return keras.Model(inputs, average, name=NAME)
+
+
+def soup(members: list[keras.Model]) -> keras.Model:
+    """One network whose every weight is the mean of the members' (BatchNorm statistics
+    included). Only fine-tunes of one network average into a working one: networks trained from
+    different starting weights share a shape, not a solution, so the caller checks that."""
+    if not members:
+        raise ValueError("a soup needs at least one member")
+    shapes = {tuple(tuple(w.shape) for w in m.weights) for m in members}
+    if len(shapes) != 1:
+        raise ValueError("members have different architectures; a soup needs one network's shape")
+    net = keras.models.clone_model(members[0])
+    weights = []
+    for values in zip(*(m.get_weights() for m in members), strict=True):
+        first = values[0]
+        # integer state (a counter, a seed) is not a weight to average; keep the first member's
+        weights.append(
+            np.mean(values, axis=0).astype(first.dtype)
+            if np.issubdtype(first.dtype, np.floating)
+            else first
+        )
+    net.set_weights(weights)
+    return net
 
 
 def members_of(model: keras.Model) -> list[keras.Model]:
