@@ -184,7 +184,9 @@ def summary(m: dict) -> str:
         "brier",
         "ece",
     ):
-        lines.append(f"  {key:<12} {m[key]:.4f}")
+        ci = m.get(f"{key}_ci")
+        interval = f"  (95 % CI {ci[0]:.4f} to {ci[1]:.4f})" if ci and ci[0] == ci[0] else ""
+        lines.append(f"  {key:<12} {m[key]:.4f}{interval}")
     lines += [
         "  confusion matrix   pred NORMAL  pred PNEUMONIA",
         f"    true NORMAL      {tn:>11}  {fp:>14}",

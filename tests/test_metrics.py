@@ -8,9 +8,11 @@ import pytest
 from chestx.metrics import (
     binary_metrics,
     choose_threshold,
+    delong_interval,
     expected_calibration_error,
     paired_bootstrap,
     specificity_at,
+    wilson_interval,
 )
 
 Y = [0, 0, 0, 1, 1, 1, 1, 1]
@@ -107,3 +109,62 @@ def test_paired_bootstrap_refuses_what_it_cannot_compare():
         paired_bootstrap([0, 1], [0.1, 0.9], [0.2], roc_auc)
     with pytest.raises(ValueError, match="one class only"):
         paired_bootstrap([1, 1, 1], [0.1, 0.5, 0.9], [0.2, 0.3, 0.4], roc_auc, resamples=20)
+
+
+@pytest.mark.parametrize(
+    "k, n, expected",
+    # Newcombe (1998), Stat Med 17:857, table I, method 3 (Wilson score, no continuity correction)
+    [(81, 263, (0.2553, 0.3662)), (15, 148, (0.0624, 0.1605)), (0, 20, (0.0, 0.1611)),
+     (1, 29, (0.0061, 0.1718))],
+)  # fmt: skip
+def test_wilson_interval_matches_the_published_values(k, n, expected):
+    assert wilson_interval(k, n) == pytest.approx(expected, abs=5e-5)
+
+
+def test_wilson_interval_edges():
+    low, high = wilson_interval(116, 116)
+    assert high == 1.0 and 0.96 < low < 0.97  # all passed still leaves room below
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))  # nothing measured
+    with pytest.raises(ValueError, match="between 0 and 5"):
+        wilson_interval(6, 5)
+
+
+def _delong_by_definition(y, p):
+    """DeLong et al. (1988) written out with the full positive x normal kernel matrix."""
+    pos, neg = p[y == 1], p[y == 0]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+    auc = psi.mean()
+    se = math.sqrt(v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg))
+    return auc, max(0.0, auc - 1.959964 * se), min(1.0, auc + 1.959964 * se)
+
+
+def test_delong_interval_matches_the_kernel_definition_and_the_bootstrap():
+    rng = np.random.default_rng(7)
+    y = np.repeat([0, 1], [116, 197])
+    p = np.round(np.clip(y * 0.35 + rng.normal(0.35, 0.2, y.size), 0, 1), 2)  # with ties
+    auc, low, high = _delong_by_definition(y, p)
+    assert delong_interval(y, p) == pytest.approx((low, high), abs=1e-9)
+    assert roc_auc(y, p) == pytest.approx(auc) and low < auc < high
+    # DeLong's standard error is the bootstrap's, within its resampling noise
+    boot = []
+    for _ in range(1000):
+        i = rng.integers(0, y.size, y.size)
+        boot.append(roc_auc(y[i], p[i]))
+    assert (high - low) / 2 / 1.959964 == pytest.approx(np.std(boot), rel=0.15)
+
+
+def test_delong_interval_edges():
+    assert delong_interval([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == [1.0, 1.0]  # no variance
+    assert all(math.isnan(v) for v in delong_interval([1, 1], [0.2, 0.9]))  # one class
+
+
+def test_binary_metrics_carry_their_intervals():
+    m = binary_metrics(Y, P, threshold=0.5)  # confusion [[2, 1], [1, 4]]
+    assert m["sensitivity_ci"] == wilson_interval(4, 5)
+    assert m["specificity_ci"] == wilson_interval(2, 3)
+    assert m["accuracy_ci"] == wilson_interval(6, 8)
+    assert m["roc_auc_ci"] == delong_interval(Y, P)
+    for key in ("sensitivity", "specificity", "accuracy", "roc_auc"):
+        low, high = m[f"{key}_ci"]
+        assert 0 <= low <= m[key] <= high <= 1

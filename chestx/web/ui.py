@@ -20,6 +20,15 @@ bp = Blueprint("ui", __name__)  # templates/ and static/ are the app's (chestx/w
 ACCEPT = ".jpg,.jpeg,.png,.bmp,.tif,.tiff,.dcm,image/jpeg,image/png,image/bmp,image/tiff"
 
 
+def _interval(ci) -> tuple[float, float] | None:
+    """A stored ``[low, high]`` interval, or None where there is none (or it is NaN)."""
+    try:
+        low, high = (float(v) for v in ci)
+    except (TypeError, ValueError):
+        return None
+    return (low, high) if low == low and high == high else None
+
+
 def _row(m: dict, title: str, card: dict, threshold: float, note: str | None = None) -> dict:
     measured_at = m.get("threshold", card.get("threshold"))
     return {
@@ -29,6 +38,10 @@ def _row(m: dict, title: str, card: dict, threshold: float, note: str | None = N
         "sensitivity": m.get("sensitivity"),
         "specificity": m.get("specificity"),
         "roc_auc": m.get("roc_auc"),
+        # 95 % intervals; cards written before they were recorded have none
+        "sensitivity_ci": _interval(m.get("sensitivity_ci")),
+        "specificity_ci": _interval(m.get("specificity_ci")),
+        "roc_auc_ci": _interval(m.get("roc_auc_ci")),
         "threshold": measured_at,
         "applies": measured_at is None or abs(float(measured_at) - threshold) < 1e-9,
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
@@ -18,6 +20,22 @@ def test_form_page(client):
     assert 'name="viewport"' in html  # phones
     assert "/static/app.js" in html and "/static/style.css" in html
     assert "sensitivity 90.0%" in html and "specificity 80.0%" in html
+    assert "95 % CI" not in html  # the tiny model's card predates the intervals
+
+
+def test_trust_panel_shows_the_cards_intervals(app_factory, tiny_model_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    card = json.loads((model / "card.json").read_text())
+    card["metrics"]["test"].update(
+        sensitivity_ci=[0.5958, 0.9821], specificity_ci=[0.4902, 0.9433], roc_auc_ci=[0.7, 1.0]
+    )
+    (model / "card.json").write_text(json.dumps(card))
+    html = app_factory(MODEL_DIR=str(model)).test_client().get("/").get_data(as_text=True)
+    assert "pneumonia cases flagged; 95 % CI 59.6–98.2%" in html
+    assert "normal X-rays passed; 95 % CI 49.0–94.3%" in html
+    assert "ROC AUC 0.850 (95 % CI 0.700–1.000)" in html
+    assert "Wilson intervals" in html
 
 
 def test_static_files(client):
