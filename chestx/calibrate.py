@@ -106,6 +106,16 @@ def calibrate(
         before["ece"],
         after["ece"],
     )
+    log.info(
+        "on these %d X-rays at the new threshold: sensitivity %.3f (95 %% CI %.3f to %.3f), "
+        "specificity %.3f (95 %% CI %.3f to %.3f); the intervals say how far so few X-rays can "
+        "vouch for the threshold",
+        after["n"],
+        after["sensitivity"],
+        *after["sensitivity_ci"],
+        after["specificity"],
+        *after["specificity_ci"],
+    )
     if after["ece"] > before["ece"]:
         log.warning(
             "ECE rose on %s (%.3f -> %.3f): the model's own calibration fitted these X-rays "

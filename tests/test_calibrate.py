@@ -4,6 +4,7 @@ source, and refuses a folder too small to calibrate on."""
 
 import hashlib
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -53,8 +54,10 @@ def _digest(folder: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_calibrate_end_to_end(capsys, tmp_path, site_dir):
+def test_calibrate_end_to_end(capsys, caplog, tmp_path, site_dir):
     from chestx.config import DEFAULT_MODEL_DIR
+
+    caplog.set_level(logging.INFO, logger="chestx.calibrate")
     from chestx.predict import Predictor
 
     source = tmp_path / "source"
@@ -81,13 +84,18 @@ def test_calibrate_end_to_end(capsys, tmp_path, site_dir):
     card = json.loads((out / "card.json").read_text())
     cal = card["calibration"]
     # a calibration that fits the set worse than the model's own says so, and names --bias
-    assert ("ECE rose" in err) == (cal["after"]["ece"] > cal["before"]["ece"])
-    assert ("--bias" in err) == ("ECE rose" in err)
+    assert ("ECE rose" in caplog.text) == (cal["after"]["ece"] > cal["before"]["ece"])
+    assert ("--bias" in caplog.text) == ("ECE rose" in caplog.text)
     assert card["temperature"] == cal["temperature"] > 0
     assert cal["set"]["n_normal"] == 20 and cal["set"]["n_pneumonia"] == 20
     assert len(cal["set"]["files_sha256"]) == 64
     assert "0.9" in card["threshold_rule"] and cal["command"].startswith("chestx calibrate")
     assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    # 20 normal X-rays vouch for little, and the card and the run both say how little
+    low, high = cal["after"]["specificity_ci"]
+    assert low <= cal["after"]["specificity"] <= high and high - low > 0.15
+    said = f"specificity {cal['after']['specificity']:.3f} (95 % CI {low:.3f} to {high:.3f})"
+    assert said in caplog.text
     for name in ("model.keras", "model.tflite", "manifest.csv"):
         assert (out / name).read_bytes() == (source / name).read_bytes()
 
