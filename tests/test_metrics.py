@@ -12,6 +12,7 @@ from chestx.metrics import (
     expected_calibration_error,
     paired_bootstrap,
     specificity_at,
+    target_chance,
     wilson_interval,
 )
 
@@ -168,3 +169,21 @@ def test_binary_metrics_carry_their_intervals():
     for key in ("sensitivity", "specificity", "accuracy", "roc_auc"):
         low, high = m[f"{key}_ci"]
         assert 0 <= low <= m[key] <= high <= 1
+
+
+def test_target_chance_counts_the_resamples_that_pass():
+    y = np.repeat([0, 1], [100, 100])
+    p = np.r_[np.linspace(0.0, 0.4, 100), np.linspace(0.6, 1.0, 100)]  # separated at 0.5
+    kw = dict(min_sensitivity=0.95, min_specificity=0.87, n_pneumonia=193, n_normal=118)
+    clean = target_chance(y, p, 0.5, **kw)
+    assert clean["sensitivity"] == clean["specificity"] == 1.0
+    assert clean["p_sensitivity"] == clean["p_specificity"] == clean["p_both"] == 1.0
+    # at 0.3, a quarter of the normals are flagged: specificity 0.75 never reaches 0.87
+    assert target_chance(y, p, 0.3, **kw)["p_specificity"] == 0.0
+    # just above the target, a good share of the resamples still fall short of it
+    edge = target_chance(y, p, p[87] + 1e-9, **kw)  # 88 of 100 normals kept
+    assert edge["specificity"] == pytest.approx(0.88) and 0.4 < edge["p_specificity"] < 0.8
+    assert edge["p_both"] == pytest.approx(edge["p_specificity"])  # sensitivity always passes
+    assert target_chance(y, p, 0.45, **kw, seed=3) == target_chance(y, p, 0.45, **kw, seed=3)
+    with pytest.raises(ValueError, match="both classes"):
+        target_chance([1, 1], [0.2, 0.9], 0.5, **kw)
