@@ -56,9 +56,9 @@ def _digest(folder: Path) -> dict:
 @pytest.mark.slow
 def test_calibrate_end_to_end(capsys, caplog, tmp_path, site_dir):
     from chestx.config import DEFAULT_MODEL_DIR
+    from chestx.predict import Predictor
 
     caplog.set_level(logging.INFO, logger="chestx.calibrate")
-    from chestx.predict import Predictor
 
     source = tmp_path / "source"
     shutil.copytree(DEFAULT_MODEL_DIR, source)
