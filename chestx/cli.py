@@ -46,6 +46,14 @@ def _add_train(sub) -> None:
         help="transfer weights: imagenet | none | PATH (default imagenet)",
     )
     p.add_argument(
+        "--width",
+        type=positive_int,
+        default=None,
+        metavar="FILTERS",
+        help="chestnet: filters of the first block, doubled in each later block (32); "
+        "16 gives a quarter of the computation",
+    )
+    p.add_argument(
         "--fine-tune-layers",
         type=non_negative_int,
         default=0,

@@ -19,6 +19,7 @@ INTENSITY_METHODS = ("none", "equalize", "clahe")
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 ARCHITECTURES = ("chestnet", "cnn", "transfer")
 DEFAULT_ARCH = "chestnet"
+CHESTNET_FILTERS = (32, 64, 128, 256)  # per block; chestx train --width scales them
 
 
 class Backbone(NamedTuple):

@@ -31,7 +31,7 @@ from chestx.data import (
     write_manifest,
 )
 from chestx.distill import check_teacher, soft_targets
-from chestx.errors import DataError, ModelError
+from chestx.errors import ChestxError, DataError, ModelError
 from chestx.fileio import atomic_path
 from chestx.interrupts import GracefulInterrupt
 from chestx.litert import save_litert
@@ -92,6 +92,7 @@ def config_from_args(args) -> TrainConfig:
         out=Path(args.out),
         arch=args.arch,
         backbone=args.backbone,
+        model_options=width_options(args.arch, args.width, args.init),
         weights=args.weights,
         fine_tune_layers=args.fine_tune_layers,
         fine_tune_epochs=args.fine_tune_epochs,
@@ -119,6 +120,18 @@ def config_from_args(args) -> TrainConfig:
         augmentation=aug,
         weight_decay=args.weight_decay,
     )
+
+
+def width_options(arch: str, width: int | None, init: str | None) -> dict:
+    """``build_model`` options of ``chestx train --width`` (``ChestxError`` if it cannot apply)."""
+    if width is None:
+        return {}
+    if arch != "chestnet":
+        raise ChestxError(f"--width sets chestnet's filters; --arch {arch} has none")
+    if init:
+        raise ChestxError("--width builds a new network; --init keeps its source's width")
+    blocks = len(config.CHESTNET_FILTERS)
+    return {"filters": tuple(width * 2**i for i in range(blocks))}
 
 
 def train_from_args(args) -> dict:

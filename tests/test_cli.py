@@ -134,6 +134,38 @@ def test_zip_slip_is_refused(capsys, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--arch", "cnn"], "--arch cnn has none"),
+        (["--init", "/some/model"], "--init keeps its source's width"),
+    ],
+)
+def test_width_that_cannot_apply_is_refused(capsys, tmp_path, xray_dir, extra, says):
+    out = tmp_path / "model"
+    code, _, err = run(
+        capsys, "train", "--data", str(xray_dir), "--out", str(out), "--width", "8", *extra
+    )
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and says in lines[0]
+    assert not out.exists()
+
+
+def test_width_scales_chestnets_filters(capsys, tmp_path, xray_dir):
+    import keras
+
+    out = tmp_path / "narrow"
+    argv = ["--data", str(xray_dir), "--out", str(out), "--epochs", "1", "--image-size", "32"]
+    code, _, _ = run(capsys, "train", *argv, "--batch-size", "8", "--width", "4")
+    assert code == 0
+    network = keras.saving.load_model(out / "model.keras")
+    convs = [layer.filters for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs == [4, 4, 4, 8, 8, 16, 16, 32, 32]  # the stem, then two convs per block
+    card = json.loads((out / "card.json").read_text())
+    assert card["parameters"] == network.count_params()
+    assert card["training"]["command"].endswith("--width 4")
+
+
 def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
     out = tmp_path / "model"
     code, _, _ = run(

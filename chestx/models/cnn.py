@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from chestx.config import CHESTNET_FILTERS
+
 
 def seed_cnn(image_size: int = 224) -> keras.Model:
     """The tutorial's step-4 network, unchanged but for the in-model 0-1 scaling."""
@@ -30,7 +32,7 @@ def _conv_bn(x, filters: int, *, strides: int = 1, name: str):
 def chestnet(
     image_size: int = 224,
     *,
-    filters: tuple[int, ...] = (32, 64, 128, 256),
+    filters: tuple[int, ...] = CHESTNET_FILTERS,
     convs_per_block: int = 2,
     dropout: float = 0.4,
     dense_units: int = 0,
