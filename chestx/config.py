@@ -19,7 +19,13 @@ INTENSITY_METHODS = ("none", "equalize", "clahe")
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 ARCHITECTURES = ("chestnet", "cnn", "transfer")
 DEFAULT_ARCH = "chestnet"
-CHESTNET_FILTERS = (32, 64, 128, 256)  # per block; chestx train --width scales them
+CHESTNET_WIDTH = 32  # filters of chestnet's first block (chestx train --width)
+CHESTNET_BLOCKS = 4
+
+
+def chestnet_filters(width: int = CHESTNET_WIDTH, blocks: int = CHESTNET_BLOCKS) -> tuple[int, ...]:
+    """chestnet's filters per block: ``width`` in the first, doubled in each later one."""
+    return tuple(width * 2**i for i in range(blocks))
 
 
 class Backbone(NamedTuple):

@@ -130,8 +130,7 @@ def width_options(arch: str, width: int | None, init: str | None) -> dict:
         raise ChestxError(f"--width sets chestnet's filters; --arch {arch} has none")
     if init:
         raise ChestxError("--width builds a new network; --init keeps its source's width")
-    blocks = len(config.CHESTNET_FILTERS)
-    return {"filters": tuple(width * 2**i for i in range(blocks))}
+    return {"filters": config.chestnet_filters(width)}
 
 
 def train_from_args(args) -> dict:

@@ -133,7 +133,6 @@ def test_zip_slip_is_refused(capsys, tmp_path):
     assert not (tmp_path / "outside.txt").exists()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
@@ -151,6 +150,7 @@ def test_width_that_cannot_apply_is_refused(capsys, tmp_path, xray_dir, extra, s
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_width_scales_chestnets_filters(capsys, tmp_path, xray_dir):
     import keras
 
@@ -166,6 +166,7 @@ def test_width_scales_chestnets_filters(capsys, tmp_path, xray_dir):
     assert card["training"]["command"].endswith("--width 4")
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
     out = tmp_path / "model"
     code, _, _ = run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from chestx.config import CHESTNET_FILTERS
+from chestx.config import chestnet_filters
 
 
 def seed_cnn(image_size: int = 224) -> keras.Model:
@@ -32,7 +32,7 @@ def _conv_bn(x, filters: int, *, strides: int = 1, name: str):
 def chestnet(
     image_size: int = 224,
     *,
-    filters: tuple[int, ...] = CHESTNET_FILTERS,
+    filters: tuple[int, ...] = chestnet_filters(),
     convs_per_block: int = 2,
     dropout: float = 0.4,
     dense_units: int = 0,

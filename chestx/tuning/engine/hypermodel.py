@@ -45,7 +45,7 @@ def model_options(model: str, cfg: dict) -> dict:
     """``chestx.models.build_model`` options for a resolved configuration."""
     if model == "chestnet":
         return {
-            "filters": tuple(int(cfg["filters"]) * 2**i for i in range(int(cfg["blocks"]))),
+            "filters": config.chestnet_filters(int(cfg["filters"]), int(cfg["blocks"])),
             "convs_per_block": int(cfg["convs_per_block"]),
             "dropout": float(cfg["dropout"]),
             "dense_units": int(cfg["dense_units"]),
