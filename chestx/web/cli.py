@@ -3,11 +3,15 @@ handler, so ``chestx --help`` stays instant."""
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from chestx.argtypes import join_host_port, port, positive_int, split_host_port
+from chestx.errors import ChestxError
 
 CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
 
@@ -92,8 +96,46 @@ def serve_env(args) -> dict:
     return env
 
 
+def check_bind(addresses: Iterable[str]) -> None:
+    """Fail in one line when an address cannot be listened on: Gunicorn would retry it five
+    times and then exit 1 after a screenful of log lines. ``unix:`` and ``fd://`` addresses,
+    and any Gunicorn parses differently, are left to Gunicorn."""
+    for address in addresses:
+        if address.startswith(("unix:", "fd://")):
+            continue
+        try:
+            host, number = split_host_port(address)
+        except ValueError:
+            continue
+        try:
+            family, kind, proto, _, sockaddr = socket.getaddrinfo(
+                host, number, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+        except socket.gaierror as exc:
+            raise ChestxError(f"cannot listen on {address}: {exc.strerror}") from None
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Gunicorn does
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                raise ChestxError(_cannot_listen(address, host, exc)) from None
+
+
+def _cannot_listen(address: str, host: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"{address} is already in use (another chestx serve?); stop it or choose --port"
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on {address} (ports below 1024 need root)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {address}: {host} is not an address of this machine"
+    return f"cannot listen on {address}: {exc.strerror}"
+
+
 def run_serve(args) -> int:
+    from chestx.web.settings import Settings  # plain Python, as the Gunicorn config reads it
+
     env = serve_env(args)
+    check_bind(Settings.from_env(env).bind)  # a bad CHESTX_* value or a busy port: exit 2
     if args.dev:
         return _run_dev(env)
     argv = [sys.executable, "-m", "gunicorn", "-c", str(CONF), "chestx.wsgi:app"]

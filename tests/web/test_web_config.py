@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 
@@ -196,3 +198,52 @@ def test_every_setting_is_documented():
     documented = set(re.findall(r"`CHESTX_([A-Z_]+)`", table))
     documented |= {"MAX_REQUESTS_JITTER"}  # "`CHESTX_MAX_REQUESTS` / `_JITTER`"
     assert documented == set(Settings.keys())
+
+
+def _no_exec(monkeypatch):
+    """Make ``chestx serve`` record what it would become instead of becoming Gunicorn."""
+    started = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: started.append(argv))
+    return started
+
+
+def test_serve_on_a_busy_port_fails_in_one_line(monkeypatch, capsys):
+    from chestx.cli import main
+
+    monkeypatch.delenv("CHESTX_BIND", raising=False)
+    started = _no_exec(monkeypatch)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        assert main(["serve", "--port", str(busy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"chestx: error: 127.0.0.1:{busy} is already in use (another chestx serve?); "
+        "stop it or choose --port"
+    )
+    assert started == []  # Gunicorn never started
+    assert main(["serve", "--port", str(busy)]) == 0  # freed: now it starts
+    assert started and "chestx.wsgi:app" in started[0]
+
+
+def test_serve_refuses_an_address_not_of_this_machine_and_bad_settings(monkeypatch, capsys):
+    from chestx.cli import main
+
+    monkeypatch.delenv("CHESTX_BIND", raising=False)
+    started = _no_exec(monkeypatch)
+    assert main(["serve", "--host", "192.0.2.1", "--port", "8000"]) == 2  # TEST-NET-1
+    assert "192.0.2.1 is not an address of this machine" in capsys.readouterr().err
+    monkeypatch.setenv("CHESTX_WORKERS", "0")
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "chestx: error: CHESTX_WORKERS must be at least 1, got '0'"
+    )
+    assert started == []
+
+
+def test_check_bind_leaves_sockets_and_unparsed_addresses_to_gunicorn(tmp_path):
+    from chestx.web.cli import check_bind
+
+    check_bind([f"unix:{tmp_path / 'chestx.sock'}", "fd://3", "localhost"])
+    assert not (tmp_path / "chestx.sock").exists()
