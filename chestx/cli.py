@@ -198,6 +198,67 @@ def _run_train(args) -> int:
     return 0
 
 
+def _add_pretrain(sub) -> None:
+    from chestx import config
+
+    p = sub.add_parser(
+        "pretrain",
+        help="self-supervised pretraining (SimCLR) of a chestnet on a data folder's training "
+        "X-rays, labels unread; its directory is a start for chestx train --init",
+    )
+    p.add_argument("--data", required=True, help="NORMAL/ + PNEUMONIA/ folder, or a Kaggle root")
+    p.add_argument("--out", required=True, help="directory to write (new or empty)")
+    p.add_argument(
+        "--width",
+        type=positive_int,
+        default=config.CHESTNET_WIDTH,
+        metavar="FILTERS",
+        help=f"chestnet's filters in its first block ({config.CHESTNET_WIDTH})",
+    )
+    p.add_argument("--image-size", type=positive_int, default=config.DEFAULT_IMAGE_SIZE)
+    p.add_argument(
+        "--intensity", default=config.DEFAULT_INTENSITY, choices=config.INTENSITY_METHODS
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed of the weights and the views")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the patient split (default: --seed); chestx train --init needs its own",
+    )
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=128,
+        help="X-rays per batch; each is told apart from the batch's others (128)",
+    )
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        default=2e-3,
+        help="peak learning rate: one epoch's warm-up, then cosine decay (0.002)",
+    )
+    p.add_argument(
+        "--temperature", type=positive_float, default=0.2, help="NT-Xent temperature (0.2)"
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        help="use at most this many images (quick runs and tests; chestx train --init needs "
+        "the same)",
+    )
+    p.set_defaults(handler=_run_pretrain)
+
+
+def _run_pretrain(args) -> int:
+    from chestx import pretrain
+
+    pretrain.pretrain_from_args(args)
+    return 0
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="clinical metrics of a model on labelled X-rays")
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
@@ -402,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
+    _add_pretrain(sub)
     _add_evaluate(sub)
     _add_predict(sub)
     _add_calibrate(sub)

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def _member(path: Path) -> tuple[dict, object]:
-    return modeldir.load_card(path), modeldir.load_keras(path)
+    card = modeldir.load_card(path)
+    modeldir.check_finished(card, path)  # never a run still writing, nor a pretrained network
+    return card, modeldir.load_keras(path)
 
 
 def build_ensemble(

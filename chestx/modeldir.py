@@ -51,6 +51,7 @@ REQUIRED_CARD_KEYS = ("image_size", "intensity", "threshold")
 STATUS = "status"  # card key: "training" while a run writes the directory, then "complete"
 TRAINING = "training"
 COMPLETE = "complete"
+PRETRAINED = "pretrained"  # chestx pretrain's: a network without a trained head, for --init
 
 
 def load_card(model_dir: str | Path | None = None) -> dict:
@@ -74,6 +75,11 @@ def card_status(card: dict) -> str:
 def check_finished(card: dict, where: str | Path) -> None:
     """Raise ``ModelError`` (one line) unless ``card`` describes a finished model."""
     status = card_status(card)
+    if status == PRETRAINED:
+        raise ModelError(
+            f"{where} holds a self-supervised pretrained network whose head is untrained, not a "
+            f"model: train one from it with `chestx train --init {where}`"
+        )
     if status != COMPLETE:
         raise ModelError(
             f"{where} is not a finished model (card status {status!r}: a "
@@ -96,10 +102,10 @@ def check_card(card, where: str | Path) -> None:
     with every ``REQUIRED_CARD_KEYS`` whose status is complete."""
     if not isinstance(card, dict):
         raise ModelError(f"{where}: {CARD} is not a JSON object")
+    check_finished(card, where)  # first: a pretrained or unfinished card says why it is
     missing = [key for key in REQUIRED_CARD_KEYS if key not in card]
     if missing:
         raise ModelError(f"{where}: {CARD} lacks {', '.join(missing)}")
-    check_finished(card, where)
 
 
 def check_new(out: str | Path) -> None:

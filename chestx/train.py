@@ -147,12 +147,14 @@ def library_versions() -> dict:
 
 def check_init(source: Path, cfg: TrainConfig, manifest: dict) -> dict:
     """The card entry of ``source`` (``cfg.init``), if this run may fine-tune its network
-    (``ModelError``, one line, if not): a finished ``chestx train`` model with this run's
-    architecture and input, trained on this run's patient split file for file, or its
-    validation patients would be trained on here and the checkpoint chosen on X-rays the network
-    has learnt. ``manifest``: this run's split, as ``write_manifest`` takes it."""
+    (``ModelError``, one line, if not): a finished ``chestx train`` model, or a ``chestx
+    pretrain`` network, with this run's architecture and input, trained on this run's patient
+    split file for file, or its validation patients would be trained on here and the checkpoint
+    chosen on X-rays the network has learnt. ``manifest``: this run's split, as
+    ``write_manifest`` takes it."""
     card = modeldir.load_card(source)
-    modeldir.check_finished(card, source)
+    if modeldir.card_status(card) != modeldir.PRETRAINED:  # chestx pretrain's are for --init
+        modeldir.check_finished(card, source)
     if card.get("ensemble"):
         raise ModelError(
             f"--init {source} is an ensemble; start from one of its members' directories"

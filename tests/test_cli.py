@@ -37,6 +37,7 @@ def test_console_script_help():
     "argv",
     [
         ["train", "--data", "/no/such/folder", "--out", "/tmp/x"],
+        ["pretrain", "--data", "/no/such/folder", "--out", "/tmp/x"],
         ["evaluate", "--data", "/no/such/folder", "--model", "/no/such/model"],
         ["predict", "--model", "/no/such/model", "/no/such.png"],
         ["predict", "/no/such.png"],

@@ -31,11 +31,12 @@ SNAPSHOT_ENV = "CHESTX_MODEL_SNAPSHOT"  # internal: master -> workers
 PREFIX = "chestx-model-"  # of every snapshot folder: only these are ever removed
 
 
-def check_structure(folder: Path, runtime: str) -> dict:
+def check_structure(folder: Path, runtime: str, *, where: Path | None = None) -> dict:
     """Fast checks that need no TensorFlow: the card parses and is a finished model's, the
-    runtime's model file is complete. Returns the card; raises ``ModelError``."""
+    runtime's model file is complete. Returns the card; raises ``ModelError``. ``where``: the
+    directory to name in the message (a snapshot's source, which the user knows)."""
     card = load_card(folder)
-    check_card(card, folder)
+    check_card(card, where or folder)
     if runtime == "litert":
         path = folder / LITERT_FILE
         if not path.is_file() or path.read_bytes()[4:8] != b"TFL3":
@@ -96,7 +97,7 @@ def take_snapshot(
         for name in SERVED_FILES.get(runtime, SERVED_FILES["tensorflow"]):
             if (source / name).is_file():
                 shutil.copy2(source / name, snap / name)
-        card = check_structure(snap, runtime)
+        card = check_structure(snap, runtime, where=source)
         if full_check:
             check_loads(snap, runtime)
     except BaseException:
