@@ -32,7 +32,7 @@ from typing import Any
 
 from chestx import config, modeldir
 from chestx.data import DecodeLog, dataset, make_splits, split_counts, write_manifest
-from chestx.errors import DataError
+from chestx.errors import DataError, TrainingError
 from chestx.fileio import atomic_path
 from chestx.interrupts import GracefulInterrupt
 from chestx.train import INTENDED_USE as _TRAINED_USE
@@ -274,12 +274,20 @@ def _pretrain(cfg: PretrainConfig, ctrl_c: GracefulInterrupt, command: str | Non
             train_ds,
             epochs=cfg.epochs,
             shuffle=False,  # the dataset shuffles itself
-            callbacks=[AtomicHistory(tmp / modeldir.HISTORY), StopOnInterrupt(ctrl_c), done],
+            callbacks=[
+                AtomicHistory(tmp / modeldir.HISTORY),
+                keras.callbacks.TerminateOnNaN(),
+                StopOnInterrupt(ctrl_c),
+                done,
+            ],
             verbose=cfg.verbose,
         )
         seconds = time.perf_counter() - start
-        if not done.epoch:
-            raise KeyboardInterrupt  # stopped inside the first epoch: nothing worth keeping
+        if not math.isfinite(done.history["loss"][-1]):
+            raise TrainingError(
+                f"the contrastive loss became {done.history['loss'][-1]} in epoch "
+                f"{len(done.epoch)}; nothing written (try a lower --lr)"
+            )
         plain: dict[str, Any] = dict(batch_size=256, **common)
         probe = linear_probe(
             encoder, dataset(splits["train"], **plain), dataset(splits["val"], **plain)
@@ -321,7 +329,7 @@ def _pretrain(cfg: PretrainConfig, ctrl_c: GracefulInterrupt, command: str | Non
                 "seed": cfg.seed,
                 "split_seed": split_seed,
                 "epochs_run": len(done.epoch),
-                "interrupted": ctrl_c.requested,
+                "interrupted": bool(ctrl_c.requested and model.stop_training),
                 "seconds": round(seconds, 1),
                 "images_per_second": round(n_train * len(done.epoch) / seconds, 1),
                 "learning_rate": cfg.lr,

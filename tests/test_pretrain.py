@@ -211,3 +211,10 @@ def test_serve_refuses_it_naming_the_directory_given(pretrained, tmp_path):
     with pytest.raises(ModelError, match=f"^{pre} holds a self-supervised pretrained network"):
         take_snapshot(pre, "tensorflow", full_check=False, parent=tmp_path)
     assert list(tmp_path.iterdir()) == []  # the snapshot folder is removed
+
+
+def test_a_diverged_run_is_an_error_and_leaves_nothing(xray_dir, tmp_path, run):
+    out = tmp_path / "pre"  # a temperature this small overflows the similarities at once
+    code, text = run("pretrain", "--data", xray_dir, "--out", out, *SMALL, "--temperature", "1e-30")
+    assert code == 2 and "the contrastive loss became nan in epoch 1" in text
+    assert list(tmp_path.iterdir()) == []
