@@ -224,7 +224,8 @@ def _add_pretrain(sub) -> None:
         "--split-seed",
         type=int,
         default=None,
-        help="seed of the patient split (default: --seed); chestx train --init needs its own",
+        help="seed of the patient split (default: --seed); chestx train --init from this "
+        "directory must use the same",
     )
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument(

@@ -11,7 +11,9 @@
 
 Every file is written atomically (``chestx.fileio``), and the card is written last: a card
 whose ``status`` is not ``"complete"`` (``"training"`` while ``chestx train`` runs, or after it
-was aborted) marks a directory that must not be served.
+was aborted) marks a directory that must not be served. ``chestx pretrain`` writes
+model.keras, manifest.csv, history.csv and a card with status ``"pretrained"``: a start for
+``chestx train --init``, not a model.
 """
 
 from __future__ import annotations
