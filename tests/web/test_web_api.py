@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import subprocess
+import sys
 import tempfile
 
 import cv2
 import numpy as np
 import pytest
+
+from chestx.config import DEFAULT_MODEL_DIR
 
 JSON = {"Accept": "application/json"}
 
@@ -257,6 +261,32 @@ def test_deferred_load_starts_on_first_request(app_factory):
     service = app.extensions["chestx"]
     service._loader.join(60)
     assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_a_script_that_exits_at_once_exits_cleanly(tmp_path, delay):
+    """A script (or Ctrl-C under a WSGI server other than Gunicorn) that builds the app and
+    exits while the Grad-CAM warm-up is still inside TensorFlow exits normally: before, that
+    thread was killed at interpreter exit and the process aborted (SIGABRT, exit code 134,
+    "terminate called without an active exception") in most runs that exited 0.3-1 s after
+    the app was built."""
+    script = tmp_path / "quick_exit.py"
+    script.write_text(
+        "import sys\n"
+        "from chestx.web import create_app\n"
+        "app = create_app({'MODEL_DIR': sys.argv[1]})\n"
+        "assert app.extensions['chestx'].ready\n"
+        "import time; time.sleep(float(sys.argv[2]))  # the warm-up is inside TensorFlow\n"
+    )
+    done = subprocess.run(
+        # the shipped model: its Grad-CAM warm-up takes long enough to still run at exit
+        [sys.executable, str(script), str(DEFAULT_MODEL_DIR), str(delay)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr
 
 
 def test_broken_model_dir_gives_503_not_a_crash(app_factory, tmp_path, xray_bytes, make_upload):
