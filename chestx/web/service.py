@@ -7,7 +7,6 @@ and if loading failed, the service is not ready and ``/readyz`` answers 503 with
 
 from __future__ import annotations
 
-import atexit
 import base64
 import logging
 import threading
@@ -57,8 +56,6 @@ class ModelService:
         self._loader_lock = threading.Lock()  # starts the one background loader
         self._loader: threading.Thread | None = None
         self._warmer: threading.Thread | None = None
-        self._warmer_lock = threading.Lock()  # close() never misses a warm-up starting
-        self._closed = False
 
     # -- life cycle -----------------------------------------------------------------------
     def load(self, model_dir: str | Path | None = None) -> bool:
@@ -111,15 +108,12 @@ class ModelService:
                 self.load_seconds,
             )
         if self.can_explain:  # trace Grad-CAM off the request path (the first trace is slow)
-            with self._warmer_lock:
-                if not self._closed:
-                    self._warmer = threading.Thread(
-                        target=self._warm_explainer, daemon=True, name="chestx-gradcam-warm-up"
-                    )
-                    # a process that exits now (a script, Ctrl-C, a server other than Gunicorn,
-                    # whose worker_exit calls close) waits for it rather than abort
-                    atexit.register(self.close)
-                    self._warmer.start()
+            # not a daemon: a process that exits meanwhile (a script, Ctrl-C, a server other
+            # than Gunicorn, whose worker_exit calls close) waits for it rather than abort
+            self._warmer = threading.Thread(
+                target=self._warm_explainer, name="chestx-gradcam-warm-up"
+            )
+            self._warmer.start()
         return True
 
     def _warm_explainer(self) -> None:
@@ -143,8 +137,6 @@ class ModelService:
     def close(self) -> None:
         """Finish queued work; wait for the Grad-CAM warm-up (a thread killed inside
         TensorFlow at interpreter exit aborts the process: SIGABRT). Safe to call twice."""
-        with self._warmer_lock:
-            self._closed = True  # no warm-up starts after this
         if self._warmer is not None:
             self._warmer.join(60)
         if self.batcher is not None:
