@@ -1,10 +1,10 @@
 """Graded corruptions of labelled X-rays: how a model's ranking and specificity hold up.
 
 Each corruption imitates something another scanner, exposure or technician does to an image
-(exposure curve, contrast, focus, noise, compression, positioning, framing) and is applied to the
-decoded grey X-ray *before* chestx's own resizing and intensity normalisation, as a different
-acquisition would be. A model that leans on one collection's look loses ROC AUC or specificity
-quickly here; it is a data-free guide to how it will travel.
+(exposure curve, contrast, overall brightness, focus, noise, compression, positioning, framing)
+and is applied to the decoded grey X-ray *before* chestx's own resizing and intensity
+normalisation, as a different acquisition would be. A model that leans on one collection's look
+loses ROC AUC or specificity quickly here; it is a data-free guide to how it will travel.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ def _gamma(img, g):
 def _contrast(img, c):
     mean = float(img.mean())
     return np.clip(mean + c * (img.astype(np.float32) - mean), 0, 255).astype(np.uint8)
+
+
+def _exposure(img, factor):
+    """Under-exposure: every grey level scaled by ``factor``, black staying black, as a dim
+    film or an export windowed to a wider range than the X-ray uses."""
+    return cv2.convertScaleAbs(img, alpha=factor)
 
 
 def _blur(img, sigma):
@@ -82,6 +88,7 @@ def _zoom_out(img, fraction):
 CORRUPTIONS: dict[str, tuple[Callable, tuple[float, ...], str]] = {
     "gamma": (_gamma, (1.25, 1.5, 2.0), "exponent on 0-1 intensities"),
     "contrast": (_contrast, (0.8, 0.6, 0.4), "factor around the mean"),
+    "exposure": (_exposure, (0.8, 0.6, 0.4), "factor on grey levels"),
     "blur": (_blur, (1.0, 2.0, 3.0), "Gaussian sigma, px at 224 wide"),
     "noise": (_noise, (5.0, 10.0, 20.0), "Gaussian std, grey levels"),
     "jpeg": (_jpeg, (50, 25, 10), "JPEG quality"),
