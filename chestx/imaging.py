@@ -114,7 +114,7 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, colour: bool = 
     if colour and fmt == "jpeg":
         thumb = _jpeg_colour_thumb(data, header)
     elif colour and img.ndim == 3 and img.shape[2] >= 3:
-        thumb = colour_thumb(img[..., :3], *_value_range(img.dtype))
+        thumb = colour_thumb(img[..., :3], *_stored_range(img[..., :3]))
     return Decoded(_raster_to_gray(img), thumb)
 
 
@@ -145,12 +145,23 @@ def _value_range(dtype: np.dtype) -> tuple[float, float]:
     return 0.0, 1.0
 
 
+def _stored_range(img: np.ndarray) -> tuple[float, float]:
+    """The range of the bits a raster holds. A 16-bit PNG or TIFF from an X-ray detector often
+    carries 10, 12 or 14-bit values (DICOM says so in BitsStored; these formats do not), and
+    scaled by 65535 such an X-ray would come out nearly black. The stored depth is taken as the
+    smallest of 8, 10, 12, 14 and 16 bits that holds the brightest pixel."""
+    if img.dtype != np.uint16:
+        return _value_range(img.dtype)
+    bits = int(img.max()).bit_length()
+    return 0.0, float(2 ** max(8, bits + bits % 2) - 1)
+
+
 def _raster_to_gray(img: np.ndarray) -> np.ndarray:
     """OpenCV's decoded array (grey, BGR or BGRA; 8, 16 or 32 bits) -> 2-D uint8."""
     if img.dtype not in (np.uint8, np.uint16, np.float32):  # cvtColor's supported depths
         lo, hi = _value_range(img.dtype)
         img = ((img.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
-    lo, hi = _value_range(img.dtype)
+    opaque = _value_range(img.dtype)[1]
     alpha = None
     if img.ndim == 3:
         channels = img.shape[2]
@@ -164,8 +175,9 @@ def _raster_to_gray(img: np.ndarray) -> np.ndarray:
             img = img[..., 0]
         else:
             raise UnsupportedImageError(f"images with {channels} channels are not supported")
+    lo, hi = _stored_range(img)  # of the grey, not the alpha channel
     if alpha is not None:  # composite over black
-        img = img.astype(np.float32) * (alpha.astype(np.float32) / hi)
+        img = img.astype(np.float32) * (alpha.astype(np.float32) / opaque)
     return scale_to_uint8(img, lo, hi)
 
 

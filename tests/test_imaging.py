@@ -414,11 +414,26 @@ def test_16bit_scales_by_full_range(make):
 
 
 @pytest.mark.parametrize("ext", [".png", ".tiff"])
-def test_dim_16bit_image_is_not_stretched(ext):
-    dim = (gradient(32, 32, np.uint16) // 16).astype(np.uint16)  # 12-bit data: max 4095
-    out = decode_gray(encode(ext, dim))
-    assert out.max() == 16  # 4095 * 255 / 65535, not 255
-    assert out.min() == 0
+@pytest.mark.parametrize("bits", [10, 12, 14])
+def test_16bit_file_of_detector_values_scales_by_their_bit_depth(ext, bits):
+    img8 = gradient(32, 32)
+    stored = np.round(img8 * ((2**bits - 1) / 255)).astype(np.uint16)  # max 2**bits - 1
+    out = decode_gray(encode(ext, stored))
+    assert np.abs(out.astype(int) - img8).max() <= 1  # not the near-black of stored / 65535
+
+
+def test_16bit_file_that_needs_15_or_16_bits_scales_by_65535():
+    out = decode_gray(encode(".png", np.array([[0, 20000, 40000]] * 4, np.uint16)))
+    assert out[0].tolist() == [0, 78, 156]
+
+
+def test_a_dim_16bit_xray_is_diagnosed_like_its_8bit_self(xray_dir):
+    """12-bit data in a 16-bit PNG (how many archives export) gets the 8-bit file's input."""
+    path = sorted((xray_dir / "NORMAL").iterdir())[0]
+    img8 = decode_gray(path.read_bytes())
+    png12 = encode(".png", (img8.astype(np.uint16) * 16))  # 255 * 16 < 4096
+    diff = prepare(png12).astype(int) - prepare(path.read_bytes()).astype(int)
+    assert np.abs(diff).mean() < 1
 
 
 def test_16bit_colour_png_with_alpha():
