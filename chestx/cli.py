@@ -366,6 +366,13 @@ def _add_ensemble(sub) -> None:
         "answers: one network's serving cost; members must be fine-tunes of one --init model",
     )
     p.add_argument("--min-sensitivity", type=proportion, default=config.DEFAULT_MIN_SENSITIVITY)
+    p.add_argument(
+        "--intensity",
+        choices=config.INTENSITY_METHODS,
+        help="serve the members with the exposure lift of their intensity normalisation "
+        "('lift-clahe' for 'clahe'): the same input, but an under-exposed X-ray is brought up "
+        "to the exposure of the training X-rays first (default: the members' own)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(handler=_run_ensemble)
 

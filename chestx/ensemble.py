@@ -18,7 +18,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from chestx import modeldir
+from chestx import imaging, modeldir
 from chestx.calibration import Calibration
 from chestx.errors import ModelError
 from chestx.litert import save_litert
@@ -44,9 +44,12 @@ def build_ensemble(
     zoom_out: float = 0.0,
     soup: bool = False,
     min_sensitivity: float = 0.95,
+    intensity: str | None = None,
     batch_size: int = 64,
     command: str | None = None,
 ) -> dict:
+    """``intensity`` serves the members with the exposure lift of the normalisation they were
+    trained with (``lift-clahe`` for ``clahe``: the same input but for under-exposed X-rays)."""
     from chestx.evaluate import internal_scores
     from chestx.models import ensemble as combine
     from chestx.predict import Predictor
@@ -58,6 +61,13 @@ def build_ensemble(
         values = {c[key] for c in cards}
         if len(values) != 1:
             raise ModelError(f"members differ in {key}: {sorted(map(str, values))}")
+    trained_with = cards[0]["intensity"]
+    intensity = intensity or trained_with
+    if intensity not in (trained_with, f"lift-{trained_with}"):
+        raise ModelError(
+            f"the members were trained with intensity '{trained_with}'; --intensity can only "
+            f"add the exposure lift to it ('lift-{trained_with}')"
+        )
     shas = {c.get("data", {}).get("manifest_sha256") for c in cards}
     if len(shas) != 1 or None in shas:
         raise ModelError(
@@ -82,7 +92,7 @@ def build_ensemble(
         provisional = {
             "name": "chestx-ensemble",
             "image_size": first["image_size"],
-            "intensity": first["intensity"],
+            "intensity": intensity,
             "threshold": 0.5,
         }
         modeldir.write_card(staging, provisional)
@@ -111,7 +121,7 @@ def build_ensemble(
             modeldir.STATUS: modeldir.COMPLETE,
             "arch": "ensemble",
             "image_size": first["image_size"],
-            "intensity": first["intensity"],
+            "intensity": intensity,
             "threshold": threshold,
             "threshold_rule": f"highest threshold keeping validation sensitivity >= "
             f"{min_sensitivity} (screening favours sensitivity)",
@@ -120,7 +130,7 @@ def build_ensemble(
             "backbone": None,
             "parameters": int(model.count_params()),
             "input": first.get("input"),
-            "preprocessing": first.get("preprocessing"),
+            "preprocessing": imaging.describe(first["image_size"], intensity),
             "ensemble": {
                 "combination": (
                     "members' weights averaged into one network (uniform model soup), "
@@ -130,6 +140,7 @@ def build_ensemble(
                 ),
                 "soup": soup,
                 "views": views,
+                "members_intensity": trained_with,
                 "members": [
                     {
                         "arch": c.get("arch"),
@@ -204,6 +215,7 @@ def ensemble_from_args(args) -> dict:
         zoom_out=args.zoom_out,
         soup=args.soup,
         min_sensitivity=args.min_sensitivity,
+        intensity=args.intensity,
         batch_size=args.batch_size,
         command=command,
     )

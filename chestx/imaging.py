@@ -43,6 +43,7 @@ from chestx.config import (
     DEFAULT_INTENSITY,
     DEFAULT_MAX_PIXELS,
     INTENSITY_METHODS,
+    LIFT_LEVEL,
 )
 from chestx.errors import CorruptImageError, UnsupportedImageError
 from chestx.imageformat import (  # the public names stay importable from chestx.imaging
@@ -184,15 +185,45 @@ def _raster_to_gray(img: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- model input
 
 
+def bright_level(gray: np.ndarray) -> int:
+    """The grey level that 99 % of a uint8 image's pixels do not exceed."""
+    cumulative = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+    return int(np.searchsorted(cumulative, 0.99 * gray.size))
+
+
+def lift_exposure(gray: np.ndarray, level: int = LIFT_LEVEL) -> np.ndarray:
+    """Scale an under-exposed X-ray's grey levels up until its ``bright_level`` is ``level``;
+    an X-ray at or above it is returned as it is. CLAHE cannot do this: its clip limit keeps a
+    dim X-ray's narrow histogram narrow, and a model trained on well-exposed X-rays calls the
+    result pneumonia."""
+    bright = bright_level(gray)
+    if bright >= level:
+        return gray
+    return cv2.convertScaleAbs(gray, alpha=level / max(bright, 1))
+
+
 def normalise_intensity(gray: np.ndarray, method: str = "clahe") -> np.ndarray:
-    """Even out exposure differences between collections (the main source of test-time shift)."""
+    """Even out exposure differences between collections (the main source of test-time shift).
+    ``lift-clahe`` is ``clahe`` after ``lift_exposure``: the same input as ``clahe`` for all but
+    the dimmest twentieth of the training X-rays, and a darker X-ray brought up to their level."""
     if method == "none":
         return gray
     if method == "equalize":
         return cv2.equalizeHist(gray)
     if method == "clahe":
         return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
+    if method == "lift-clahe":
+        return normalise_intensity(lift_exposure(gray), "clahe")
     raise ValueError(f"unknown intensity method {method!r}; choose from {INTENSITY_METHODS}")
+
+
+def describe(image_size: int, intensity: str) -> str:
+    """The preprocessing a model card records."""
+    return (
+        f"decode -> grey uint8 (16-bit scaled by bit depth) -> resize to "
+        f"{image_size}x{image_size} (INTER_AREA) -> intensity '{intensity}' "
+        "(chestx.imaging.prepare)"
+    )
 
 
 def prepare(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chestx import config, modeldir, recipe
+from chestx import config, imaging, modeldir, recipe
 from chestx.config import Augmentation
 from chestx.data import (
     DecodeLog,
@@ -304,9 +304,7 @@ def _train(
         "parameters": int(best.count_params()),
         "input": f"grey uint8 pixels, shape ({cfg.image_size}, {cfg.image_size}, 1); "
         "the model scales them to 0-1 itself",
-        "preprocessing": f"decode -> grey uint8 (16-bit scaled by bit depth) -> resize to "
-        f"{cfg.image_size}x{cfg.image_size} (INTER_AREA) -> "
-        f"intensity '{cfg.intensity}' (chestx.imaging.prepare)",
+        "preprocessing": imaging.describe(cfg.image_size, cfg.intensity),
         "threshold": threshold,
         "threshold_rule": f"highest threshold keeping validation sensitivity >= "
         f"{cfg.min_sensitivity} (screening favours sensitivity)",

@@ -3,10 +3,12 @@ loaded as one file (.keras, .h5, LiteRT), explained by Grad-CAM, built by ``ches
 
 import json
 
+import cv2
 import keras
 import numpy as np
 import pytest
 
+from chestx import imaging
 from chestx.models import build_model
 from chestx.models.ensemble import ensemble, members_of, soup
 
@@ -127,6 +129,26 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     image = sorted((xray_dir / "NORMAL").iterdir())[0]
     assert main(["predict", "--model", str(out), str(image)]) == 0
     assert json.loads(capsys.readouterr().out)["label"] in ("NORMAL", "PNEUMONIA")
+
+    # served with the exposure lift of the members' CLAHE, recorded as such; nothing else
+    lifted = tmp_path / "lifted"
+    assert ensemble(lifted, "1", "2", extra=["--intensity", "lift-clahe"]) == 0
+    card = json.loads((lifted / "card.json").read_text())
+    assert card["intensity"] == "lift-clahe" and card["ensemble"]["members_intensity"] == "clahe"
+    assert "'lift-clahe'" in card["preprocessing"]
+    from chestx.predict import Predictor
+
+    dim = cv2.convertScaleAbs(cv2.imread(str(image), cv2.IMREAD_GRAYSCALE), alpha=0.4)
+    png = cv2.imencode(".png", dim)[1].tobytes()
+    x_lift = Predictor(lifted, gate=False).prepare(png)
+    size = card["image_size"]
+    wanted = imaging.model_input(dim, image_size=size, intensity="lift-clahe")
+    np.testing.assert_array_equal(x_lift, wanted)
+    assert not np.array_equal(x_lift, Predictor(out, gate=False).prepare(png))
+    capsys.readouterr()
+    assert ensemble(tmp_path / "bad", "1", "2", extra=["--intensity", "equalize"]) == 2
+    assert "exposure lift" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
     # members on different splits are refused with one line
     assert main(["train", *common[:-1], "99", "--out", str(tmp_path / "3")]) == 0

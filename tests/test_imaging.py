@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from chestx import imaging
+from chestx.config import LIFT_LEVEL
 from chestx.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -331,6 +332,42 @@ def test_intensity_none_is_identity_and_others_spread_a_dull_image():
         assert out.std() > 2 * dull.std()
     with pytest.raises(ValueError, match="clahe"):
         imaging.normalise_intensity(dull, "gamma")
+
+
+def test_bright_level_is_the_99th_percentile():
+    img = np.random.default_rng(1).integers(0, 256, (50, 70)).astype(np.uint8)
+    assert imaging.bright_level(img) == np.percentile(img, 99, method="inverted_cdf")
+
+
+@pytest.fixture(scope="module")
+def xrays_224(xray_dir):
+    paths = (
+        sorted((xray_dir / "NORMAL").iterdir())[:4] + sorted((xray_dir / "PNEUMONIA").iterdir())[:4]
+    )
+    return [
+        cv2.resize(decode_gray(p.read_bytes()), (224, 224), interpolation=cv2.INTER_AREA)
+        for p in paths
+    ]
+
+
+def test_lift_clahe_is_clahe_on_a_well_exposed_xray(xrays_224):
+    for gray in xrays_224:
+        assert imaging.bright_level(gray) >= LIFT_LEVEL
+        np.testing.assert_array_equal(
+            imaging.normalise_intensity(gray, "lift-clahe"),
+            imaging.normalise_intensity(gray, "clahe"),
+        )
+
+
+def test_lift_clahe_gives_an_xray_one_input_however_under_exposed(xrays_224):
+    for gray in xrays_224:
+        dims = [cv2.convertScaleAbs(gray, alpha=f) for f in (0.7, 0.5, 0.3)]
+        for dim in dims:
+            assert abs(imaging.bright_level(imaging.lift_exposure(dim)) - LIFT_LEVEL) <= 2
+        lifted = [imaging.normalise_intensity(d, "lift-clahe").astype(int) for d in dims]
+        plain = [imaging.normalise_intensity(d, "clahe").astype(int) for d in dims]
+        # CLAHE alone gives 0.7 and 0.3 of the exposure very different inputs
+        assert np.abs(lifted[0] - lifted[-1]).mean() < 0.4 * np.abs(plain[0] - plain[-1]).mean()
 
 
 # --------------------------------------------------------------------------- 8-bit formats
