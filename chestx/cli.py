@@ -369,9 +369,10 @@ def _add_ensemble(sub) -> None:
     p.add_argument(
         "--intensity",
         choices=config.INTENSITY_METHODS,
-        help="serve the members with the exposure lift of their intensity normalisation "
-        "('lift-clahe' for 'clahe'): the same input, but an under-exposed X-ray is brought up "
-        "to the exposure of the training X-rays first (default: the members' own)",
+        help="serve the members with an exposure correction in front of their intensity "
+        "normalisation: 'lift-clahe' for 'clahe' brings an under-exposed X-ray up to the "
+        "training X-rays' exposure first, 'level-clahe' also their mid-tones (default: the "
+        "members' own)",
     )
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(handler=_run_ensemble)

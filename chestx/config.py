@@ -14,11 +14,18 @@ from typing import Any, NamedTuple
 
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_MAX_PIXELS = 50_000_000  # refuse larger images before decoding them
-INTENSITY_METHODS = ("none", "equalize", "clahe", "lift-clahe")
+INTENSITY_METHODS = ("none", "equalize", "clahe", "lift-clahe", "level-clahe")
 # The 5th percentile, over the 5,216 Kaggle training X-rays resized to 224 px, of each X-ray's
 # 99th-percentile grey level (chestx.imaging.bright_level): "lift-clahe" brings a darker X-ray
 # up to it before CLAHE.
 LIFT_LEVEL = 173
+# The interquartile range, over the same X-rays after the lift, of each X-ray's median grey level
+# (chestx.imaging.grey_level): "level-clahe" bends a lifted X-ray's mid-tones with a gamma curve
+# until its median lies in it. `python benchmarks/exposure_levels.py --data DIR` prints both.
+MID_LEVELS = (120, 148)
+# What `chestx ensemble --intensity` may serve members trained with a method: the same inputs
+# for well-exposed X-rays, corrected ones for the others.
+EXPOSURE_CORRECTIONS = {"clahe": ("lift-clahe", "level-clahe")}
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 ARCHITECTURES = ("chestnet", "cnn", "transfer")

@@ -18,7 +18,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from chestx import imaging, modeldir
+from chestx import config, imaging, modeldir
 from chestx.calibration import Calibration
 from chestx.errors import ModelError
 from chestx.litert import save_litert
@@ -48,8 +48,9 @@ def build_ensemble(
     batch_size: int = 64,
     command: str | None = None,
 ) -> dict:
-    """``intensity`` serves the members with the exposure lift of the normalisation they were
-    trained with (``lift-clahe`` for ``clahe``: the same input but for under-exposed X-rays)."""
+    """``intensity`` serves the members with an exposure correction in front of the normalisation
+    they were trained with (``config.EXPOSURE_CORRECTIONS``: ``lift-clahe`` or ``level-clahe``
+    for ``clahe``)."""
     from chestx.evaluate import internal_scores
     from chestx.models import ensemble as combine
     from chestx.predict import Predictor
@@ -63,10 +64,11 @@ def build_ensemble(
             raise ModelError(f"members differ in {key}: {sorted(map(str, values))}")
     trained_with = cards[0]["intensity"]
     intensity = intensity or trained_with
-    if intensity not in (trained_with, f"lift-{trained_with}"):
+    corrections = config.EXPOSURE_CORRECTIONS.get(trained_with, ())
+    if intensity not in (trained_with, *corrections):
         raise ModelError(
             f"the members were trained with intensity '{trained_with}'; --intensity can only "
-            f"add the exposure lift to it ('lift-{trained_with}')"
+            f"add an exposure correction to it ({', '.join(corrections) or 'none exists'})"
         )
     shas = {c.get("data", {}).get("manifest_sha256") for c in cards}
     if len(shas) != 1 or None in shas:

@@ -145,9 +145,19 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     wanted = imaging.model_input(dim, image_size=size, intensity="lift-clahe")
     np.testing.assert_array_equal(x_lift, wanted)
     assert not np.array_equal(x_lift, Predictor(out, gate=False).prepare(png))
+    # the mid-tone level too: a brightened X-ray is bent back before the members' CLAHE
+    levelled = tmp_path / "levelled"
+    assert ensemble(levelled, "1", "2", extra=["--intensity", "level-clahe"]) == 0
+    assert json.loads((levelled / "card.json").read_text())["intensity"] == "level-clahe"
+    bright = cv2.LUT(dim, np.rint(255 * np.linspace(0, 1, 256) ** 0.3).astype(np.uint8))
+    png = cv2.imencode(".png", bright)[1].tobytes()
+    x_level = Predictor(levelled, gate=False).prepare(png)
+    wanted = imaging.model_input(bright, image_size=size, intensity="level-clahe")
+    np.testing.assert_array_equal(x_level, wanted)
+    assert not np.array_equal(x_level, Predictor(lifted, gate=False).prepare(png))
     capsys.readouterr()
     assert ensemble(tmp_path / "bad", "1", "2", extra=["--intensity", "equalize"]) == 2
-    assert "exposure lift" in capsys.readouterr().err
+    assert "lift-clahe, level-clahe" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
     # members on different splits are refused with one line

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from chestx import imaging
-from chestx.config import LIFT_LEVEL
+from chestx.config import LIFT_LEVEL, MID_LEVELS
 from chestx.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -334,9 +334,12 @@ def test_intensity_none_is_identity_and_others_spread_a_dull_image():
         imaging.normalise_intensity(dull, "gamma")
 
 
-def test_bright_level_is_the_99th_percentile():
+def test_grey_levels_are_percentiles():
     img = np.random.default_rng(1).integers(0, 256, (50, 70)).astype(np.uint8)
     assert imaging.bright_level(img) == np.percentile(img, 99, method="inverted_cdf")
+    for fraction in (0.25, 0.5, 0.75):
+        wanted = np.percentile(img, 100 * fraction, method="inverted_cdf")
+        assert imaging.grey_level(img, fraction) == wanted
 
 
 @pytest.fixture(scope="module")
@@ -368,6 +371,43 @@ def test_lift_clahe_gives_an_xray_one_input_however_under_exposed(xrays_224):
         plain = [imaging.normalise_intensity(d, "clahe").astype(int) for d in dims]
         # CLAHE alone gives 0.7 and 0.3 of the exposure very different inputs
         assert np.abs(lifted[0] - lifted[-1]).mean() < 0.4 * np.abs(plain[0] - plain[-1]).mean()
+
+
+def test_level_clahe_is_lift_clahe_on_an_xray_with_training_mid_tones(xrays_224):
+    low, high = MID_LEVELS
+    inside = [g for g in xrays_224 if low <= imaging.grey_level(g, 0.5) <= high]
+    assert inside, "no fixture X-ray has training mid-tones"
+    for gray in inside:
+        np.testing.assert_array_equal(
+            imaging.normalise_intensity(gray, "level-clahe"),
+            imaging.normalise_intensity(gray, "lift-clahe"),
+        )
+
+
+@pytest.mark.parametrize("gamma", [0.5, 0.67, 1.5, 2.0])
+def test_level_midtones_brings_a_changed_exposure_curve_back(xrays_224, gamma):
+    low, high = MID_LEVELS
+    lut = np.rint(255 * np.linspace(0, 1, 256) ** gamma).astype(np.uint8)
+    level_gap, clahe_gap = [], []
+    for gray in xrays_224:
+        bent = cv2.LUT(gray, lut)
+        levelled = imaging.level_midtones(bent)
+        assert low - 2 <= imaging.grey_level(levelled, 0.5) <= high + 2
+        assert (levelled[bent == 0] == 0).all() and (levelled[bent == 255] == 255).all()
+        own = imaging.normalise_intensity(gray, "level-clahe").astype(int)
+        level = imaging.normalise_intensity(bent, "level-clahe").astype(int)
+        clahe = imaging.normalise_intensity(bent, "clahe").astype(int)
+        level_gap.append(np.abs(level - own).mean())
+        clahe_gap.append(np.abs(clahe - own).mean())
+    # a strong bend: the input comes back towards the X-ray's own, which CLAHE alone does not do
+    if gamma in (0.5, 2.0):
+        assert np.mean(level_gap) < 0.6 * np.mean(clahe_gap)
+
+
+def test_level_midtones_leaves_flat_images_alone():
+    for value in (0, 255):
+        flat = np.full((32, 32), value, np.uint8)
+        assert imaging.level_midtones(flat) is flat
 
 
 # --------------------------------------------------------------------------- 8-bit formats
