@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -183,7 +184,10 @@ def calibrate(
     if internal_data is not None:
         metrics.update(_internal_metrics(raw, src, internal_data, new_cal, threshold, batch_size))
     new["metrics"] = metrics
-    new["version"] = f"{card.get('version', 'model')}-cal{dt.date.today():%Y%m%d}"
+    # two calibrations of one model on one day (another set, another rule) must not share a name
+    fitted = json.dumps([temperature, new_cal.bias, threshold, calib_set["files_sha256"]])
+    digest = hashlib.sha256(fitted.encode()).hexdigest()[:8]
+    new["version"] = f"{card.get('version', 'model')}-cal{dt.date.today():%Y%m%d}-{digest}"
 
     with modeldir.new_model_dir(out) as staging:
         for f in src.iterdir():

@@ -120,6 +120,17 @@ def test_calibrate_end_to_end(capsys, caplog, tmp_path, site_dir):
     # same decisions whichever side of the temperature one reads them on (Grad-CAM does)
     assert np.array_equal(p_cal >= calibrated.threshold, p_raw >= calibrated.raw_threshold)
 
+    # another rule on the same day is another model, and its version says so
+    other = tmp_path / "other"
+    argv = ["calibrate", "--model", str(source), "--data", str(site_dir), "--out", str(other)]
+    assert main([*argv, "--min-sensitivity", "0.99"]) == 0
+    other_card = json.loads((other / "card.json").read_text())
+    assert other_card["threshold"] != card["threshold"]
+    source_version = json.loads((source / "card.json").read_text())["version"]
+    for version in (card["version"], other_card["version"]):
+        assert version.startswith(f"{source_version}-cal")
+    assert other_card["version"] != card["version"]
+
 
 def test_calibrate_refuses_a_small_folder_and_writes_nothing(capsys, tmp_path, xray_dir):
     out = tmp_path / "never"
