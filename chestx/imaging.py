@@ -245,7 +245,7 @@ def normalise_intensity(gray: np.ndarray, method: str = "clahe") -> np.ndarray:
 def describe(image_size: int, intensity: str) -> str:
     """The preprocessing a model card records."""
     return (
-        f"decode -> grey uint8 (16-bit scaled by bit depth) -> resize to "
+        f"decode -> grey uint8 (16-bit scaled by its stored bit depth) -> resize to "
         f"{image_size}x{image_size} (INTER_AREA) -> intensity '{intensity}' "
         "(chestx.imaging.prepare)"
     )
