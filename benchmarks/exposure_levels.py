@@ -4,9 +4,9 @@
 
 Each X-ray is decoded and resized as for the model. It prints the 5th percentile of the
 X-rays' 99th-percentile grey level (``config.LIFT_LEVEL``: ``lift-clahe`` brings a darker X-ray
-up to it) and the interquartile range, after that lift, of their median grey level
-(``config.MID_LEVELS``: ``level-clahe`` bends an X-ray's mid-tones into it), next to the values
-the package ships.
+up to it) and the interquartile range, after that lift, of the median grey level of their
+pixels that are not black (``config.MID_LEVELS``: ``level-clahe`` bends an X-ray's mid-tones
+into it), next to the values the package ships.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             imaging.decode_gray(path.read_bytes()), image_size=args.image_size, intensity="none"
         )[..., 0]
         bright.append(imaging.bright_level(gray))
-        mid.append(imaging.grey_level(imaging.lift_exposure(gray), 0.5))
+        mid.append(imaging.mid_level(imaging.lift_exposure(gray)))
     lift = np.percentile(bright, 5)
     low, high = np.percentile(mid, [25, 75])
     print(f"{len(paths)} X-rays under {args.data} at {args.image_size} px")
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  (config.LIFT_LEVEL {config.LIFT_LEVEL})"
     )
     print(
-        f"mid levels (interquartile range of the lifted median grey level): {low:.1f} to"
+        f"mid levels (interquartile range of the lifted non-black median grey level): {low:.1f} to"
         f" {high:.1f}  (config.MID_LEVELS {config.MID_LEVELS})"
     )
     return 0

@@ -20,9 +20,11 @@ INTENSITY_METHODS = ("none", "equalize", "clahe", "lift-clahe", "level-clahe")
 # up to it before CLAHE.
 LIFT_LEVEL = 173
 # The interquartile range, over the same X-rays after the lift, of each X-ray's median grey level
-# (chestx.imaging.grey_level): "level-clahe" bends a lifted X-ray's mid-tones with a gamma curve
-# until its median lies in it. `python benchmarks/exposure_levels.py --data DIR` prints both.
-MID_LEVELS = (120, 148)
+# of its pixels at MID_FLOOR and up (chestx.imaging.mid_level; darker is black padding, not
+# exposure): "level-clahe" bends a lifted X-ray's mid-tones with a gamma curve until that median
+# lies in it. `python benchmarks/exposure_levels.py --data DIR` prints both levels.
+MID_FLOOR = 8
+MID_LEVELS = (126, 154)
 # What `chestx ensemble --intensity` may serve members trained with a method: the same inputs
 # for well-exposed X-rays, corrected ones for the others.
 EXPOSURE_CORRECTIONS = {"clahe": ("lift-clahe", "level-clahe")}

@@ -44,6 +44,7 @@ from chestx.config import (
     DEFAULT_MAX_PIXELS,
     INTENSITY_METHODS,
     LIFT_LEVEL,
+    MID_FLOOR,
     MID_LEVELS,
 )
 from chestx.errors import CorruptImageError, UnsupportedImageError
@@ -186,11 +187,14 @@ def _raster_to_gray(img: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- model input
 
 
-def grey_level(gray: np.ndarray, fraction: float) -> int:
-    """The grey level that ``fraction`` of a uint8 image's pixels do not exceed (a percentile,
-    as ``np.percentile(gray, 100 * fraction, method="inverted_cdf")``, at histogram cost)."""
-    cumulative = np.cumsum(np.bincount(gray.ravel(), minlength=256))
-    return int(np.searchsorted(cumulative, fraction * gray.size))
+def grey_level(gray: np.ndarray, fraction: float, floor: int = 0) -> int:
+    """The grey level that ``fraction`` of a uint8 image's pixels at or above ``floor`` do not
+    exceed (a percentile, as ``np.percentile(gray[gray >= floor], 100 * fraction,
+    method="inverted_cdf")``, at histogram cost); 0 when no pixel reaches ``floor``."""
+    counts = np.bincount(gray.ravel(), minlength=256)
+    counts[:floor] = 0
+    cumulative = np.cumsum(counts)
+    return int(np.searchsorted(cumulative, fraction * cumulative[-1]))
 
 
 def bright_level(gray: np.ndarray) -> int:
@@ -209,13 +213,19 @@ def lift_exposure(gray: np.ndarray, level: int = LIFT_LEVEL) -> np.ndarray:
     return cv2.convertScaleAbs(gray, alpha=level / max(bright, 1))
 
 
+def mid_level(gray: np.ndarray) -> int:
+    """The median grey level of an X-ray's pixels that are not black (``MID_FLOOR`` and up):
+    black padding or borders (a letterboxed export, a looser framing) are not its exposure."""
+    return grey_level(gray, 0.5, floor=MID_FLOOR)
+
+
 def level_midtones(gray: np.ndarray, levels: tuple[int, int] = MID_LEVELS) -> np.ndarray:
     """Bend an X-ray's grey levels with a gamma curve (black and white stay put) until its
-    median grey level lies in ``levels``; one already inside is returned as it is. A scanner's
-    or an export's exposure curve moves the mid-tones (the robustness report's gamma), which
-    the networks otherwise read as disease."""
+    ``mid_level`` lies in ``levels``; one already inside is returned as it is. A scanner's or
+    an export's exposure curve moves the mid-tones (the robustness report's gamma), which the
+    networks otherwise read as disease."""
     low, high = levels
-    mid = grey_level(gray, 0.5)
+    mid = mid_level(gray)
     if low <= mid <= high or mid in (0, 255):
         return gray
     exponent = np.log((low if mid < low else high) / 255) / np.log(mid / 255)
