@@ -70,6 +70,16 @@ def _crop(img, fraction):
 
 def _zoom_out(img, fraction):
     """Looser framing: shrink by ``fraction`` per side and pad with black."""
+    return _shrink_and_pad(img, fraction, 0)
+
+
+def _frame(img, fraction):
+    """A white frame (a film's unexposed margin, a scanner's or an export's border): shrink by
+    ``fraction`` per side and pad with white."""
+    return _shrink_and_pad(img, fraction, 255)
+
+
+def _shrink_and_pad(img, fraction, value):
     h, w = img.shape
     dy, dx = round(h * fraction), round(w * fraction)
     small = cv2.resize(img, (w - 2 * dx, h - 2 * dy), interpolation=cv2.INTER_AREA)
@@ -80,7 +90,7 @@ def _zoom_out(img, fraction):
         dx,
         w - small.shape[1] - dx,
         cv2.BORDER_CONSTANT,
-        value=0,
+        value=value,
     )
 
 
@@ -95,6 +105,7 @@ CORRUPTIONS: dict[str, tuple[Callable, tuple[float, ...], str]] = {
     "rotation": (_rotate, (5.0, 10.0, 15.0), "degrees"),
     "crop": (_crop, (0.05, 0.10, 0.15), "fraction cut per side"),
     "zoom_out": (_zoom_out, (0.05, 0.10, 0.15), "fraction padded per side"),
+    "frame": (_frame, (0.05, 0.10, 0.15), "fraction framed in white per side"),
 }
 
 

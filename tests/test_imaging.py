@@ -419,6 +419,33 @@ def test_black_padding_does_not_move_the_mid_tones(xrays_224):
         )
 
 
+@pytest.mark.parametrize("value", [255, 200, 128, 60])
+def test_a_non_black_frame_is_trimmed_before_the_model_sees_it(xrays_224, value):
+    for gray in xrays_224[:3]:
+        framed = cv2.copyMakeBorder(gray, 20, 30, 12, 5, cv2.BORDER_CONSTANT, value=value)
+        np.testing.assert_array_equal(imaging.trim_frame(framed), gray)
+        np.testing.assert_array_equal(
+            imaging.model_input(framed, intensity="level-clahe"),
+            imaging.model_input(gray, intensity="level-clahe"),
+        )
+
+
+def test_dark_borders_and_x_rays_without_a_frame_are_left_alone(xrays_224):
+    for gray in xrays_224:
+        assert imaging.trim_frame(gray) is gray
+        for dark in (0, 31):  # the training X-rays have these
+            letterboxed = cv2.copyMakeBorder(gray, 30, 30, 0, 0, cv2.BORDER_CONSTANT, value=dark)
+            assert imaging.trim_frame(letterboxed) is letterboxed
+    # a frame wider than a quarter of a side is cut to that quarter, never to nothing
+    white = np.full((100, 80), 255, np.uint8)
+    white[60:62, 50:52] = 0
+    assert imaging.trim_frame(white).shape == (100 - 2 * 25, 80 - 2 * 20)
+    # a frame with JPEG-like ripple within the tolerance is still a frame
+    rippled = cv2.copyMakeBorder(xrays_224[0], 10, 10, 10, 10, cv2.BORDER_CONSTANT, value=250)
+    rippled[:10] += np.random.default_rng(0).integers(0, 5, rippled[:10].shape, dtype=np.uint8)
+    assert imaging.trim_frame(rippled).shape == xrays_224[0].shape
+
+
 def test_level_midtones_leaves_flat_images_alone():
     for value in (0, 255):
         flat = np.full((32, 32), value, np.uint8)
