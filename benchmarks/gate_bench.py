@@ -60,6 +60,7 @@ def hard_cases(xrays: list[bytes], rng: np.random.Generator) -> dict[str, list[b
             "one half (lateral-like)",
             "top third",
             "sepia-tinted",
+            "in a white frame, 10 % per side (accept)",
         )
     }
     for data in xrays:
@@ -75,6 +76,10 @@ def hard_cases(xrays: list[bytes], rng: np.random.Generator) -> dict[str, list[b
         out["top third"].append(_encode(g[: h // 3]))
         tint = np.stack([g * 0.75, g * 0.9, g.astype(np.float32)], axis=2)
         out["sepia-tinted"].append(_encode(np.clip(tint, 0, 255).astype(np.uint8)))
+        framed = cv2.copyMakeBorder(
+            g, h // 10, h // 10, w // 10, w // 10, cv2.BORDER_CONSTANT, value=255
+        )
+        out["in a white frame, 10 % per side (accept)"].append(_encode(framed))
     return out
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from chestx.errors import ModelError, NotAChestXrayError
 from chestx.fileio import atomic_write_bytes
-from chestx.imaging import Decoded
+from chestx.imaging import Decoded, trim_frame
 from chestx.modeldir import CARD, GATE_FILE, load_card, write_card
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class Gate:
 
     def verdict(self, image: Decoded) -> Verdict:
         t = self.thresholds
-        gray = image.gray
+        gray = trim_frame(image.gray)  # judge the X-ray the model will see, not its frame
         h, w = gray.shape
         if max(h, w) > t["aspect_max"] * min(h, w):
             return Verdict(

@@ -108,9 +108,10 @@ def _decode_all(items: list[bytes]) -> list[imaging.Decoded]:
     out = []
     for data in items:
         try:
-            out.append(imaging.decode(data))
+            decoded = imaging.decode(data)
         except ImageError:  # a packaged file this install cannot decode
             continue
+        out.append(decoded._replace(gray=imaging.trim_frame(decoded.gray)))  # as Gate.verdict
     return out
 
 

@@ -36,6 +36,16 @@ def test_the_24_fixture_xrays_are_accepted(gate, xray_dir):
         assert verdict.check == "ok" and verdict.score >= gate.thresholds["p_min"]
 
 
+def test_an_xray_in_a_white_frame_is_judged_without_it(gate, xray_dir):
+    # a film's unexposed margin or an export's border: the gate sees what the model will see
+    for path in sorted(xray_dir.glob("*/*.jpeg"))[::4]:
+        gray = imaging.decode(path.read_bytes()).gray
+        pad = gray.shape[0] // 8
+        framed = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
+        verdict = gate.verdict(imaging.decode(cv2.imencode(".png", framed)[1].tobytes()))
+        assert verdict.accepted, (path.name, verdict)
+
+
 @pytest.mark.parametrize("family", negatives.FAMILIES)
 def test_every_negative_family_is_refused(gate, negative_images, family):
     assert negative_images[family], f"no {family} images could be made here"
