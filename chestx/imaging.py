@@ -257,9 +257,8 @@ def normalise_intensity(gray: np.ndarray, method: str = "clahe") -> np.ndarray:
 def describe(image_size: int, intensity: str) -> str:
     """The preprocessing a model card records."""
     return (
-        f"decode -> grey uint8 (16-bit scaled by its stored bit depth) -> a light uniform "
-        f"frame trimmed -> resize to "
-        f"{image_size}x{image_size} (INTER_AREA) -> intensity '{intensity}' "
+        "decode -> grey uint8 (16-bit scaled by its stored bit depth) -> a light uniform frame "
+        f"trimmed -> resize to {image_size}x{image_size} (INTER_AREA) -> intensity '{intensity}' "
         "(chestx.imaging.prepare)"
     )
 
