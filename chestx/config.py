@@ -25,11 +25,15 @@ LIFT_LEVEL = 173
 # lies in it. `python benchmarks/exposure_levels.py --data DIR` prints both levels.
 MID_FLOOR = 8
 MID_LEVELS = (126, 154)
-# An edge row or column whose grey levels, all at FRAME_FLOOR or above, span at most
-# FRAME_TOLERANCE is a frame around the X-ray, not the X-ray (chestx.imaging.trim_frame). The
-# training X-rays' own uniform borders are all darker than 32 (and stay).
+# An edge row or column is a frame around the X-ray, not the X-ray (chestx.imaging.trim_frame),
+# when its grey levels, all at FRAME_FLOOR or above, span at most FRAME_TOLERANCE (a padded
+# export's frame, any light grey), or when their mean is FRAME_WHITE or above and their standard
+# deviation at most FRAME_GRAIN (a white margin with grain: a scanned film's). The training
+# X-rays' own uniform borders are all darker than 32 (and stay).
 FRAME_FLOOR = 48
 FRAME_TOLERANCE = 4
+FRAME_WHITE = 200
+FRAME_GRAIN = 8.0
 # What `chestx ensemble --intensity` may serve members trained with a method: the same inputs
 # for well-exposed X-rays, corrected ones for the others.
 EXPOSURE_CORRECTIONS = {"clahe": ("lift-clahe", "level-clahe")}

@@ -43,7 +43,9 @@ from chestx.config import (
     DEFAULT_INTENSITY,
     DEFAULT_MAX_PIXELS,
     FRAME_FLOOR,
+    FRAME_GRAIN,
     FRAME_TOLERANCE,
+    FRAME_WHITE,
     INTENSITY_METHODS,
     LIFT_LEVEL,
     MID_FLOOR,
@@ -280,17 +282,21 @@ def prepare(
     )
 
 
-def trim_frame(gray: np.ndarray, tolerance: int = FRAME_TOLERANCE) -> np.ndarray:
-    """Cut away the uniform rows and columns along an image's edges that are not dark: a white
-    or grey frame that a scanner, a film's unexposed margin or an export put around the X-ray.
-    The networks never saw one (the training X-rays' only uniform borders are dark, which stay:
-    8 % of them have one), and a white frame makes them call every X-ray normal. At most a
-    quarter of each side goes; an image without such a frame is returned as it is."""
+def trim_frame(gray: np.ndarray) -> np.ndarray:
+    """Cut away the rows and columns along an image's edges that are a light frame: a white or
+    grey border that an export, a scanner or a film's unexposed margin put around the X-ray
+    (uniform, or white with grain; ``config.FRAME_*``). The networks never saw one (the training
+    X-rays' uniform borders are dark, and stay: 8 % of them have one), and a white frame makes
+    them call every X-ray normal. At most a quarter of each side goes; an image without a frame
+    is returned as it is."""
     h, w = gray.shape
 
     def framing(line: np.ndarray) -> bool:
         low = int(line.min())
-        return low >= FRAME_FLOOR and int(line.max()) - low <= tolerance
+        if low >= FRAME_FLOOR and int(line.max()) - low <= FRAME_TOLERANCE:
+            return True
+        mean, std = cv2.meanStdDev(line)
+        return mean[0, 0] >= FRAME_WHITE and std[0, 0] <= FRAME_GRAIN
 
     top, bottom, left, right = 0, h, 0, w
     while top < h // 4 and framing(gray[top]):

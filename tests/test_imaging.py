@@ -446,6 +446,22 @@ def test_dark_borders_and_x_rays_without_a_frame_are_left_alone(xrays_224):
     assert imaging.trim_frame(rippled).shape == xrays_224[0].shape
 
 
+@pytest.mark.parametrize("grain", [1.0, 3.0, 6.0])
+def test_a_white_margin_with_grain_is_a_frame_too(xrays_224, grain):
+    # a scanned film's unexposed margin: white, never quite uniform
+    rng = np.random.default_rng(int(grain))
+    gray = xrays_224[1]
+    framed = cv2.copyMakeBorder(gray, 22, 22, 22, 22, cv2.BORDER_CONSTANT, value=0)
+    margin = np.ones(framed.shape, bool)
+    margin[22:-22, 22:-22] = False
+    framed[margin] = np.clip(235 + rng.normal(0, grain, margin.sum()), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(imaging.trim_frame(framed), gray)
+    # grey with the same grain is not white enough to tell from anatomy, and stays
+    framed[margin] = np.clip(128 + rng.normal(0, grain, margin.sum()), 0, 255).astype(np.uint8)
+    if grain > 1:
+        assert imaging.trim_frame(framed) is framed
+
+
 def test_level_midtones_leaves_flat_images_alone():
     for value in (0, 255):
         flat = np.full((32, 32), value, np.uint8)
