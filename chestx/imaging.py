@@ -259,7 +259,7 @@ def normalise_intensity(gray: np.ndarray, method: str = "clahe") -> np.ndarray:
 def describe(image_size: int, intensity: str) -> str:
     """The preprocessing a model card records."""
     return (
-        "decode -> grey uint8 (16-bit scaled by its stored bit depth) -> a light uniform frame "
+        "decode -> grey uint8 (16-bit scaled by its stored bit depth) -> a light frame "
         f"trimmed -> resize to {image_size}x{image_size} (INTER_AREA) -> intensity '{intensity}' "
         "(chestx.imaging.prepare)"
     )
