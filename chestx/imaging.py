@@ -223,6 +223,14 @@ def mid_level(gray: np.ndarray) -> int:
     return grey_level(gray, 0.5, floor=MID_FLOOR)
 
 
+_UNIT_LEVELS = np.linspace(0.0, 1.0, 256)
+
+
+def gamma_curve(gray: np.ndarray, exponent: float) -> np.ndarray:
+    """A uint8 image's grey levels raised to ``exponent`` on 0-1 (black and white stay put)."""
+    return cv2.LUT(gray, np.rint(255 * _UNIT_LEVELS**exponent).astype(np.uint8))
+
+
 def level_midtones(gray: np.ndarray, levels: tuple[int, int] = MID_LEVELS) -> np.ndarray:
     """Bend an X-ray's grey levels with a gamma curve (black and white stay put) until its
     ``mid_level`` lies in ``levels``; one already inside is returned as it is. A scanner's or
@@ -232,9 +240,7 @@ def level_midtones(gray: np.ndarray, levels: tuple[int, int] = MID_LEVELS) -> np
     mid = mid_level(gray)
     if low <= mid <= high or mid in (0, 255):
         return gray
-    exponent = np.log((low if mid < low else high) / 255) / np.log(mid / 255)
-    lut = np.rint(255 * np.linspace(0, 1, 256) ** exponent).astype(np.uint8)
-    return cv2.LUT(gray, lut)
+    return gamma_curve(gray, np.log((low if mid < low else high) / 255) / np.log(mid / 255))
 
 
 def normalise_intensity(gray: np.ndarray, method: str = "clahe") -> np.ndarray:

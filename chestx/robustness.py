@@ -24,11 +24,6 @@ log = logging.getLogger(__name__)
 _REFERENCE_WIDTH = 224  # blur and noise strengths are given for an image this wide
 
 
-def _gamma(img, g):
-    lut = (255.0 * (np.arange(256) / 255.0) ** g).round().astype(np.uint8)
-    return cv2.LUT(img, lut)
-
-
 def _contrast(img, c):
     mean = float(img.mean())
     return np.clip(mean + c * (img.astype(np.float32) - mean), 0, 255).astype(np.uint8)
@@ -96,7 +91,7 @@ def _shrink_and_pad(img, fraction, value):
 
 # name -> (function, three levels from mild to strong, what the level means)
 CORRUPTIONS: dict[str, tuple[Callable, tuple[float, ...], str]] = {
-    "gamma": (_gamma, (1.25, 1.5, 2.0), "exponent on 0-1 intensities"),
+    "gamma": (imaging.gamma_curve, (1.25, 1.5, 2.0), "exponent on 0-1 intensities"),
     "contrast": (_contrast, (0.8, 0.6, 0.4), "factor around the mean"),
     "exposure": (_exposure, (0.8, 0.6, 0.4), "factor on grey levels"),
     "blur": (_blur, (1.0, 2.0, 3.0), "Gaussian sigma, px at 224 wide"),
