@@ -129,9 +129,9 @@ class ModelService:
         with self._loader_lock:
             if self.state != IDLE or self._loader is not None:
                 return
-            self._loader = threading.Thread(
-                target=self.load, name="chestx-model-loader", daemon=True
-            )
+            # not a daemon either: a daemon killed inside TensorFlow as the process exits
+            # (Ctrl-C under such a server, a script) crashes it (SIGSEGV) or hangs it
+            self._loader = threading.Thread(target=self.load, name="chestx-model-loader")
         self._loader.start()
 
     def close(self) -> None:

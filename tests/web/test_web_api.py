@@ -263,6 +263,34 @@ def test_deferred_load_starts_on_first_request(app_factory):
     assert client.get("/readyz").status_code == 200
 
 
+def test_exiting_during_a_deferred_load_waits_for_it(tmp_path):
+    """A process that exits while the deferred load (a WSGI server other than Gunicorn,
+    ``LOAD_MODEL=False``) runs waits for the loader and exits normally. Before, the loader
+    was a daemon thread, killed mid-load at exit: exiting 4-6 s after the first request
+    crashed the process (SIGSEGV, exit code 139) or hung it until killed. Now the loader
+    ends first: ready, or failed when TensorFlow's import meets the interpreter's shutdown
+    ("can't register atexit after shutdown"), which this immediate exit gets."""
+    script = tmp_path / "exit_while_loading.py"
+    script.write_text(
+        "import atexit, sys\n"
+        "from chestx.web import create_app\n"
+        "app = create_app({'MODEL_DIR': sys.argv[1], 'LOAD_MODEL': False})\n"
+        "service = app.extensions['chestx']\n"
+        "app.test_client().get('/healthz')  # starts the load in the background\n"
+        "assert service.state == 'loading'\n"
+        "atexit.register(lambda: print('at exit:', service.state))  # after threads end\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(DEFAULT_MODEL_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = done.stdout.partition("at exit: ")[2].strip()
+    assert state in ("ready", "failed"), done.stdout + done.stderr[-2000:]  # not "loading"
+
+
 @pytest.mark.parametrize("delay", [0.3, 1.0])
 def test_a_script_that_exits_at_once_exits_cleanly(tmp_path, delay):
     """A script (or Ctrl-C under a WSGI server other than Gunicorn) that builds the app and
