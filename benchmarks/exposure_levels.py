@@ -6,7 +6,9 @@ Each X-ray is decoded and resized as for the model. It prints the 5th percentile
 X-rays' 99th-percentile grey level (``config.LIFT_LEVEL``: ``lift-clahe`` brings a darker X-ray
 up to it) and the interquartile range, after that lift, of the median grey level of their
 pixels that are not black (``config.MID_LEVELS``: ``level-clahe`` bends an X-ray's mid-tones
-into it), next to the values the package ships.
+into it) and the 95th percentile of their 1st-percentile grey level (``config.BLACK_LEVEL``:
+``span-clahe`` stretches a washed-out X-ray's black point down to it), next to the values the
+package ships.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print(f"error: no images under {args.data}", file=sys.stderr)
         return 2
-    bright, mid = [], []
+    bright, mid, dark = [], [], []
     for path in paths:
         gray = imaging.model_input(
             imaging.decode_gray(path.read_bytes()), image_size=args.image_size, intensity="none"
         )[..., 0]
         bright.append(imaging.bright_level(gray))
+        dark.append(imaging.dark_level(gray))
         mid.append(imaging.mid_level(imaging.lift_exposure(gray)))
     lift = np.percentile(bright, 5)
     low, high = np.percentile(mid, [25, 75])
@@ -49,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"mid levels (interquartile range of the lifted non-black median grey level): {low:.1f} to"
         f" {high:.1f}  (config.MID_LEVELS {config.MID_LEVELS})"
+    )
+    print(
+        f"black level (95th percentile of the 1st-percentile grey level): "
+        f"{np.percentile(dark, 95):.1f}  (config.BLACK_LEVEL {config.BLACK_LEVEL})"
     )
     return 0
 

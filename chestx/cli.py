@@ -371,8 +371,8 @@ def _add_ensemble(sub) -> None:
         choices=config.INTENSITY_METHODS,
         help="serve the members with an exposure correction in front of their intensity "
         "normalisation: 'lift-clahe' for 'clahe' brings an under-exposed X-ray up to the "
-        "training X-rays' exposure first, 'level-clahe' also their mid-tones (default: the "
-        "members' own)",
+        "training X-rays' exposure first, 'level-clahe' also their mid-tones, 'span-clahe' "
+        "also a washed-out X-ray's black point (default: the members' own)",
     )
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(handler=_run_ensemble)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_MAX_PIXELS = 50_000_000  # refuse larger images before decoding them
-INTENSITY_METHODS = ("none", "equalize", "clahe", "lift-clahe", "level-clahe")
+INTENSITY_METHODS = ("none", "equalize", "clahe", "lift-clahe", "level-clahe", "span-clahe")
 # The 5th percentile, over the 5,216 Kaggle training X-rays resized to 224 px, of each X-ray's
 # 99th-percentile grey level (chestx.imaging.bright_level): "lift-clahe" brings a darker X-ray
 # up to it before CLAHE.
@@ -25,6 +25,10 @@ LIFT_LEVEL = 173
 # lies in it. `python benchmarks/exposure_levels.py --data DIR` prints both levels.
 MID_FLOOR = 8
 MID_LEVELS = (126, 154)
+# The 95th percentile, over the same X-rays, of each X-ray's 1st-percentile grey level
+# (chestx.imaging.dark_level): "span-clahe" stretches a washed-out X-ray, whose blacks have
+# turned grey, down to it (white staying white) before "level-clahe".
+BLACK_LEVEL = 24
 # An edge row or column is a frame around the X-ray, not the X-ray (chestx.imaging.trim_frame),
 # when its grey levels, all at FRAME_FLOOR or above, span at most FRAME_TOLERANCE (a padded
 # export's frame, any light grey), or when their mean is FRAME_WHITE or above and their standard
@@ -36,7 +40,7 @@ FRAME_WHITE = 200
 FRAME_GRAIN = 8.0
 # What `chestx ensemble --intensity` may serve members trained with a method: the same inputs
 # for well-exposed X-rays, corrected ones for the others.
-EXPOSURE_CORRECTIONS = {"clahe": ("lift-clahe", "level-clahe")}
+EXPOSURE_CORRECTIONS = {"clahe": ("lift-clahe", "level-clahe", "span-clahe")}
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 ARCHITECTURES = ("chestnet", "cnn", "transfer")

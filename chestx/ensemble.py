@@ -49,8 +49,8 @@ def build_ensemble(
     command: str | None = None,
 ) -> dict:
     """``intensity`` serves the members with an exposure correction in front of the normalisation
-    they were trained with (``config.EXPOSURE_CORRECTIONS``: ``lift-clahe`` or ``level-clahe``
-    for ``clahe``)."""
+    they were trained with (``config.EXPOSURE_CORRECTIONS``: ``lift-clahe``, ``level-clahe``
+    or ``span-clahe`` for ``clahe``)."""
     from chestx.evaluate import internal_scores
     from chestx.models import ensemble as combine
     from chestx.predict import Predictor

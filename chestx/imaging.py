@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from chestx.config import (
+    BLACK_LEVEL,
     DEFAULT_IMAGE_SIZE,
     DEFAULT_INTENSITY,
     DEFAULT_MAX_PIXELS,
@@ -217,6 +218,23 @@ def lift_exposure(gray: np.ndarray, level: int = LIFT_LEVEL) -> np.ndarray:
     return cv2.convertScaleAbs(gray, alpha=level / max(bright, 1))
 
 
+def dark_level(gray: np.ndarray) -> int:
+    """The grey level that 1 % of a uint8 image's pixels do not exceed (its black point)."""
+    return grey_level(gray, 0.01)
+
+
+def lower_black(gray: np.ndarray, level: int = BLACK_LEVEL) -> np.ndarray:
+    """Stretch a washed-out X-ray's grey levels down, white staying white, until its
+    ``dark_level`` is ``level``; an X-ray at or below it is returned as it is. Flattened
+    contrast (an export's window, a soft film) turns the black background grey, and the
+    networks call a flat normal X-ray pneumonia."""
+    dark = dark_level(gray)
+    if dark <= level or dark == 255:
+        return gray
+    scale = (255 - level) / (255 - dark)
+    return cv2.convertScaleAbs(gray, alpha=scale, beta=level - dark * scale)
+
+
 def mid_level(gray: np.ndarray) -> int:
     """The median grey level of an X-ray's pixels that are not black (``MID_FLOOR`` and up):
     black padding or borders (a letterboxed export, a looser framing) are not its exposure."""
@@ -248,7 +266,8 @@ def normalise_intensity(gray: np.ndarray, method: str = "clahe") -> np.ndarray:
     ``lift-clahe`` is ``clahe`` after ``lift_exposure``: the same input as ``clahe`` for all but
     the dimmest twentieth of the training X-rays, and a darker X-ray brought up to their level.
     ``level-clahe`` also brings the mid-tones into the training X-rays' middle half
-    (``level_midtones``) before CLAHE."""
+    (``level_midtones``) before CLAHE; ``span-clahe`` first lowers a washed-out X-ray's black
+    point into the training X-rays' range (``lower_black``)."""
     if method == "none":
         return gray
     if method == "equalize":
@@ -259,6 +278,8 @@ def normalise_intensity(gray: np.ndarray, method: str = "clahe") -> np.ndarray:
         return normalise_intensity(lift_exposure(gray), "clahe")
     if method == "level-clahe":
         return normalise_intensity(level_midtones(lift_exposure(gray)), "clahe")
+    if method == "span-clahe":
+        return normalise_intensity(lower_black(gray), "level-clahe")
     raise ValueError(f"unknown intensity method {method!r}; choose from {INTENSITY_METHODS}")
 
 

@@ -155,9 +155,19 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     wanted = imaging.model_input(bright, image_size=size, intensity="level-clahe")
     np.testing.assert_array_equal(x_level, wanted)
     assert not np.array_equal(x_level, Predictor(lifted, gate=False).prepare(png))
+    # and the black point: a washed-out X-ray is stretched down before the level
+    spanned = tmp_path / "spanned"
+    assert ensemble(spanned, "1", "2", extra=["--intensity", "span-clahe"]) == 0
+    assert json.loads((spanned / "card.json").read_text())["intensity"] == "span-clahe"
+    washed = np.clip(0.4 * dim.astype(int) + 120, 0, 255).astype(np.uint8)
+    png = cv2.imencode(".png", washed)[1].tobytes()
+    x_span = Predictor(spanned, gate=False).prepare(png)
+    wanted = imaging.model_input(washed, image_size=size, intensity="span-clahe")
+    np.testing.assert_array_equal(x_span, wanted)
+    assert not np.array_equal(x_span, Predictor(levelled, gate=False).prepare(png))
     capsys.readouterr()
     assert ensemble(tmp_path / "bad", "1", "2", extra=["--intensity", "equalize"]) == 2
-    assert "lift-clahe, level-clahe" in capsys.readouterr().err
+    assert "lift-clahe, level-clahe, span-clahe" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
     # members on different splits are refused with one line

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from chestx import imaging
-from chestx.config import LIFT_LEVEL, MID_LEVELS
+from chestx.config import BLACK_LEVEL, LIFT_LEVEL, MID_LEVELS
 from chestx.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -466,6 +466,39 @@ def test_level_midtones_leaves_flat_images_alone():
     for value in (0, 255):
         flat = np.full((32, 32), value, np.uint8)
         assert imaging.level_midtones(flat) is flat
+        assert imaging.lower_black(flat) is flat
+
+
+def test_span_clahe_is_level_clahe_on_an_xray_with_training_blacks(xrays_224):
+    inside = [g for g in xrays_224 if imaging.dark_level(g) <= BLACK_LEVEL]
+    assert inside, "no fixture X-ray has training blacks"
+    for gray in inside:
+        assert imaging.lower_black(gray) is gray
+        np.testing.assert_array_equal(
+            imaging.normalise_intensity(gray, "span-clahe"),
+            imaging.normalise_intensity(gray, "level-clahe"),
+        )
+
+
+@pytest.mark.parametrize("factor", [0.6, 0.4])
+def test_lower_black_brings_a_washed_out_xray_back(xrays_224, factor):
+    # the robustness report's contrast: grey levels squeezed towards the mean, black turns grey
+    span_gap, level_gap = [], []
+    for gray in xrays_224:
+        mean = float(gray.mean())
+        washed = np.clip(mean + factor * (gray - mean), 0, 255).astype(np.uint8)
+        assert imaging.dark_level(washed) > BLACK_LEVEL
+        lowered = imaging.lower_black(washed)
+        assert abs(imaging.dark_level(lowered) - BLACK_LEVEL) <= 1
+        assert lowered.max() <= 255 and (lowered[washed == 255] == 255).all()
+        own = imaging.normalise_intensity(gray, "span-clahe").astype(int)
+        span = imaging.normalise_intensity(washed, "span-clahe").astype(int)
+        level = imaging.normalise_intensity(washed, "level-clahe").astype(int)
+        span_gap.append(np.abs(span - own).mean())
+        level_gap.append(np.abs(level - own).mean())
+    # the input comes back towards the X-ray's own (partly: the squeezed whites stay squeezed),
+    # which the mid-tone level alone does not do
+    assert np.mean(span_gap) < {0.6: 0.95, 0.4: 0.8}[factor] * np.mean(level_gap)
 
 
 # --------------------------------------------------------------------------- 8-bit formats
