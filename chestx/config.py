@@ -31,13 +31,17 @@ MID_LEVELS = (126, 154)
 BLACK_LEVEL = 24
 # An edge row or column is a frame around the X-ray, not the X-ray (chestx.imaging.trim_frame),
 # when its grey levels, all at FRAME_FLOOR or above, span at most FRAME_TOLERANCE (a padded
-# export's frame, any light grey), or when their mean is FRAME_WHITE or above and their standard
-# deviation at most FRAME_GRAIN (a white margin with grain: a scanned film's). The training
-# X-rays' own uniform borders are all darker than 32 (and stay).
+# export's frame, any light grey), when their mean is FRAME_WHITE or above and their standard
+# deviation at most FRAME_GRAIN (a white margin with grain: a scanned film's), or when they are
+# all at FRAME_DARK or below within FRAME_DARK_TOLERANCE (black bars: a portrait X-ray
+# letterboxed onto a wider canvas; 10 % of the training X-rays have a thin dark border, up to
+# 27 px of 224, and lose it too).
 FRAME_FLOOR = 48
 FRAME_TOLERANCE = 4
 FRAME_WHITE = 200
 FRAME_GRAIN = 8.0
+FRAME_DARK = 31
+FRAME_DARK_TOLERANCE = 8
 # What `chestx ensemble --intensity` may serve members trained with a method: the same inputs
 # for well-exposed X-rays, corrected ones for the others.
 EXPOSURE_CORRECTIONS = {"clahe": ("lift-clahe", "level-clahe", "span-clahe")}

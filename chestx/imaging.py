@@ -43,6 +43,8 @@ from chestx.config import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_INTENSITY,
     DEFAULT_MAX_PIXELS,
+    FRAME_DARK,
+    FRAME_DARK_TOLERANCE,
     FRAME_FLOOR,
     FRAME_GRAIN,
     FRAME_TOLERANCE,
@@ -286,7 +288,7 @@ def normalise_intensity(gray: np.ndarray, method: str = "clahe") -> np.ndarray:
 def describe(image_size: int, intensity: str) -> str:
     """The preprocessing a model card records."""
     return (
-        "decode -> grey uint8 (16-bit scaled by its stored bit depth) -> a light frame "
+        "decode -> grey uint8 (16-bit scaled by its stored bit depth) -> a frame "
         f"trimmed -> resize to {image_size}x{image_size} (INTER_AREA) -> intensity '{intensity}' "
         "(chestx.imaging.prepare)"
     )
@@ -310,17 +312,20 @@ def prepare(
 
 
 def trim_frame(gray: np.ndarray) -> np.ndarray:
-    """Cut away the rows and columns along an image's edges that are a light frame: a white or
-    grey border that an export, a scanner or a film's unexposed margin put around the X-ray
-    (uniform, or white with grain; ``config.FRAME_*``). The networks never saw one (the training
-    X-rays' uniform borders are dark, and stay: 8 % of them have one), and a white frame makes
-    them call every X-ray normal. At most a quarter of each side goes; an image without a frame
-    is returned as it is."""
+    """Cut away the rows and columns along an image's edges that are a frame: a white or grey
+    border that an export, a scanner or a film's unexposed margin put around the X-ray (uniform,
+    or white with grain), or black bars (a portrait X-ray letterboxed onto a wider canvas);
+    ``config.FRAME_*``. The networks never saw a light frame, and a white one makes them call
+    every X-ray normal; black bars squeeze the anatomy, and they call a squeezed normal X-ray
+    pneumonia. At most a quarter of each side goes; an image without a frame is returned as it
+    is."""
     h, w = gray.shape
 
     def framing(line: np.ndarray) -> bool:
-        low = int(line.min())
-        if low >= FRAME_FLOOR and int(line.max()) - low <= FRAME_TOLERANCE:
+        low, high = int(line.min()), int(line.max())
+        if low >= FRAME_FLOOR and high - low <= FRAME_TOLERANCE:
+            return True
+        if high <= FRAME_DARK and high - low <= FRAME_DARK_TOLERANCE:
             return True
         mean, std = cv2.meanStdDev(line)
         return mean[0, 0] >= FRAME_WHITE and std[0, 0] <= FRAME_GRAIN
@@ -343,7 +348,7 @@ def model_input(
     gray: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE, intensity: str = DEFAULT_INTENSITY
 ) -> np.ndarray:
     """A decoded grey image -> (image_size, image_size, 1) uint8, the second half of ``prepare``:
-    a light frame trimmed, resized, its intensity normalised."""
+    a frame trimmed, resized, its intensity normalised."""
     gray = trim_frame(gray)
     if gray.shape != (image_size, image_size):
         gray = cv2.resize(gray, (image_size, image_size), interpolation=cv2.INTER_AREA)
