@@ -64,7 +64,9 @@ def _crop(img, fraction):
 
 
 def _zoom_out(img, fraction):
-    """Looser framing: shrink by ``fraction`` per side and pad with black."""
+    """Looser framing: shrink by ``fraction`` per side and pad with black. Since the frame trim
+    cuts black bars (``imaging.trim_frame``), the padding goes again before the resize, and
+    this measures what is left: the shrink and resize, and any border the X-ray had."""
     return _shrink_and_pad(img, fraction, 0)
 
 
