@@ -53,8 +53,21 @@ def patient_id(filename: str) -> str:
     return Path(name).stem
 
 
+def class_folder(folder: Path, cls: str) -> Path:
+    """``folder/cls``, its name matched in any case (``normal/``, ``Pneumonia/``: how other
+    collections name them); ``folder/cls`` itself when there is none. Two folders whose names
+    differ only in case are refused: which one holds the class is the user's call."""
+    if not folder.is_dir():
+        return folder / cls
+    found = sorted(p for p in folder.iterdir() if p.name.upper() == cls and p.is_dir())
+    if len(found) > 1:
+        names = " and ".join(f"{p.name}/" for p in found)
+        raise DataError(f"{folder} has both {names}: keep one {cls} folder")
+    return found[0] if found else folder / cls
+
+
 def _class_folders(root: Path) -> bool:
-    return all((root / c).is_dir() for c in CLASS_NAMES)
+    return all(class_folder(root, c).is_dir() for c in CLASS_NAMES)
 
 
 def images_under(folder: Path) -> list[Path]:
@@ -65,11 +78,12 @@ def images_under(folder: Path) -> list[Path]:
 
 
 def scan_folder(folder: Path, split: str = "") -> list[Record]:
-    """Every image file under ``folder/NORMAL`` and ``folder/PNEUMONIA``, sorted by path."""
+    """Every image file under ``folder/NORMAL`` and ``folder/PNEUMONIA`` (``class_folder``),
+    sorted by path."""
     return [
         Record(path, label, patient_id(path.name), split)
         for label, cls in enumerate(CLASS_NAMES)
-        for path in images_under(folder / cls)
+        for path in images_under(class_folder(folder, cls))
     ]
 
 
@@ -79,7 +93,7 @@ def find_data(root: str | Path) -> dict[str, list[Record]]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
-    if any((root / c).is_dir() for c in CLASS_NAMES):  # NORMAL/ alone: a specificity audit
+    if any(class_folder(root, c).is_dir() for c in CLASS_NAMES):  # NORMAL/ alone: an audit
         found = {"all": scan_folder(root)}
     else:
         nested = root / "chest_xray" if (root / "chest_xray" / "train").is_dir() else root
@@ -92,7 +106,7 @@ def find_data(root: str | Path) -> dict[str, list[Record]]:
             found = {"all": [r for recs in found.values() for r in recs]}
     if not found or not any(found.values()):
         raise DataError(
-            f"{root} holds no X-rays: expected NORMAL/ and PNEUMONIA/ folders, "
+            f"{root} holds no X-rays: expected NORMAL/ and PNEUMONIA/ folders (in any case), "
             "or a Kaggle root with train/NORMAL and train/PNEUMONIA"
         )
     for name, recs in found.items():

@@ -75,6 +75,21 @@ def test_kaggle_root_layout(tmp_path, xray_dir):
     assert sum(map(len, splits.values())) == 6 and external == []
 
 
+def test_class_folders_are_matched_in_any_case(tmp_path, xray_dir):
+    """Other hospitals' folders say normal/ or Pneumonia/; the labels must not change."""
+    for cls, name in (("NORMAL", "normal"), ("PNEUMONIA", "Pneumonia")):
+        (tmp_path / name).mkdir()
+        for f in sorted((xray_dir / cls).iterdir())[:3]:
+            (tmp_path / name / f.name).write_bytes(f.read_bytes())
+    found = find_data(tmp_path)
+    assert [(r.path.parent.name, r.label) for r in found["all"]] == [("normal", 0)] * 3 + [
+        ("Pneumonia", 1)
+    ] * 3
+    (tmp_path / "NORMAL").mkdir()  # which of the two is NORMAL is not ours to guess
+    with pytest.raises(DataError, match="both NORMAL/ and normal/"):
+        find_data(tmp_path)
+
+
 def test_a_normal_folder_alone_is_data(tmp_path, xray_dir, caplog):
     """NORMAL/ without PNEUMONIA/ (a specificity audit) is read, with a one-class warning."""
     (tmp_path / "NORMAL").mkdir()
