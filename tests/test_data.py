@@ -111,7 +111,7 @@ def test_manifest_is_auditable(tmp_path):
     recs = _records(20)
     splits = split_by_patient(recs, seed=0)
     digest = write_manifest(splits, tmp_path / "manifest.csv", root=Path("/d"))
-    rows = list(csv.DictReader((tmp_path / "manifest.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "manifest.csv").read_text().splitlines()))
     assert len(rows) == len(recs) and len(digest) == 64
     assert {r["split"] for r in rows} <= {"train", "val", "test"}
     assert all(not r["path"].startswith("/") for r in rows)
