@@ -109,6 +109,8 @@ def _free_index() -> int:
 class TestHost:
     """A booted Debian host reachable over SSH at ``self.ip`` as ``ubuntu`` with ``self.key``."""
 
+    __test__ = False  # a helper, not a test class
+
     def __init__(self, workdir: Path, name: str = "chestx-test"):
         self.workdir = Path(workdir)
         self.index = _free_index()
