@@ -53,21 +53,21 @@ def patient_id(filename: str) -> str:
     return Path(name).stem
 
 
-def class_folder(folder: Path, cls: str) -> Path:
-    """``folder/cls``, its name matched in any case (``normal/``, ``Pneumonia/``: how other
-    collections name them); ``folder/cls`` itself when there is none. Two folders whose names
-    differ only in case are refused: which one holds the class is the user's call."""
-    if not folder.is_dir():
-        return folder / cls
-    found = sorted(p for p in folder.iterdir() if p.name.upper() == cls and p.is_dir())
-    if len(found) > 1:
-        names = " and ".join(f"{p.name}/" for p in found)
-        raise DataError(f"{folder} has both {names}: keep one {cls} folder")
-    return found[0] if found else folder / cls
-
-
-def _class_folders(root: Path) -> bool:
-    return all(class_folder(root, c).is_dir() for c in CLASS_NAMES)
+def class_folders(folder: Path) -> dict[str, Path]:
+    """The class folders in ``folder`` that exist (``{"NORMAL": …, "PNEUMONIA": …}``), from one
+    listing, their names matched in any case (``normal/``, ``Pneumonia/``: how other collections
+    name them). Two folders whose names differ only in case are refused: which one holds the
+    class is the user's call."""
+    found: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.upper() in CLASS_NAMES and p.is_dir():
+                found.setdefault(p.name.upper(), []).append(p)
+    for cls, paths in found.items():
+        if len(paths) > 1:
+            names = " and ".join(f"{p.name}/" for p in sorted(paths))
+            raise DataError(f"{folder} has both {names}: keep one {cls} folder")
+    return {cls: paths[0] for cls, paths in found.items()}
 
 
 def images_under(folder: Path) -> list[Path]:
@@ -78,12 +78,14 @@ def images_under(folder: Path) -> list[Path]:
 
 
 def scan_folder(folder: Path, split: str = "") -> list[Record]:
-    """Every image file under ``folder/NORMAL`` and ``folder/PNEUMONIA`` (``class_folder``),
+    """Every image file under ``folder/NORMAL`` and ``folder/PNEUMONIA`` (``class_folders``),
     sorted by path."""
+    folders = class_folders(folder)
     return [
         Record(path, label, patient_id(path.name), split)
         for label, cls in enumerate(CLASS_NAMES)
-        for path in images_under(class_folder(folder, cls))
+        if cls in folders
+        for path in images_under(folders[cls])
     ]
 
 
@@ -93,14 +95,14 @@ def find_data(root: str | Path) -> dict[str, list[Record]]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
-    if any(class_folder(root, c).is_dir() for c in CLASS_NAMES):  # NORMAL/ alone: an audit
+    if class_folders(root):  # NORMAL/ alone too: a specificity audit
         found = {"all": scan_folder(root)}
     else:
         nested = root / "chest_xray" if (root / "chest_xray" / "train").is_dir() else root
         found = {
             s: scan_folder(nested / s, s)
             for s in ("train", "val", "test")
-            if _class_folders(nested / s)
+            if len(class_folders(nested / s)) == len(CLASS_NAMES)
         }
         if "train" not in found and found:
             found = {"all": [r for recs in found.values() for r in recs]}
