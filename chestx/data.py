@@ -23,6 +23,7 @@ from chestx import config, imaging
 from chestx.config import CLASS_NAMES, SPLIT_RATIOS
 from chestx.errors import DataError, ImageError, NotAChestXrayError
 from chestx.fileio import atomic_write_bytes
+from chestx.imageformat import sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,31 @@ def class_folders(folder: Path) -> dict[str, Path]:
 
 
 def images_under(folder: Path) -> list[Path]:
-    """Every image file under ``folder`` (recursive; none if it does not exist), sorted."""
+    """Every image file under ``folder`` (recursive; none if it does not exist), sorted.
+
+    An image is a file with an image suffix, or one without whose first bytes name a format
+    chestx reads: DICOM exports from a PACS often have no extension (``IM000001``,
+    ``1.2.840.113619….``). Hidden files and folders are not looked at: macOS leaves a
+    ``._name.jpeg`` metadata file beside each image it copies, Jupyter an
+    ``.ipynb_checkpoints/`` of copies."""
     return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        p
+        for p in folder.rglob("*")
+        if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+        and _is_image(p)
     )
+
+
+def _is_image(path: Path) -> bool:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as f:
+            sniff_format(f.read(132))
+    except (OSError, ImageError):
+        return False
+    return True
 
 
 def scan_folder(folder: Path, split: str = "") -> list[Record]:

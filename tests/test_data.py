@@ -90,6 +90,30 @@ def test_class_folders_are_matched_in_any_case(tmp_path, xray_dir):
         find_data(tmp_path)
 
 
+def test_files_are_found_by_content_and_hidden_ones_skipped(tmp_path, xray_dir):
+    """A PACS export names its DICOM files without an extension; a Mac copy leaves ``._name``
+    metadata beside each image, Jupyter an ``.ipynb_checkpoints/`` of copies."""
+    from pydicom.examples import get_path
+
+    from chestx.predict import image_files
+
+    normal, pneumonia = tmp_path / "NORMAL", tmp_path / "PNEUMONIA"
+    (normal / ".ipynb_checkpoints").mkdir(parents=True)
+    pneumonia.mkdir()
+    xray = sorted((xray_dir / "NORMAL").iterdir())[0]
+    (normal / "IM000001").write_bytes(Path(get_path("ct")).read_bytes())  # a real DICOM file
+    (normal / "1.2.840.113619.2.55.3").write_bytes(xray.read_bytes())  # suffix ".3": a JPEG
+    (normal / ".ipynb_checkpoints" / xray.name).write_bytes(xray.read_bytes())
+    (normal / f"._{xray.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (normal / "notes").write_text("patient list, not an image")
+    (pneumonia / "scan.JPG").write_bytes(sorted((xray_dir / "PNEUMONIA").iterdir())[0].read_bytes())
+    found = find_data(tmp_path)["all"]
+    expected = [normal / "1.2.840.113619.2.55.3", normal / "IM000001", pneumonia / "scan.JPG"]
+    assert [r.path for r in found] == expected
+    assert [r.label for r in found] == [0, 0, 1]
+    assert image_files([normal]) == [str(p) for p in expected[:2]]
+
+
 def test_a_normal_folder_alone_is_data(tmp_path, xray_dir, caplog):
     """NORMAL/ without PNEUMONIA/ (a specificity audit) is read, with a one-class warning."""
     (tmp_path / "NORMAL").mkdir()
