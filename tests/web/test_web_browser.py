@@ -66,6 +66,35 @@ def test_upload_with_javascript(browser, live_server, xray_dir):
     assert not errors, errors  # no script errors, no CSP violations
 
 
+def test_a_file_without_extension_dropped_on_the_form(browser, live_server, xray_dir):
+    """The file chooser hides files its ``accept`` list does not name (a PACS export's
+    ``IM000001``); dropped on the form, such a file is sent and read by its content."""
+    import base64
+
+    xray = (xray_dir / "NORMAL" / "IM-0115-0001.jpeg").read_bytes()
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.set_default_timeout(DEADLINE_MS)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(live_server.url + "/")
+    assert "drag it here" in page.inner_text("#image-help")
+    dropped = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "IM000001"));  // no extension, no MIME type
+            return dt;
+        }""",
+        base64.b64encode(xray).decode(),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    assert page.inner_text("#filename").startswith("IM000001")
+    page.click("#submit")
+    verdict = page.wait_for_selector("#verdict")
+    assert verdict.inner_text().split()[0] in ("Normal", "Abnormal")
+    assert not errors, errors
+
+
 def test_upload_without_javascript_on_a_phone(browser, live_server, xray_dir):
     context = browser.new_context(
         java_script_enabled=False, viewport={"width": 390, "height": 844}, is_mobile=True
