@@ -14,12 +14,12 @@ import logging
 import random
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from chestx import config, imaging
+from chestx import config, dicom, imaging
 from chestx.config import CLASS_NAMES, SPLIT_RATIOS
 from chestx.errors import DataError, ImageError, NotAChestXrayError
 from chestx.fileio import atomic_write_bytes
@@ -43,8 +43,8 @@ class Record:
 def patient_id(filename: str) -> str:
     """``person12_virus_3.jpeg`` -> ``person12``; ``NORMAL2-IM-0115-0001.jpeg`` -> ``IM-0115``.
 
-    Unknown names are their own patient (the stem), which is safe: it can only make groups
-    smaller, never merge two patients.
+    Other names are their own patient (the stem): two of one patient's images can then fall
+    into different splits, so ``find_data`` groups DICOM files by their PatientID.
     """
     name = Path(filename).name
     if m := _PERSON.match(name):
@@ -136,7 +136,31 @@ def find_data(root: str | Path) -> dict[str, list[Record]]:
     for name, recs in found.items():
         if len({r.label for r in recs}) < 2:
             log.warning("%s: only one class present in %s", root, name)
-    return found
+    return _group_dicom_patients(found)
+
+
+def _group_dicom_patients(found: dict[str, list[Record]]) -> dict[str, list[Record]]:
+    """The records with DICOM files (not named as Kaggle's are) grouped by the PatientID in their
+    headers, so one patient's X-rays never sit in two splits. A patient is named by the rank of
+    their ID among the folder's (``dicom-3``): the ID itself is health information and must not
+    reach a manifest or a card shipped with a model."""
+    ids = {
+        r.path: pid
+        for recs in found.values()
+        for r in recs
+        if not (_PERSON.match(r.path.name) or _IM.match(r.path.name))
+        and (pid := dicom.patient_of(r.path))
+    }
+    if not ids:
+        return found
+    rank = {pid: i for i, pid in enumerate(sorted(set(ids.values())), 1)}
+    return {
+        split: [
+            replace(r, patient=f"dicom-{rank[ids[r.path]]}") if r.path in ids else r
+            for r in recs
+        ]
+        for split, recs in found.items()
+    }
 
 
 def split_by_patient(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,6 +31,21 @@ def read_dicom(data: bytes, *, stop_before_pixels: bool):
         raise UnsupportedImageError("not a readable DICOM file") from exc
     except Exception as exc:  # pydicom raises many kinds on damaged files
         raise CorruptImageError("the DICOM file is damaged or truncated") from exc
+
+
+def patient_of(path: Path) -> str | None:
+    """A DICOM file's PatientID, read from its header alone; None for any other file, an
+    unreadable one, or one whose PatientID is empty."""
+    try:
+        with path.open("rb") as f:
+            if f.read(132)[128:] != b"DICM":
+                return None
+        import pydicom
+
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+        return str(ds.get("PatientID") or "").strip() or None
+    except Exception:  # OSError, or pydicom's many kinds on a damaged file: no patient known
+        return None
 
 
 def dicom_header(ds) -> ImageHeader:

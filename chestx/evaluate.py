@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chestx.data import DecodeLog, Record, dataset, find_data, patient_id
+from chestx.data import DecodeLog, Record, dataset, find_data
 from chestx.errors import DataError
 from chestx.metrics import binary_metrics
 from chestx.modeldir import MANIFEST
@@ -125,7 +125,7 @@ def evaluate(
             "model": predictor.info,
             "data": str(data),
             "split": split,
-            "patients": len({patient_id(r.path.name) for r in records}),
+            "patients": len({r.patient for r in records}),
             "skipped": len(skipped),
             "skipped_files": skipped.failures,
             "gate": {

@@ -114,6 +114,28 @@ def test_files_are_found_by_content_and_hidden_ones_skipped(tmp_path, xray_dir):
     assert image_files([normal]) == [str(p) for p in expected[:2]]
 
 
+def test_dicom_files_are_grouped_by_patient_id_which_stays_private(tmp_path):
+    """A PACS export names files by image, not patient: the PatientID in each DICOM header
+    keeps one patient's X-rays in one split, and never reaches the manifest."""
+    import pydicom
+    from pydicom.examples import get_path
+
+    ct = pydicom.dcmread(get_path("ct"))
+    owners = {"NORMAL": ["MRN-0042"] * 3 + ["MRN-0007", ""], "PNEUMONIA": ["MRN-0099"] * 2}
+    for cls, ids in owners.items():
+        (tmp_path / cls).mkdir()
+        for i, pid in enumerate(ids):
+            ct.PatientID = pid
+            ct.save_as(tmp_path / cls / f"IM{i:06d}")
+    found = find_data(tmp_path)["all"]
+    assert [r.patient for r in found] == ["dicom-2"] * 3 + ["dicom-1", "IM000004"] + ["dicom-3"] * 2
+    splits = split_by_patient(found, seed=0)
+    holding = [s for s, recs in splits.items() for r in recs if r.patient == "dicom-2"]
+    assert len(holding) == 3 and len(set(holding)) == 1  # its three X-rays, in one split
+    write_manifest(splits, tmp_path / "manifest.csv", tmp_path)
+    assert "MRN" not in (tmp_path / "manifest.csv").read_text()
+
+
 def test_a_normal_folder_alone_is_data(tmp_path, xray_dir, caplog):
     """NORMAL/ without PNEUMONIA/ (a specificity audit) is read, with a one-class warning."""
     (tmp_path / "NORMAL").mkdir()
