@@ -156,8 +156,7 @@ def _group_dicom_patients(found: dict[str, list[Record]]) -> dict[str, list[Reco
     rank = {pid: i for i, pid in enumerate(sorted(set(ids.values())), 1)}
     return {
         split: [
-            replace(r, patient=f"dicom-{rank[ids[r.path]]}") if r.path in ids else r
-            for r in recs
+            replace(r, patient=f"dicom-{rank[ids[r.path]]}") if r.path in ids else r for r in recs
         ]
         for split, recs in found.items()
     }

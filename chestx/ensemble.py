@@ -58,6 +58,15 @@ def build_ensemble(
     paths = [Path(m) for m in members]
     loaded = [_member(p) for p in paths]
     cards = [c for c, _ in loaded]
+    first_with: dict[str, Path] = {}  # a typo'd --member, or one network copied twice
+    for path, card in zip(paths, cards, strict=True):
+        version = str(card.get("version") or path.resolve())
+        if version in first_with:
+            raise ModelError(
+                f"--member {first_with[version]} and --member {path} are the same network "
+                f"(version {version}); an ensemble needs different ones"
+            )
+        first_with[version] = path
     for key in ("image_size", "intensity"):
         values = {c[key] for c in cards}
         if len(values) != 1:

@@ -2,6 +2,7 @@
 loaded as one file (.keras, .h5, LiteRT), explained by Grad-CAM, built by ``chestx ensemble``."""
 
 import json
+import shutil
 
 import cv2
 import keras
@@ -168,6 +169,12 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     capsys.readouterr()
     assert ensemble(tmp_path / "bad", "1", "2", extra=["--intensity", "equalize"]) == 2
     assert "lift-clahe, level-clahe, span-clahe" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+    # one network twice (a typo, or a copy of its directory) is refused with one line
+    shutil.copytree(tmp_path / "1", tmp_path / "1copy")
+    assert ensemble(tmp_path / "bad", "1", "2", "1copy") == 2
+    assert "1 and --member" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
     # members on different splits are refused with one line
