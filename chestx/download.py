@@ -89,10 +89,10 @@ def download(dest: Path, *, dataset: str = KAGGLE_DATASET, archive: Path | None 
     if root is not None and _counts_ok(count_classes(root), exact=archive is None):
         log.info("data already present at %s; nothing to do", root)
         return root
+    if archive is not None and not Path(archive).is_file():
+        raise DataError(f"archive {archive} does not exist")  # before --dest is made
     dest.mkdir(parents=True, exist_ok=True)
     if archive is not None:
-        if not Path(archive).is_file():
-            raise DataError(f"archive {archive} does not exist")
         safe_extract(Path(archive), dest)
     else:
         api = _kaggle_api()

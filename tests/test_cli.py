@@ -121,6 +121,14 @@ def test_data_download_from_local_archive(capsys, tmp_path, xray_dir):
     assert code == 0 and out2 == out
 
 
+def test_data_download_from_a_missing_archive_makes_nothing(capsys, tmp_path):
+    code, _, err = run(
+        capsys, "data", "download", "--dest", str(tmp_path / "d"), "--archive", "nope.zip"
+    )
+    assert code == 2 and err.strip() == "chestx: error: archive nope.zip does not exist"
+    assert not (tmp_path / "d").exists()
+
+
 def test_zip_slip_is_refused(capsys, tmp_path):
     import zipfile
 
