@@ -46,6 +46,11 @@ class ConsistencyTraining(keras.Model):
         # logged per epoch as "consistency": how far apart the two views' logits still are
         self.gap_tracker = keras.metrics.Mean(name="consistency")
 
+    def build(self, input_shape):
+        """The network is built already; the stretch view's layer has no weights to make."""
+        self.stretcher.build(input_shape)
+        self.built = True
+
     def call(self, x, training=False):
         if not training:
             return self.network(x, training=False)
