@@ -60,6 +60,8 @@ def sniff_format(data: bytes) -> str:
     if not data:
         raise EmptyImageError("the file is empty")
     head = bytes(data[:132])
+    if head[128:132] == b"DICM":  # first: the 128-byte preamble before it may hold a TIFF header
+        return "dicom"
     if head.startswith(b"\xff\xd8"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -68,8 +70,6 @@ def sniff_format(data: bytes) -> str:
         return "bmp"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
-    if head[128:132] == b"DICM":
-        return "dicom"
     for offset, magic, name in _OTHER_MAGIC:
         if head[offset : offset + len(magic)] == magic:
             raise UnsupportedImageError(f"{name} files are not supported; send {_READABLE}")

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -697,6 +698,20 @@ def test_dicom_signed_pixels():
 def test_dicom_8bit_native_syntaxes_are_exact(syntax):
     img = gradient()
     np.testing.assert_array_equal(decode_gray(make_dicom(img, transfer_syntax=syntax)), img)
+
+
+def test_dicom_with_a_tiff_header_in_its_preamble_is_read_as_dicom():
+    """The 128 bytes before ``DICM`` are free for other uses; some files carry a TIFF header
+    there (a dual-personality file; pydicom's own CT_small.dcm): it is DICOM all the same."""
+    from pydicom.examples import get_path
+
+    ct = Path(get_path("ct")).read_bytes()
+    assert ct[:4] == b"II*\x00" and ct[128:132] == b"DICM"
+    assert sniff_format(ct) == "dicom" and inspect_header(ct).format == "dicom"
+    assert decode_gray(ct).shape == (128, 128)
+    img = gradient()
+    dual = b"II*\x00\x08\x00\x00\x00" + bytes(120) + make_dicom(img)[128:]
+    np.testing.assert_array_equal(decode_gray(dual), img)
 
 
 def test_dicom_jpeg_baseline_grey():
