@@ -2,7 +2,8 @@
 so the JPEG path that training runs 5,216 times an epoch stays cheap).
 
 MONOCHROME1 is inverted so bone is always bright; the stored range is scaled by its declared
-bit depth through the rescale slope/intercept (VOI windows are not applied); the first frame of
+bit depth (BitsStored, or less where the brightest pixel says so: ``pixels.stored_bits``)
+through the rescale slope/intercept (VOI windows are not applied); the first frame of
 a multi-frame file is used. Rows x Columns x NumberOfFrames and the embedded JPEG/JPEG 2000
 frame header are checked against the pixel limit before the pixels are decoded.
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from chestx.errors import CorruptImageError, ImageTooLargeError, UnsupportedImageError
 from chestx.imageformat import ImageHeader, check_pixels, jpeg_size
-from chestx.pixels import Decoded, colour_thumb, scale_to_uint8
+from chestx.pixels import Decoded, colour_thumb, scale_to_uint8, stored_bits
 
 
 def read_dicom(data: bytes, *, stop_before_pixels: bool):
@@ -162,8 +163,8 @@ def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
             raise CorruptImageError(f"the {photometric} DICOM image has {arr.shape[2]} samples")
         if int(ds.get("PixelRepresentation") or 0) == 1:
             lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-        else:
-            lo, hi = 0, 2**bits - 1
+        else:  # 12-bit values under a BitsStored of 16 are common: judged as a PNG's are
+            lo, hi = 0, 2 ** min(bits, stored_bits(int(arr.max()))) - 1
         # Rescale to output units, and map the declared stored range the same way: the result
         # is scaled by bit depth, and a negative slope inverts as it should.
         slope = _dicom_float(ds, "RescaleSlope", 1.0)

@@ -64,7 +64,7 @@ from chestx.imageformat import (  # the public names stay importable from chestx
     raster_header,
     sniff_format,
 )
-from chestx.pixels import Decoded, colour_thumb, scale_to_uint8  # re-exported
+from chestx.pixels import Decoded, colour_thumb, scale_to_uint8, stored_bits  # re-exported
 
 __all__ = [
     "FORMATS",
@@ -156,14 +156,10 @@ def _value_range(dtype: np.dtype) -> tuple[float, float]:
 
 
 def _stored_range(img: np.ndarray) -> tuple[float, float]:
-    """The range of the bits a raster holds. A 16-bit PNG or TIFF from an X-ray detector often
-    carries 10, 12 or 14-bit values (DICOM says so in BitsStored; these formats do not), and
-    scaled by 65535 such an X-ray would come out nearly black. The stored depth is taken as the
-    smallest of 8, 10, 12, 14 and 16 bits that holds the brightest pixel."""
+    """The range of the bits a raster holds: a 16-bit PNG or TIFF by its ``stored_bits``."""
     if img.dtype != np.uint16:
         return _value_range(img.dtype)
-    bits = int(img.max()).bit_length()
-    return 0.0, float(2 ** max(8, bits + bits % 2) - 1)
+    return 0.0, float(2 ** stored_bits(int(img.max())) - 1)
 
 
 def _raster_to_gray(img: np.ndarray) -> np.ndarray:

@@ -43,3 +43,12 @@ def scale_to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     np.clip(out, 0, 255, out=out)
     np.rint(out, out=out)
     return out.astype(np.uint8)
+
+
+def stored_bits(brightest: int) -> int:
+    """The bit depth an unsigned X-ray's values were stored with, read from its brightest pixel:
+    the smallest of 8, 10, 12, 14 and 16 bits that holds it. Detectors write 10, 12 or 14-bit
+    values into 16-bit containers (a PNG or TIFF cannot say so; a DICOM file's BitsStored often
+    says 16 all the same), and scaled by 65535 such an X-ray comes out nearly black."""
+    bits = int(brightest).bit_length()
+    return max(8, bits + bits % 2)

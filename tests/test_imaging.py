@@ -675,6 +675,17 @@ def test_dicom_12bit_scales_by_bits_stored_through_rescale():
     assert decode_gray(data)[0].tolist() == [0, 128, 255, 62]
 
 
+def test_dicom_12bit_values_under_bits_stored_16_are_scaled_as_12bit():
+    """Many detectors write BitsStored 16 over 12-bit values: scaled by 65535 the X-ray came out
+    nearly black, and was refused as blank. A full 16-bit range is scaled by 65535 still."""
+    twelve = decode_gray(make_dicom(DICOM_12BIT, bits_stored=12))
+    np.testing.assert_array_equal(decode_gray(make_dicom(DICOM_12BIT, bits_stored=16)), twelve)
+    inverted = make_dicom(DICOM_12BIT, bits_stored=16, photometric="MONOCHROME1")
+    np.testing.assert_array_equal(decode_gray(inverted), 255 - twelve)
+    full = np.array([[0, 32768, 65535]] * 2, np.uint16)
+    assert decode_gray(make_dicom(full, bits_stored=16))[0].tolist() == [0, 128, 255]
+
+
 def test_dicom_negative_slope_inverts():
     data = make_dicom(DICOM_12BIT, bits_stored=12, RescaleSlope=-1, RescaleIntercept=4095)
     assert decode_gray(data)[0].tolist() == [255, 127, 0, 193]
