@@ -113,10 +113,11 @@ def _check_decoder(syntax, bits_stored: int) -> None:
     if decoder is not None and not decoder.is_available:
         options = [m.split(" - requires ")[-1] for m in decoder.missing_dependencies]
         needs = f" (needs {' or '.join(options)})" if options else ""
-    # Pillow, pydicom's default JPEG plugin, reads only 8-bit JPEG Extended.
-    pillow_only = decoder is not None and decoder.available_plugins == ("pillow",)
-    if syntax == JPEGExtended12Bit and bits_stored > 8 and pillow_only:
-        needs = " (12-bit JPEG needs pylibjpeg-libjpeg or gdcm)"
+    # Pillow and pydicom's GDCM plugin read only 8-bit JPEG Extended; pylibjpeg-libjpeg (GPL,
+    # so not a chestx dependency) reads 12-bit too.
+    twelve_bit = decoder is not None and "pylibjpeg" in decoder.available_plugins
+    if syntax == JPEGExtended12Bit and bits_stored > 8 and not twelve_bit:
+        needs = " (12-bit JPEG needs pylibjpeg-libjpeg)"
     if decoder is None or needs:
         raise UnsupportedImageError(
             f"DICOM compressed as {syntax.name} cannot be decoded here{needs}"

@@ -772,6 +772,40 @@ def test_dicom_with_undecodable_transfer_syntax_is_unsupported():
         prepare(data)
 
 
+@pytest.mark.parametrize("syntax", ["JPEGLosslessProcess14_1", "JPEGLSLossless"])
+def test_dicom_compressed_as_a_pacs_stores_it_is_read_exactly(syntax, tmp_path):
+    """JPEG Lossless (process 14) and JPEG-LS, common in a PACS's storage, are read through
+    GDCM; compressed by GDCM's own encoder, 12-bit values come back exactly."""
+    import gdcm
+
+    px = gradient(64, 48).astype(np.uint16) * 16 + 7  # 12-bit values, not a multiple of 16
+    plain = make_dicom(px, bits_stored=12)
+    (tmp_path / "plain.dcm").write_bytes(plain)
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(tmp_path / "plain.dcm"))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(tmp_path / "compressed.dcm"))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+    compressed = (tmp_path / "compressed.dcm").read_bytes()
+    assert len(compressed) < len(plain) and compressed[128:132] == b"DICM"
+    np.testing.assert_array_equal(decode_gray(compressed), decode_gray(plain))
+
+
+def test_dicom_12bit_jpeg_extended_names_the_decoder_it_needs():
+    from pydicom.data import get_testdata_file
+
+    data = Path(get_testdata_file("JPGExtended.dcm")).read_bytes()  # 12-bit, pydicom's own
+    with pytest.raises(UnsupportedImageError, match="needs pylibjpeg-libjpeg"):
+        prepare(data)
+
+
 def test_dicom_whose_jpeg_disagrees_with_header_is_corrupt():
     data = jpeg_dicom(gradient(64, 64), jpeg=pillow_jpeg(gradient(80, 64)))
     with pytest.raises(CorruptImageError, match="64x80"):
