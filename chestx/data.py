@@ -103,12 +103,32 @@ def scan_folder(folder: Path, split: str = "") -> list[Record]:
     """Every image file under ``folder/NORMAL`` and ``folder/PNEUMONIA`` (``class_folders``),
     sorted by path."""
     folders = class_folders(folder)
+    _warn_unlabelled(folder, folders)
     return [
         Record(path, label, patient_id(path.name), split)
         for label, cls in enumerate(CLASS_NAMES)
         if cls in folders
         for path in images_under(folders[cls])
     ]
+
+
+def _warn_unlabelled(folder: Path, folders: dict[str, Path]) -> None:
+    """Say what beside the class folders is left out: another class (``COVID/``), or X-rays
+    that no folder labels. Silently dropped, they read as scored."""
+    if not folders:
+        return
+    other = sorted(
+        f"{p.name}/" if p.is_dir() else p.name
+        for p in folder.iterdir()
+        if not p.name.startswith(".")
+        and p not in folders.values()
+        and (p.is_dir() and images_under(p) or p.is_file() and _is_image(p))
+    )
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        log.warning(
+            "%s: %s left out: only NORMAL/ and PNEUMONIA/ hold labelled X-rays", folder, shown
+        )
 
 
 def find_data(root: str | Path) -> dict[str, list[Record]]:

@@ -136,6 +136,22 @@ def test_dicom_files_are_grouped_by_patient_id_which_stays_private(tmp_path):
     assert "MRN" not in (tmp_path / "manifest.csv").read_text()
 
 
+def test_xrays_beside_the_class_folders_are_named_as_left_out(tmp_path, xray_dir, caplog):
+    """A third class (``COVID/``) or loose X-rays are not scored; saying so keeps a user from
+    reading the metrics as theirs. Folders and files without X-rays are not named."""
+    xrays = sorted((xray_dir / "NORMAL").iterdir())
+    for cls in ("NORMAL", "PNEUMONIA", "COVID"):
+        (tmp_path / cls).mkdir()
+        (tmp_path / cls / xrays[0].name).write_bytes(xrays[0].read_bytes())
+    (tmp_path / "loose.jpeg").write_bytes(xrays[1].read_bytes())
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "protocol.txt").write_text("how the X-rays were labelled")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert len(find_data(tmp_path)["all"]) == 2
+    assert "COVID/, loose.jpeg left out" in caplog.text
+    assert "docs" not in caplog.text and "notes.txt" not in caplog.text
+
+
 def test_a_normal_folder_alone_is_data(tmp_path, xray_dir, caplog):
     """NORMAL/ without PNEUMONIA/ (a specificity audit) is read, with a one-class warning."""
     (tmp_path / "NORMAL").mkdir()
