@@ -42,9 +42,12 @@ FRAME_WHITE = 200
 FRAME_GRAIN = 8.0
 FRAME_DARK = 31
 FRAME_DARK_TOLERANCE = 8
-# What `chestx ensemble --intensity` may serve members trained with a method: the same inputs
-# for well-exposed X-rays, corrected ones for the others.
-EXPOSURE_CORRECTIONS = {"clahe": ("lift-clahe", "level-clahe", "span-clahe")}
+# What `chestx ensemble --intensity` may serve members trained with a method, and `chestx train
+# --init` may fine-tune them on: the same inputs for well-exposed X-rays, corrected ones for the
+# others.
+EXPOSURE_CORRECTIONS: dict[str, tuple[str, ...]] = {
+    "clahe": ("lift-clahe", "level-clahe", "span-clahe")
+}
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 ARCHITECTURES = ("chestnet", "cnn", "transfer")

@@ -164,7 +164,12 @@ def check_init(source: Path, cfg: TrainConfig, manifest: dict) -> dict:
         ("image_size", cfg.image_size),
         ("intensity", cfg.intensity),
     ):
-        if card.get(key) != mine:
+        # an exposure correction in front of the source's normalisation is a fine-tune on the
+        # inputs an ensemble serves it (chestx ensemble --intensity), not another input
+        corrected = key == "intensity" and mine in config.EXPOSURE_CORRECTIONS.get(
+            str(card.get(key)), ()
+        )
+        if card.get(key) != mine and not corrected:
             raise ModelError(
                 f"--init {source} has {key} {card.get(key)!r}, this run {mine!r}; "
                 f"pass --{key.replace('_', '-')} {card.get(key)}"

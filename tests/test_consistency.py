@@ -117,6 +117,15 @@ def test_train_init_fine_tunes_its_source_with_consistency(capsys, tmp_path, xra
     wider = [*base, "--out", str(tmp_path / "t3"), "--init", str(source), "--image-size", "96"]
     assert main([*wider, "--seed", "1"]) == 2
     assert "image_size 64" in capsys.readouterr().err
+    # an exposure correction of the source's CLAHE is a fine-tune on the inputs an ensemble
+    # would serve it; another normalisation is another input
+    other = [*base, "--init", str(source), "--seed", "1", "--intensity"]
+    assert main([*other, "equalize", "--out", str(tmp_path / "t5")]) == 2
+    assert "intensity 'clahe', this run 'equalize'" in capsys.readouterr().err
+    spanned = tmp_path / "spanned"
+    argv = [*other, "span-clahe", "--out", str(spanned), "--epochs", "1", "--keep", "last"]
+    assert main(argv) == 0
+    assert json.loads((spanned / "card.json").read_text())["intensity"] == "span-clahe"
     ensemble = tmp_path / "ens"
     ensemble.mkdir()
     (ensemble / "card.json").write_text(json.dumps({**source_card, "ensemble": {"members": []}}))
