@@ -14,6 +14,7 @@ import logging
 import random
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -79,13 +80,14 @@ def images_under(folder: Path) -> list[Path]:
     ``1.2.840.113619….``). Hidden files and folders are not looked at: macOS leaves a
     ``._name.jpeg`` metadata file beside each image it copies, Jupyter an
     ``.ipynb_checkpoints/`` of copies."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
-        and _is_image(p)
-    )
+    return sorted(_images(folder))
+
+
+def _images(folder: Path) -> Iterator[Path]:
+    for p in folder.rglob("*"):
+        hidden = any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if not hidden and p.is_file() and _is_image(p):
+            yield p
 
 
 def _is_image(path: Path) -> bool:
@@ -122,7 +124,7 @@ def _warn_unlabelled(folder: Path, folders: dict[str, Path]) -> None:
         for p in folder.iterdir()
         if not p.name.startswith(".")
         and p not in folders.values()
-        and (p.is_dir() and images_under(p) or p.is_file() and _is_image(p))
+        and (p.is_dir() and any(_images(p)) or p.is_file() and _is_image(p))  # stops at one
     )
     if other:
         shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
