@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -41,9 +42,33 @@ def count_classes(root: Path) -> dict[str, dict[str, int]]:
 def find_root(dest: Path) -> Path | None:
     """The folder under ``dest`` holding ``train/NORMAL`` (Kaggle zips nest it once or twice)."""
     for candidate in sorted(dest.rglob("train"), key=lambda p: len(p.parts)):
-        if "__MACOSX" not in candidate.parts and (candidate / "NORMAL").is_dir():
+        parts = candidate.relative_to(dest).parts
+        hidden = any(part.startswith(".") for part in parts)  # an unpacking cut off by SIGKILL
+        if not hidden and "__MACOSX" not in parts and (candidate / "NORMAL").is_dir():
             return candidate.parent
     return None
+
+
+def unpack(archive: Path, dest: Path) -> None:
+    """Unzip ``archive`` into a hidden folder inside ``dest`` and move its entries in only if it
+    holds the data set: a wrong or damaged archive, or Ctrl-C, leaves ``dest`` as it was, and
+    nothing already in ``dest`` is overwritten."""
+    staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=dest))
+    try:
+        safe_extract(archive, staging)
+        shutil.rmtree(staging / "__MACOSX", ignore_errors=True)  # a Mac's zip debris
+        if find_root(staging) is None:
+            raise DataError(f"{archive} holds no train/NORMAL folder: not the chest X-ray data set")
+        entries = sorted(staging.iterdir())
+        if clash := next((e.name for e in entries if (dest / e.name).exists()), None):
+            raise DataError(
+                f"{dest / clash} exists but is not the complete data set: "
+                "remove it, or choose another --dest"
+            )
+        for entry in entries:
+            entry.rename(dest / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
@@ -54,7 +79,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
             for member in zf.namelist():
                 target = (dest / member).resolve()
                 if not target.is_relative_to(base):
-                    raise DataError(f"{archive}: member {member!r} points outside {dest}")
+                    raise DataError(f"{archive}: member {member!r} points outside --dest")
             zf.extractall(dest)
     except zipfile.BadZipFile as exc:
         raise DataError(f"{archive} is not a valid zip archive: {exc}") from None
@@ -91,30 +116,38 @@ def download(dest: Path, *, dataset: str = KAGGLE_DATASET, archive: Path | None 
         return root
     if archive is not None and not Path(archive).is_file():
         raise DataError(f"archive {archive} does not exist")  # before --dest is made
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    if archive is not None:
-        safe_extract(Path(archive), dest)
-    else:
-        api = _kaggle_api()
-        log.info("downloading %s from Kaggle into %s (about 2.3 GB)", dataset, dest)
-        try:
-            api.dataset_download_files(dataset, path=str(dest), quiet=False, unzip=False)
-        except Exception as exc:  # network, 403, 404: all end the same way for the user
-            raise ChestxError(f"Kaggle download of {dataset} failed: {exc}") from None
-        for zipped in dest.glob("*.zip"):
-            safe_extract(zipped, dest)
-            zipped.unlink()
+    try:
+        _fetch(dest, dataset, archive)
+    except BaseException:  # an error or Ctrl-C: a --dest made here and left empty goes too
+        if created:
+            with contextlib.suppress(OSError):  # not empty: a partial download Kaggle resumes
+                dest.rmdir()
+        raise
     root = find_root(dest)
     if root is None:
         raise DataError(f"no train/NORMAL folder found in what was unpacked into {dest}")
-    macosx = dest / "__MACOSX"
-    if macosx.is_dir():
-        shutil.rmtree(macosx)
     counts = count_classes(root)
     if not _counts_ok(counts, exact=archive is None):
         raise DataError(f"unexpected class counts in {root}: {counts} (expected {KAGGLE_COUNTS})")
     log.info("data set ready at %s: %s", root, counts)
     return root
+
+
+def _fetch(dest: Path, dataset: str, archive: Path | None) -> None:
+    if archive is not None:
+        unpack(Path(archive), dest)
+        return
+    api = _kaggle_api()
+    log.info("downloading %s from Kaggle into %s (about 2.3 GB)", dataset, dest)
+    try:
+        api.dataset_download_files(dataset, path=str(dest), quiet=False, unzip=False)
+    except Exception as exc:  # network, 403, 404: all end the same way for the user
+        raise ChestxError(f"Kaggle download of {dataset} failed: {exc}") from None
+    for zipped in dest.glob("*.zip"):
+        unpack(zipped, dest)
+        zipped.unlink()
 
 
 def _counts_ok(counts: dict, *, exact: bool) -> bool:

@@ -129,6 +129,34 @@ def test_data_download_from_a_missing_archive_makes_nothing(capsys, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_a_wrong_archive_leaves_dest_as_it_was(capsys, tmp_path, xray_dir):
+    """Another data set's zip unpacks nothing into --dest; one that would overwrite a file there
+    is refused before anything moves."""
+    import zipfile
+
+    cats = tmp_path / "cats.zip"
+    with zipfile.ZipFile(cats, "w") as zf:
+        zf.writestr("cats/tabby.jpeg", b"\xff\xd8 not an X-ray")
+    code, _, err = run(
+        capsys, "data", "download", "--dest", str(tmp_path / "d"), "--archive", str(cats)
+    )
+    assert code == 2 and "not the chest X-ray data set" in err
+    assert not (tmp_path / "d").exists()  # made for this run, and left empty: gone
+
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("my notes")
+    xrays = tmp_path / "xrays.zip"
+    with zipfile.ZipFile(xrays, "w") as zf:
+        for f in sorted(xray_dir.rglob("*.jpeg")):
+            zf.write(f, f"chest_xray/train/{f.parent.name}/{f.name}")
+        zf.writestr("notes.txt", b"the archive's notes")
+    code, _, err = run(capsys, "data", "download", "--dest", str(dest), "--archive", str(xrays))
+    assert code == 2 and "notes.txt exists" in err
+    assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"]
+    assert (dest / "notes.txt").read_text() == "my notes"
+
+
 def test_zip_slip_is_refused(capsys, tmp_path):
     import zipfile
 
