@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,14 +100,21 @@ def test_data_download_without_credentials(capsys, tmp_path, monkeypatch):
     assert code == 2 and "Kaggle credentials" in err
 
 
-def test_data_download_from_local_archive(capsys, tmp_path, xray_dir):
+def _zip(path: Path, members: dict[str, bytes], xrays: Path | None = None) -> Path:
+    """A zip of ``members``, after the fixture X-rays laid out as Kaggle's
+    (``chest_xray/train/NORMAL/…``) when ``xrays`` is their folder."""
     import zipfile
 
-    archive = tmp_path / "chest-xray-pneumonia.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for f in sorted(xray_dir.rglob("*.jpeg")):
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in sorted(xrays.rglob("*.jpeg")) if xrays else []:
             zf.write(f, f"chest_xray/train/{f.parent.name}/{f.name}")
-        zf.writestr("__MACOSX/._junk", b"")
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_data_download_from_local_archive(capsys, tmp_path, xray_dir):
+    archive = _zip(tmp_path / "chest-xray-pneumonia.zip", {"__MACOSX/._junk": b""}, xray_dir)
     code, out, _ = run(
         capsys, "data", "download", "--dest", str(tmp_path / "d"), "--archive", str(archive)
     )
@@ -132,11 +140,7 @@ def test_data_download_from_a_missing_archive_makes_nothing(capsys, tmp_path):
 def test_a_wrong_archive_leaves_dest_as_it_was(capsys, tmp_path, xray_dir):
     """Another data set's zip unpacks nothing into --dest; one that would overwrite a file there
     is refused before anything moves."""
-    import zipfile
-
-    cats = tmp_path / "cats.zip"
-    with zipfile.ZipFile(cats, "w") as zf:
-        zf.writestr("cats/tabby.jpeg", b"\xff\xd8 not an X-ray")
+    cats = _zip(tmp_path / "cats.zip", {"cats/tabby.jpeg": b"\xff\xd8 not an X-ray"})
     code, _, err = run(
         capsys, "data", "download", "--dest", str(tmp_path / "d"), "--archive", str(cats)
     )
@@ -146,11 +150,7 @@ def test_a_wrong_archive_leaves_dest_as_it_was(capsys, tmp_path, xray_dir):
     dest = tmp_path / "mine"
     dest.mkdir()
     (dest / "notes.txt").write_text("my notes")
-    xrays = tmp_path / "xrays.zip"
-    with zipfile.ZipFile(xrays, "w") as zf:
-        for f in sorted(xray_dir.rglob("*.jpeg")):
-            zf.write(f, f"chest_xray/train/{f.parent.name}/{f.name}")
-        zf.writestr("notes.txt", b"the archive's notes")
+    xrays = _zip(tmp_path / "xrays.zip", {"notes.txt": b"the archive's"}, xray_dir)
     code, _, err = run(capsys, "data", "download", "--dest", str(dest), "--archive", str(xrays))
     assert code == 2 and "notes.txt exists" in err
     assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"]
@@ -158,11 +158,7 @@ def test_a_wrong_archive_leaves_dest_as_it_was(capsys, tmp_path, xray_dir):
 
 
 def test_zip_slip_is_refused(capsys, tmp_path):
-    import zipfile
-
-    archive = tmp_path / "evil.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("../../outside.txt", b"x")
+    archive = _zip(tmp_path / "evil.zip", {"../../outside.txt": b"x"})
     code, _, err = run(
         capsys, "data", "download", "--dest", str(tmp_path / "d"), "--archive", str(archive)
     )
