@@ -77,9 +77,9 @@ def images_under(folder: Path) -> list[Path]:
 
     An image is a file with an image suffix, or one without whose first bytes name a format
     chestx reads: DICOM exports from a PACS often have no extension (``IM000001``,
-    ``1.2.840.113619….``). Hidden files and folders are not looked at: macOS leaves a
-    ``._name.jpeg`` metadata file beside each image it copies, Jupyter an
-    ``.ipynb_checkpoints/`` of copies."""
+    ``1.2.840.113619….``), beside a ``DICOMDIR`` index, which is skipped. Hidden files and
+    folders are not looked at: macOS leaves a ``._name.jpeg`` metadata file beside each image
+    it copies, Jupyter an ``.ipynb_checkpoints/`` of copies."""
     return sorted(_images(folder))
 
 
@@ -93,6 +93,8 @@ def _images(folder: Path) -> Iterator[Path]:
 def _is_image(path: Path) -> bool:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
+    if path.name.upper() == "DICOMDIR":  # a DICOM CD's index of its files, never an image
+        return False
     try:
         with path.open("rb") as f:
             sniff_format(f.read(132))
