@@ -49,6 +49,13 @@ EXPOSURE_CORRECTIONS: dict[str, tuple[str, ...]] = {
     "clahe": ("lift-clahe", "level-clahe", "span-clahe")
 }
 
+
+def takes_intensity(trained_with: str, intensity: str) -> bool:
+    """Whether a network trained with ``trained_with`` may be given ``intensity``'s inputs: the
+    same normalisation, or an exposure correction in front of it (``EXPOSURE_CORRECTIONS``)."""
+    return intensity == trained_with or intensity in EXPOSURE_CORRECTIONS.get(trained_with, ())
+
+
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 ARCHITECTURES = ("chestnet", "cnn", "transfer")
 DEFAULT_ARCH = "chestnet"

@@ -85,9 +85,13 @@ def images_under(folder: Path) -> list[Path]:
 
 def _images(folder: Path) -> Iterator[Path]:
     for p in folder.rglob("*"):
-        hidden = any(part.startswith(".") for part in p.relative_to(folder).parts)
-        if not hidden and p.is_file() and _is_image(p):
+        if not hidden(p, folder) and p.is_file() and _is_image(p):
             yield p
+
+
+def hidden(path: Path, root: Path) -> bool:
+    """Whether ``path`` is, or lies in, a hidden file or folder below ``root``."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _is_image(path: Path) -> bool:
@@ -124,7 +128,7 @@ def _warn_unlabelled(folder: Path, folders: dict[str, Path]) -> None:
     other = sorted(
         f"{p.name}/" if p.is_dir() else p.name
         for p in folder.iterdir()
-        if not p.name.startswith(".")
+        if not hidden(p, folder)
         and p not in folders.values()
         and (p.is_dir() and any(_images(p)) or p.is_file() and _is_image(p))  # stops at one
     )

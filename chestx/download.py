@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from chestx.config import CLASS_NAMES
-from chestx.data import scan_folder
+from chestx.data import hidden, scan_folder
 from chestx.errors import ChestxError, DataError
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,9 @@ def count_classes(root: Path) -> dict[str, dict[str, int]]:
 def find_root(dest: Path) -> Path | None:
     """The folder under ``dest`` holding ``train/NORMAL`` (Kaggle zips nest it once or twice)."""
     for candidate in sorted(dest.rglob("train"), key=lambda p: len(p.parts)):
-        parts = candidate.relative_to(dest).parts
-        hidden = any(part.startswith(".") for part in parts)  # an unpacking cut off by SIGKILL
-        if not hidden and "__MACOSX" not in parts and (candidate / "NORMAL").is_dir():
+        cut_off = hidden(candidate, dest)  # in an unpacking folder that SIGKILL left behind
+        macosx = "__MACOSX" in candidate.parts
+        if not cut_off and not macosx and (candidate / "NORMAL").is_dir():
             return candidate.parent
     return None
 

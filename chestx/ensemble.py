@@ -74,7 +74,7 @@ def build_ensemble(
     trained_with = cards[0]["intensity"]
     intensity = intensity or trained_with
     corrections = config.EXPOSURE_CORRECTIONS.get(trained_with, ())
-    if intensity not in (trained_with, *corrections):
+    if not config.takes_intensity(trained_with, intensity):
         raise ModelError(
             f"the members were trained with intensity '{trained_with}'; --intensity can only "
             f"add an exposure correction to it ({', '.join(corrections) or 'none exists'})"

@@ -166,9 +166,7 @@ def check_init(source: Path, cfg: TrainConfig, manifest: dict) -> dict:
     ):
         # an exposure correction in front of the source's normalisation is a fine-tune on the
         # inputs an ensemble serves it (chestx ensemble --intensity), not another input
-        corrected = key == "intensity" and mine in config.EXPOSURE_CORRECTIONS.get(
-            str(card.get(key)), ()
-        )
+        corrected = key == "intensity" and config.takes_intensity(str(card.get(key)), str(mine))
         if card.get(key) != mine and not corrected:
             raise ModelError(
                 f"--init {source} has {key} {card.get(key)!r}, this run {mine!r}; "
