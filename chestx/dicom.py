@@ -3,9 +3,10 @@ so the JPEG path that training runs 5,216 times an epoch stays cheap).
 
 MONOCHROME1 is inverted so bone is always bright; the stored range is scaled by its declared
 bit depth (BitsStored, or less where the brightest pixel says so: ``pixels.stored_bits``)
-through the rescale slope/intercept (VOI windows are not applied); the first frame of
-a multi-frame file is used. Rows x Columns x NumberOfFrames and the embedded JPEG/JPEG 2000
-frame header are checked against the pixel limit before the pixels are decoded.
+through the rescale slope/intercept, then through the file's VOI LUT or window as a viewer
+shows it; the first frame of a multi-frame file is used. Rows x Columns x NumberOfFrames and
+the embedded JPEG/JPEG 2000 frame header are checked against the pixel limit before the
+pixels are decoded.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ def patient_of(path: Path) -> str | None:
         return str(ds.get("PatientID") or "").strip() or None
     except Exception:  # OSError, or pydicom's many kinds on a damaged file: no patient known
         return None
+
+
+def holds_image(path: Path) -> bool:
+    """Whether a DICOM file's SOP class, named in its file meta, stores an image. A PACS export
+    or a CD puts structured reports (a dose report), presentation states, key-object notes,
+    encapsulated PDFs and a ``DICOMDIR`` index beside the X-rays: their class names lack "Image
+    Storage". An unknown (private) class, or a file whose meta cannot be read, counts as an
+    image, so decoding it says what is wrong."""
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        uid = read_file_meta_info(path).get("MediaStorageSOPClassUID")
+    except Exception:  # OSError, or pydicom's many kinds on a damaged file
+        return True
+    if uid is None or uid.name == str(uid):  # absent, or a class pydicom does not know
+        return True
+    return "Image Storage" in uid.name
 
 
 def dicom_header(ds) -> ImageHeader:
@@ -174,9 +192,32 @@ def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
             raise CorruptImageError("the DICOM file has a rescale slope of 0")
         values = arr.astype(np.float32) * slope + intercept
         lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+        values, lo, hi = _apply_voi(values, ds, lo, hi)
         gray = scale_to_uint8(values, lo, hi)
         return 255 - gray if photometric == "MONOCHROME1" else gray
     if arr.ndim == 3 and arr.shape[2] == 3:  # RGB; pydicom has already converted YBR to RGB
         gray = cv2.cvtColor(arr.astype(np.float32), cv2.COLOR_RGB2GRAY)
         return scale_to_uint8(gray, 0, 2**bits - 1)
     raise UnsupportedImageError(f"DICOM images in {photometric} are not supported")
+
+
+def _apply_voi(values: np.ndarray, ds, lo: float, hi: float) -> tuple[np.ndarray, float, float]:
+    """The file's first VOI transform (its VOI LUT, else its window: LINEAR, LINEAR_EXACT or
+    SIGMOID), through pydicom, with the range it maps the stored range lo..hi onto: the X-ray
+    as a viewer shows it, which is what an export to JPEG (the training X-rays) holds. Raw
+    detector values can use a fraction of their range, or a curve the window undoes. A file
+    without a VOI, or with one pydicom refuses (a window width under 1, a LUT of 9 bits), keeps
+    the stored range."""
+    if not ds.get("VOILUTSequence") and "WindowCenter" not in ds:
+        return values, lo, hi
+    from pydicom.pixels import apply_voi_lut
+
+    try:  # integers: a VOI LUT is indexed by them, and a window's input is the rescaled value
+        shown = apply_voi_lut(np.rint(values).astype(np.int64), ds)
+        ends = apply_voi_lut(np.rint([lo, hi]).astype(np.int64), ds)
+    except Exception:  # pydicom's ValueError, NotImplementedError, ... on a malformed VOI
+        return values, lo, hi
+    shown_lo, shown_hi = sorted(float(e) for e in ends)
+    if not shown_hi > shown_lo:  # a window the whole stored range falls on one side of
+        return values, lo, hi
+    return shown.astype(np.float32), shown_lo, shown_hi

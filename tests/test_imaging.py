@@ -701,6 +701,70 @@ def test_dicom_signed_pixels():
     assert decode_gray(make_dicom(px, bits_stored=12))[0].tolist() == [0, 128, 255]
 
 
+def windowed(img8: np.ndarray, function: str) -> tuple[np.ndarray, float, float]:
+    """12-bit raw values that the window (center, width) of ``function`` shows as img8, as a
+    detector's raw values need their window; a lead marker burnt in at 4095, above it."""
+    x = img8.astype(np.float64)
+    if function == "SIGMOID":  # the inverse of DICOM's SIGMOID VOI function
+        center, width = 2048.0, 1200.0
+        raw = center - width / 4 * np.log(4095 / (4095 * (x + 0.5) / 256) - 1)
+    else:  # LINEAR: 1200..2800, 39 % of the stored range
+        center, width = 2000.5, 1601.0
+        raw = 1200 + x * 1600 / 255
+    raw = np.clip(np.rint(raw), 0, 4095).astype(np.uint16)
+    raw[:4, :4] = 4095
+    return raw, center, width
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "SIGMOID"])
+def test_dicom_window_is_applied_as_a_viewer_shows_it(function):
+    """Raw detector values use a fraction of their range, or a curve: the file's window shows
+    them as the JPEG export the training X-rays are. Scaled by the stored range instead, the
+    shipped model found no normal X-ray of external-dev written so (specificity 0.000)."""
+    img = gradient()
+    raw, center, width = windowed(img, function)
+    data = make_dicom(
+        raw, bits_stored=12, WindowCenter=center, WindowWidth=width, VOILUTFunction=function
+    )
+    out = decode_gray(data)
+    assert (out[:4, :4] == 255).all()  # above the window: white
+    assert np.abs(out.astype(int) - img)[4:, 4:].max() <= 2
+    inverted = make_dicom(
+        4095 - raw,
+        bits_stored=12,
+        photometric="MONOCHROME1",
+        WindowCenter=4095 - center,
+        WindowWidth=width,
+        VOILUTFunction=function,
+    )
+    assert np.abs(decode_gray(inverted).astype(int) - img)[4:, 4:].max() <= 2
+
+
+def test_dicom_voi_lut_is_applied_before_its_window():
+    """A VOI LUT (here over 1200..2800, 16-bit output) is preferred to a window, as pydicom and
+    viewers do."""
+    from pydicom.dataset import Dataset
+
+    img = gradient()
+    raw, _, _ = windowed(img, "LINEAR")
+    lut = Dataset()
+    lut.add_new("LUTDescriptor", "US", [1601, 1200, 16])
+    lut.add_new("LUTData", "US", np.rint(np.linspace(0, 65535, 1601)).astype(int).tolist())
+    data = make_dicom(raw, bits_stored=12, VOILUTSequence=[lut], WindowCenter=100, WindowWidth=10)
+    assert np.abs(decode_gray(data).astype(int) - img)[4:, 4:].max() <= 1
+
+
+@pytest.mark.parametrize(
+    "window",
+    [{"WindowCenter": 2000, "WindowWidth": 0}, {"WindowCenter": 9000, "WindowWidth": 100}],
+    ids=["width-0", "above-the-stored-range"],
+)
+def test_dicom_window_that_cannot_show_the_xray_is_ignored(window):
+    plain = decode_gray(make_dicom(DICOM_12BIT, bits_stored=12))
+    out = decode_gray(make_dicom(DICOM_12BIT, bits_stored=12, **window))
+    np.testing.assert_array_equal(out, plain)
+
+
 @pytest.mark.parametrize(
     "syntax",
     ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"],

@@ -1,0 +1,100 @@
+"""Write a labelled folder's X-rays as DICOM files the way a detector might store them, so that
+``chestx evaluate --data OUT`` measures how chestx reads a hospital's DICOM (a simulation: no
+hospital DICOM is at hand).
+
+    python benchmarks/as_dicom.py --data ../shared/data/external-dev --out /tmp/d12 --bits 12
+    python benchmarks/as_dicom.py --data ../shared/data/external-dev --out /tmp/voi \\
+        --window sigmoid
+    chestx evaluate --data /tmp/voi
+
+``--window none`` spreads each X-ray's 0-255 over ``--bits`` bits. ``linear`` stores them over
+1200-2800 of 12 bits (39 % of the range) with the LINEAR window that shows them as the JPEG;
+``sigmoid`` stores the inverse of DICOM's SIGMOID window function (center 2048, width 1200).
+Both burn a lead marker's letter in at 4095, above the window. BitsStored is always 16, as many
+detectors write it; each file's PatientID is its class and file name.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+
+WINDOWS = {"linear": (2000.5, 1601.0, "LINEAR"), "sigmoid": (2048.0, 1200.0, "SIGMOID")}
+
+
+def stored(gray: np.ndarray, bits: int, window: str) -> np.ndarray:
+    """Raw values that the window (or, with none, the stored range) shows as ``gray``."""
+    x = gray.astype(np.float64)
+    if window == "none":
+        return np.rint(x * (2**bits - 1) / 255).astype(np.uint16)
+    if window == "linear":
+        raw = 1200 + x * 1600 / 255
+    else:
+        center, width, _ = WINDOWS["sigmoid"]
+        raw = center - width / 4 * np.log(4095 / (4095 * (x + 0.5) / 256) - 1)
+    raw = np.clip(np.rint(raw), 0, 4095).astype(np.uint16)
+    raw[4:20, 4:14] = 4095  # a lead marker's letter
+    return raw
+
+
+def write(raw: np.ndarray, path: Path, patient: str, window: str) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.PatientID = patient
+    ds.Rows, ds.Columns = raw.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    if window != "none":
+        ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = WINDOWS[window]
+    ds.PixelData = raw.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="NORMAL/ and PNEUMONIA/ JPEGs")
+    parser.add_argument("--out", type=Path, required=True, help="a new folder")
+    parser.add_argument(
+        "--bits",
+        type=int,
+        default=12,
+        choices=range(8, 17),
+        metavar="8..16",
+        help="bits the values use with --window none (default 12)",
+    )
+    parser.add_argument("--window", choices=("none", *WINDOWS), default="none")
+    args = parser.parse_args()
+    if args.out.exists():
+        parser.error(f"{args.out} exists")
+    count = 0
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (args.out / cls).mkdir(parents=True)
+        for path in sorted((args.data / cls).glob("*.jpeg")):
+            gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if gray is None:
+                raise SystemExit(f"{path}: not a readable JPEG")
+            raw = stored(gray, args.bits, args.window)
+            write(raw, args.out / cls / f"{path.stem}.dcm", f"{cls}-{path.stem}", args.window)
+            count += 1
+    print(f"wrote {count} DICOM files to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
