@@ -77,7 +77,8 @@ def images_under(folder: Path) -> list[Path]:
 
     An image is a file with an image suffix, or one without whose first bytes name a format
     chestx reads: DICOM exports from a PACS often have no extension (``IM000001``,
-    ``1.2.840.113619….``), beside a ``DICOMDIR`` index, which is skipped. Hidden files and
+    ``1.2.840.113619….``). DICOM files that store no image (a ``DICOMDIR`` index, reports,
+    presentation states: ``dicom.holds_image``) are passed over, as a text file is. Hidden files and
     folders are not looked at: macOS leaves a ``._name.jpeg`` metadata file beside each image
     it copies, Jupyter an ``.ipynb_checkpoints/`` of copies."""
     return sorted(_images(folder))
@@ -95,16 +96,16 @@ def hidden(path: Path, root: Path) -> bool:
 
 
 def _is_image(path: Path) -> bool:
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    if path.name.upper() == "DICOMDIR":  # a DICOM CD's index of its files, never an image
-        return False
-    try:
-        with path.open("rb") as f:
-            sniff_format(f.read(132))
-    except (OSError, ImageError):
-        return False
-    return True
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        fmt = "dicom" if suffix in (".dcm", ".dicom") else suffix
+    else:
+        try:
+            with path.open("rb") as f:
+                fmt = sniff_format(f.read(132))
+        except (OSError, ImageError):
+            return False
+    return fmt != "dicom" or dicom.holds_image(path)
 
 
 def scan_folder(folder: Path, split: str = "") -> list[Record]:

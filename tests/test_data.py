@@ -104,6 +104,9 @@ def test_files_are_found_by_content_and_hidden_ones_skipped(tmp_path, xray_dir):
     (normal / "IM000001").write_bytes(Path(get_path("ct")).read_bytes())  # a real DICOM file
     dicomdir = Path(get_path("ct")).parent / "dicomdirtests" / "DICOMDIR"  # a CD's index
     (normal / "DICOMDIR").write_bytes(dicomdir.read_bytes())
+    # objects a PACS export holds beside its images: a report and an ECG, with and without suffix
+    (normal / "IM000002").write_bytes((dicomdir.parent.parent / "test-SR.dcm").read_bytes())
+    (normal / "ecg.dcm").write_bytes(Path(get_path("waveform")).read_bytes())
     (normal / "1.2.840.113619.2.55.3").write_bytes(xray.read_bytes())  # suffix ".3": a JPEG
     (normal / ".ipynb_checkpoints" / xray.name).write_bytes(xray.read_bytes())
     (normal / f"._{xray.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
