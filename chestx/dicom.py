@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -23,8 +25,35 @@ from chestx.imageformat import ImageHeader, check_pixels, jpeg_size
 from chestx.pixels import Decoded, colour_thumb, scale_to_uint8, stored_bits
 
 
+def load_pydicom() -> ModuleType:
+    """pydicom, imported on first use: it costs ~0.3 s, and only DICOM needs it.
+
+    Importing it imports python-gdcm (its decoder for JPEG Lossless and JPEG-LS), whose
+    ``gdcm.py`` still tries Python 2's ``import dl`` and then reads ``dl.RTLD_NOW``. A folder
+    named ``dl`` where Python looks first (the working directory, under ``python -m chestx`` or
+    in a notebook) made that an AttributeError, and every DICOM file a traceback. gdcm is
+    imported first with ``dl`` and ``DLFCN`` hidden, so it takes its Python 3 path."""
+    if "pydicom" not in sys.modules:
+        hidden = {name: sys.modules.pop(name, None) for name in ("dl", "DLFCN")}
+        for name in hidden:  # None in sys.modules: importing the name raises ImportError
+            sys.modules[name] = None  # type: ignore[assignment]
+        try:
+            import gdcm  # noqa: F401
+        except ImportError:  # not installed: pydicom says what it cannot decode without it
+            pass
+        finally:
+            for name, module in hidden.items():
+                if module is None:
+                    del sys.modules[name]
+                else:
+                    sys.modules[name] = module
+    import pydicom
+
+    return pydicom
+
+
 def read_dicom(data: bytes, *, stop_before_pixels: bool):
-    import pydicom  # lazy: costs ~0.3 s and only DICOM needs it
+    pydicom = load_pydicom()
     from pydicom.errors import InvalidDicomError
 
     try:
@@ -42,9 +71,7 @@ def patient_of(path: Path) -> str | None:
         with path.open("rb") as f:
             if f.read(132)[128:] != b"DICM":
                 return None
-        import pydicom
-
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+        ds = load_pydicom().dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
         return str(ds.get("PatientID") or "").strip() or None
     except Exception:  # OSError, or pydicom's many kinds on a damaged file: no patient known
         return None
@@ -56,6 +83,7 @@ def holds_image(path: Path) -> bool:
     encapsulated PDFs and a ``DICOMDIR`` index beside the X-rays: their class names lack "Image
     Storage". An unknown (private) class, or a file whose meta cannot be read, counts as an
     image, so decoding it says what is wrong."""
+    load_pydicom()
     from pydicom.filereader import read_file_meta_info
 
     try:

@@ -182,10 +182,10 @@ def _crop_and_scale(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _load_packaged(path: Path) -> list[np.ndarray]:
     data = path.read_bytes()
     if path.suffix == ".dcm":  # through pydicom, min-max to 8 bits (the pixels, not the file)
-        import pydicom
+        from chestx.dicom import load_pydicom
 
         try:
-            arr = pydicom.dcmread(path).pixel_array.astype(np.float32)
+            arr = load_pydicom().dcmread(path).pixel_array.astype(np.float32)
         except Exception:  # a DICOM this install cannot decode
             return []
         if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] != 3):  # frames: the first

@@ -862,6 +862,24 @@ def test_dicom_compressed_as_a_pacs_stores_it_is_read_exactly(syntax, tmp_path):
     np.testing.assert_array_equal(decode_gray(compressed), decode_gray(plain))
 
 
+def test_dicom_is_read_beside_a_folder_named_dl(tmp_path):
+    """python-gdcm's gdcm.py tries Python 2's ``import dl``: a ``dl/`` folder in the working
+    directory (``python -m chestx`` or a notebook run there) made importing pydicom fail with an
+    AttributeError, so every DICOM file was a traceback. A user's own ``dl`` stays importable."""
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "x.dcm").write_bytes(make_dicom(gradient()))
+    code = (
+        "import sys; from chestx.imaging import decode_gray; "
+        "print(decode_gray(open('x.dcm', 'rb').read()).shape, 'gdcm' in sys.modules); "
+        "import dl; print(dl.__path__[0])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["(48, 64) True", str(tmp_path / "dl")]
+
+
 def test_dicom_12bit_jpeg_extended_names_the_decoder_it_needs():
     from pydicom.data import get_testdata_file
 
