@@ -143,7 +143,28 @@ def decode_dicom(data: bytes, max_pixels: int, colour: bool = False) -> Decoded:
     if colour and arr.ndim == 3 and arr.shape[2] == 3:  # RGB, as pydicom hands it over
         bits = int(ds.get("BitsStored") or 8)
         thumb = colour_thumb(np.ascontiguousarray(arr[..., ::-1]), 0, 2**bits - 1)
-    return Decoded(_dicom_to_gray(arr, ds), thumb)
+    return Decoded(_dicom_to_gray(arr, ds), thumb, not_frontal(ds))
+
+
+# Modalities (PS3.3 C.7.3.1.1.1) whose images are never a chest radiograph: cross-sections,
+# ultrasound, nuclear medicine, mammograms, dental and eye images, angiograms, photographs.
+NOT_RADIOGRAPHS = frozenset("CT MR US NM PT MG IO PX XA OP OPT OCT IVUS SM ES XC GM BMD".split())
+# Lateral projections (PS3.3 C.8.11.5 ViewPosition: LL, RL; LATERAL and LAT as vendors write it).
+LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT"})
+
+
+def not_frontal(ds) -> str | None:
+    """What the file's header says it is when that is not a frontal chest radiograph, for the
+    input gate: another modality (a CT slice, an ultrasound) or a lateral view, which a chest
+    study in a PACS holds beside the frontal one and the model never saw. A header that says
+    nothing, or an unknown modality, leaves it to the gate's look at the pixels."""
+    modality = str(ds.get("Modality") or "").strip().upper()
+    if modality in NOT_RADIOGRAPHS:
+        return f"a {modality} image (Modality {modality}), not a chest radiograph"
+    view = str(ds.get("ViewPosition") or "").strip().upper()
+    if view in LATERAL_VIEWS:
+        return f"a lateral view (ViewPosition {view}); the model reads frontal (PA or AP) views"
+    return None
 
 
 def _check_decoder(syntax, bits_stored: int) -> None:

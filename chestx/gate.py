@@ -7,6 +7,8 @@ retrained model can carry the same gate (``copy_gate``) or a refitted one (``che
 
 Checks, cheapest first; the first that fails names the reason:
 
+0. ``header``    a DICOM file's header says it is another modality or a lateral view
+                 (``chestx.dicom.not_frontal``)
 1. ``shape``     the image is no wider or taller than ``aspect_max`` : 1
 2. ``colour``    mean chroma (max - min of B, G, R) of a small colour thumbnail <= ``colour_max``
 3. ``blank``     the grey levels' standard deviation (64 x 64 grey) >= ``std_min``
@@ -212,6 +214,8 @@ class Gate:
         return mlp(x, self.feat_mean, self.feat_scale, self.layers)[0], float(distance[0])
 
     def verdict(self, image: Decoded) -> Verdict:
+        if image.not_frontal:
+            return Verdict(False, "header", f"its DICOM header says {image.not_frontal}", 0.0)
         t = self.thresholds
         gray = trim_frame(image.gray)  # judge the X-ray the model will see, not its frame
         h, w = gray.shape

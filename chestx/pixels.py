@@ -14,11 +14,14 @@ class Decoded(NamedTuple):
     """A decoded file: the grey image every stage uses, and a glimpse of its colour.
 
     ``colour`` is a small BGR uint8 thumbnail (at most ``COLOUR_THUMB`` pixels a side) when the
-    file stores colour channels, else ``None``; the input gate looks at it, nothing else does.
+    file stores colour channels, else ``None``; ``not_frontal`` is what a DICOM file's own header
+    says it is when that is not a frontal chest radiograph ("a lateral view (ViewPosition LL)"),
+    else ``None``. The input gate looks at both, nothing else does.
     """
 
     gray: np.ndarray
     colour: np.ndarray | None = None
+    not_frontal: str | None = None
 
 
 COLOUR_THUMB = 64

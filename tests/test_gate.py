@@ -8,6 +8,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from dicomfiles import make_dicom
 
 from chestx import imaging, negatives
 from chestx.cli import main
@@ -72,6 +73,26 @@ def test_the_reason_names_what_was_seen(gate, xray_bytes):
     assert rotated.check == "detector" and "turned" in rotated.reason
     inverted = gate.verdict(imaging.decode(png(255 - gray)))
     assert inverted.check == "detector" and "inverted" in inverted.reason
+
+
+@pytest.mark.parametrize(
+    ("elements", "said"),
+    [
+        ({"ViewPosition": "LL"}, "a lateral view (ViewPosition LL)"),
+        ({"ViewPosition": "LATERAL"}, "a lateral view (ViewPosition LATERAL)"),
+        ({"Modality": "CT"}, "a CT image (Modality CT)"),
+        ({"Modality": "US"}, "a US image (Modality US)"),
+    ],
+)
+def test_a_dicom_header_that_says_not_frontal_is_refused(gate, xray_bytes, elements, said):
+    """A chest study in a PACS holds the lateral view beside the frontal one; the model never
+    saw one. The same pixels with a frontal header, or none, are judged by their look."""
+    gray = imaging.decode_gray(xray_bytes)
+    verdict = gate.verdict(imaging.decode(make_dicom(gray, **elements)))
+    assert not verdict.accepted and verdict.check == "header"
+    assert verdict.reason.startswith(f"its DICOM header says {said}")
+    for frontal in ({"ViewPosition": "PA"}, {"ViewPosition": "AP", "Modality": "CR"}, {}):
+        assert gate.verdict(imaging.decode(make_dicom(gray, **frontal))).accepted, frontal
 
 
 def test_colour_thumbnail_only_for_colour_files(xray_bytes):
