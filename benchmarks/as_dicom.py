@@ -10,8 +10,9 @@ hospital DICOM is at hand).
 ``--window none`` spreads each X-ray's 0-255 over ``--bits`` bits. ``linear`` stores them over
 1200-2800 of 12 bits (39 % of the range) with the LINEAR window that shows them as the JPEG;
 ``sigmoid`` stores the inverse of DICOM's SIGMOID window function (center 2048, width 1200).
-Both burn a lead marker's letter in at 4095, above the window. BitsStored is always 16, as many
-detectors write it; each file's PatientID is its class and file name.
+Both burn a lead marker's letter in at 4095, above the window. ``--mirror`` stores each X-ray
+mirrored, with the PatientOrientation that says so (``R\\F``; otherwise ``L\\F``). BitsStored is
+always 16, as many detectors write it; each file's PatientID is its class and file name.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def stored(gray: np.ndarray, bits: int, window: str) -> np.ndarray:
     return raw
 
 
-def write(raw: np.ndarray, path: Path, patient: str, window: str) -> None:
+def write(raw: np.ndarray, path: Path, patient: str, window: str, mirror: bool) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -60,10 +61,11 @@ def write(raw: np.ndarray, path: Path, patient: str, window: str) -> None:
     ds.Rows, ds.Columns = raw.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PatientOrientation = ["R" if mirror else "L", "F"]
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     if window != "none":
         ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = WINDOWS[window]
-    ds.PixelData = raw.tobytes()
+    ds.PixelData = np.ascontiguousarray(raw[:, ::-1] if mirror else raw).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
 
@@ -80,6 +82,7 @@ def main() -> None:
         help="bits the values use with --window none (default 12)",
     )
     parser.add_argument("--window", choices=("none", *WINDOWS), default="none")
+    parser.add_argument("--mirror", action="store_true", help="store the X-rays mirrored")
     args = parser.parse_args()
     if args.out.exists():
         parser.error(f"{args.out} exists")
@@ -91,7 +94,8 @@ def main() -> None:
             if gray is None:
                 raise SystemExit(f"{path}: not a readable JPEG")
             raw = stored(gray, args.bits, args.window)
-            write(raw, args.out / cls / f"{path.stem}.dcm", f"{cls}-{path.stem}", args.window)
+            out = args.out / cls / f"{path.stem}.dcm"
+            write(raw, out, f"{cls}-{path.stem}", args.window, args.mirror)
             count += 1
     print(f"wrote {count} DICOM files to {args.out}")
 

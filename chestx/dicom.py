@@ -143,7 +143,7 @@ def decode_dicom(data: bytes, max_pixels: int, colour: bool = False) -> Decoded:
     if colour and arr.ndim == 3 and arr.shape[2] == 3:  # RGB, as pydicom hands it over
         bits = int(ds.get("BitsStored") or 8)
         thumb = colour_thumb(np.ascontiguousarray(arr[..., ::-1]), 0, 2**bits - 1)
-    return Decoded(_dicom_to_gray(arr, ds), thumb, not_frontal(ds))
+    return Decoded(as_displayed(_dicom_to_gray(arr, ds), ds), thumb, not_frontal(ds))
 
 
 # Modalities (PS3.3 C.7.3.1.1.1) whose images are never a chest radiograph: cross-sections,
@@ -151,6 +151,23 @@ def decode_dicom(data: bytes, max_pixels: int, colour: bool = False) -> Decoded:
 NOT_RADIOGRAPHS = frozenset("CT MR US NM PT MG IO PX XA OP OPT OCT IVUS SM ES XC GM BMD".split())
 # Lateral projections (PS3.3 C.8.11.5 ViewPosition: LL, RL; LATERAL and LAT as vendors write it).
 LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT"})
+
+
+# A patient direction's axis: left-right, front-back, head-foot (PS3.3 C.7.6.1.1.1).
+_AXES = {"L": 0, "R": 0, "A": 1, "P": 1, "H": 2, "F": 2}
+
+
+def orientation(ds) -> tuple[str, str] | None:
+    """The patient directions along the image's rows and down its columns (PatientOrientation,
+    e.g. ``("L", "F")``), by their main component: the first letter of each. None when the
+    header does not say, or says something unreadable."""
+    value = ds.get("PatientOrientation")
+    if value is None or isinstance(value, str) or len(value) != 2:  # str: one value, not two
+        return None
+    row, col = (str(v).strip().upper()[:1] for v in value)
+    if row not in _AXES or col not in _AXES or _AXES[row] == _AXES[col]:
+        return None
+    return row, col
 
 
 def not_frontal(ds) -> str | None:
@@ -162,9 +179,36 @@ def not_frontal(ds) -> str | None:
     if modality in NOT_RADIOGRAPHS:
         return f"a {modality} image (Modality {modality}), not a chest radiograph"
     view = str(ds.get("ViewPosition") or "").strip().upper()
+    found = orientation(ds)
+    said = None
     if view in LATERAL_VIEWS:
-        return f"a lateral view (ViewPosition {view}); the model reads frontal (PA or AP) views"
+        said = f"ViewPosition {view}"
+    elif found and {_AXES[found[0]], _AXES[found[1]]} == {1, 2}:  # front-back and head-foot
+        said = f"PatientOrientation {found[0]}\\{found[1]}"
+    if said:
+        return f"a lateral view ({said}); the model reads frontal (PA or AP) views"
     return None
+
+
+def as_displayed(gray: np.ndarray, ds) -> np.ndarray:
+    """A frontal X-ray turned to the convention every chest X-ray is read in (and the training
+    X-rays follow): the patient's left towards the image's right, the feet down (rows ``L``,
+    columns ``F``). A header whose PatientOrientation says the image is stored mirrored
+    (``R\\F``), upside down (``L\\H``) or on its side (``F\\L``) is turned; one that says
+    nothing, or says a lateral view (``A`` or ``P``), is left as stored."""
+    found = orientation(ds)
+    if found is None:
+        return gray
+    row, col = found
+    if row in "HF" and col in "LR":  # on its side: rows run head to foot
+        gray, row, col = gray.T, col, row
+    if row not in "LR" or col not in "HF":  # a lateral or an oblique: nothing to turn to
+        return gray
+    if row == "R":
+        gray = gray[:, ::-1]
+    if col == "H":
+        gray = gray[::-1]
+    return np.ascontiguousarray(gray)
 
 
 def _check_decoder(syntax, bits_stored: int) -> None:

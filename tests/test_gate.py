@@ -80,6 +80,7 @@ def test_the_reason_names_what_was_seen(gate, xray_bytes):
     [
         ({"ViewPosition": "LL"}, "a lateral view (ViewPosition LL)"),
         ({"ViewPosition": "LATERAL"}, "a lateral view (ViewPosition LATERAL)"),
+        ({"PatientOrientation": ["P", "F"]}, "a lateral view (PatientOrientation P\\F)"),
         ({"Modality": "CT"}, "a CT image (Modality CT)"),
         ({"Modality": "US"}, "a US image (Modality US)"),
     ],

@@ -716,6 +716,36 @@ def test_dicom_window_that_cannot_show_the_xray_is_ignored(window):
 
 
 @pytest.mark.parametrize(
+    ("stored", "orientation"),
+    [
+        (lambda img: img, ["L", "F"]),
+        (lambda img: img[:, ::-1], ["R", "F"]),  # mirrored
+        (lambda img: img[::-1], ["L", "H"]),  # upside down
+        (lambda img: img[::-1, ::-1], ["R", "H"]),
+        (lambda img: img.T, ["F", "L"]),  # on its side
+        (lambda img: np.rot90(img), ["F", "R"]),  # turned left
+        (lambda img: np.rot90(img, -1), ["H", "L"]),  # turned right
+        (lambda img: img[:, ::-1], ["RA", "FL"]),  # oblique: the first letter leads
+    ],
+    ids=["as-read", "mirrored", "upside-down", "both", "transposed", "left", "right", "oblique"],
+)
+def test_dicom_is_turned_as_its_patient_orientation_says(stored, orientation):
+    """Chest X-rays are read with the patient's left on the image's right and the feet down
+    (PatientOrientation L\\F), as the training X-rays are; a file stored otherwise says so."""
+    img = gradient(40, 64)
+    img[:10, :20] = 255  # a mark in one corner: the orientation is visible
+    data = make_dicom(np.ascontiguousarray(stored(img)), PatientOrientation=orientation)
+    np.testing.assert_array_equal(decode_gray(data), img)
+
+
+@pytest.mark.parametrize("orientation", [None, ["A", "F"], ["X", "Y"], ["L", "R"]])
+def test_dicom_without_a_frontal_orientation_is_left_as_stored(orientation):
+    img = gradient(40, 64)[:, ::-1]
+    elements = {"PatientOrientation": orientation} if orientation else {}
+    np.testing.assert_array_equal(decode_gray(make_dicom(img, **elements)), img)
+
+
+@pytest.mark.parametrize(
     "syntax",
     ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"],
     ids=["implicit-le", "explicit-le", "deflated"],
