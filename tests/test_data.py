@@ -4,7 +4,9 @@ import csv
 from pathlib import Path
 
 import pytest
+from dicomfiles import make_dicom
 
+from chestx import imaging
 from chestx.data import Record, find_data, make_splits, patient_id, split_by_patient, write_manifest
 from chestx.errors import DataError
 
@@ -186,8 +188,8 @@ def test_manifest_is_auditable(tmp_path):
 
 @pytest.mark.slow
 def test_unreadable_files_are_skipped_and_counted_in_the_card(tmp_path, xray_dir):
-    """A corrupt JPEG and a text file named .png in the data: training goes on without them and
-    the card counts and names them."""
+    """A corrupt JPEG, a text file named .png and a lateral view (its DICOM header says so) in
+    the data: training goes on without them and the card counts and names them."""
     import json
     import shutil
 
@@ -196,9 +198,11 @@ def test_unreadable_files_are_skipped_and_counted_in_the_card(tmp_path, xray_dir
     data = tmp_path / "data"
     shutil.copytree(xray_dir, data)
     good = next((data / "NORMAL").iterdir()).read_bytes()
+    lateral = make_dicom(imaging.decode_gray(good), ViewPosition="LL")  # a PACS chest study's
     broken = {
         data / "NORMAL" / "person9001_bacteria_1.jpeg": good[:64],  # cut off in its header
         data / "PNEUMONIA" / "person9002_virus_1.png": b"not an image at all",
+        data / "NORMAL" / "person9003_lateral.dcm": lateral,
     }
     for path, content in broken.items():
         path.write_bytes(content)
@@ -215,6 +219,8 @@ def test_unreadable_files_are_skipped_and_counted_in_the_card(tmp_path, xray_dir
         )
     )
     card = json.loads((out / "card.json").read_text())
-    assert card["data"]["skipped"] == 2
+    assert card["data"]["skipped"] == 3
     assert set(card["data"]["skipped_files"]) == {str(p) for p in broken}
-    assert sum(split["n"] for split in card["data"]["counts"].values()) == 26  # listed, not used
+    skipped_lateral = card["data"]["skipped_files"][str(data / "NORMAL" / "person9003_lateral.dcm")]
+    assert "lateral view (ViewPosition LL)" in skipped_lateral
+    assert sum(split["n"] for split in card["data"]["counts"].values()) == 27  # listed, not used
