@@ -4,9 +4,11 @@ so the JPEG path that training runs 5,216 times an epoch stays cheap).
 MONOCHROME1 is inverted so bone is always bright; the stored range is scaled by its declared
 bit depth (BitsStored, or less where the brightest pixel says so: ``pixels.stored_bits``)
 through the rescale slope/intercept, then through the file's VOI LUT or window as a viewer
-shows it; the first frame of a multi-frame file is used. Rows x Columns x NumberOfFrames and
-the embedded JPEG/JPEG 2000 frame header are checked against the pixel limit before the
-pixels are decoded.
+shows it, and turned as its PatientOrientation says to the way chest X-rays are read; the
+first frame of a multi-frame file is used. Rows x Columns x NumberOfFrames and the embedded
+JPEG/JPEG 2000 frame header are checked against the pixel limit before the pixels are
+decoded. What the header says the image is (another modality, a lateral view) travels with
+it for the input gate (``not_frontal``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ class Decoded(NamedTuple):
     ``colour`` is a small BGR uint8 thumbnail (at most ``COLOUR_THUMB`` pixels a side) when the
     file stores colour channels, else ``None``; ``not_frontal`` is what a DICOM file's own header
     says it is when that is not a frontal chest radiograph ("a lateral view (ViewPosition LL)"),
-    else ``None``. The input gate looks at both, nothing else does.
+    else ``None``. The input gate looks at both; training skips a file with ``not_frontal``.
     """
 
     gray: np.ndarray
