@@ -50,7 +50,8 @@ def build_ensemble(
 ) -> dict:
     """``intensity`` serves the members with an exposure correction in front of the normalisation
     they were trained with (``config.EXPOSURE_CORRECTIONS``: ``lift-clahe``, ``level-clahe``
-    or ``span-clahe`` for ``clahe``)."""
+    or ``span-clahe`` for ``clahe``). Members trained with different ones (a ``clahe`` network
+    beside one fine-tuned on ``span-clahe``) need an ``intensity`` that each takes."""
     from chestx.evaluate import internal_scores
     from chestx.models import ensemble as combine
     from chestx.predict import Predictor
@@ -67,18 +68,25 @@ def build_ensemble(
                 f"(version {version}); an ensemble needs different ones"
             )
         first_with[version] = path
-    for key in ("image_size", "intensity"):
-        values = {c[key] for c in cards}
-        if len(values) != 1:
-            raise ModelError(f"members differ in {key}: {sorted(map(str, values))}")
-    trained_with = cards[0]["intensity"]
-    intensity = intensity or trained_with
-    corrections = config.EXPOSURE_CORRECTIONS.get(trained_with, ())
-    if not config.takes_intensity(trained_with, intensity):
-        raise ModelError(
-            f"the members were trained with intensity '{trained_with}'; --intensity can only "
-            f"add an exposure correction to it ({', '.join(corrections) or 'none exists'})"
-        )
+    sizes = {c["image_size"] for c in cards}
+    if len(sizes) != 1:
+        raise ModelError(f"members differ in image_size: {sorted(sizes)}")
+    trained_with = sorted({c["intensity"] for c in cards})
+    if intensity is None:
+        if len(trained_with) != 1:
+            raise ModelError(
+                f"members differ in intensity: {trained_with}; give --intensity, which each "
+                "must take (its own, or an exposure correction in front of it)"
+            )
+        intensity = trained_with[0]
+    for path, card in zip(paths, cards, strict=True):
+        if not config.takes_intensity(card["intensity"], intensity):
+            corrections = config.EXPOSURE_CORRECTIONS.get(card["intensity"], ())
+            raise ModelError(
+                f"--member {path} was trained with intensity '{card['intensity']}'; "
+                f"--intensity can only add an exposure correction to it "
+                f"({', '.join(corrections) or 'none exists'})"
+            )
     shas = {c.get("data", {}).get("manifest_sha256") for c in cards}
     if len(shas) != 1 or None in shas:
         raise ModelError(
@@ -151,11 +159,12 @@ def build_ensemble(
                 ),
                 "soup": soup,
                 "views": views,
-                "members_intensity": trained_with,
+                "members_intensity": ", ".join(trained_with),
                 "members": [
                     {
                         "arch": c.get("arch"),
                         "version": c.get("version"),
+                        "intensity": c["intensity"],
                         "parameters": c.get("parameters"),
                         "val_roc_auc": c.get("metrics", {}).get("val", {}).get("roc_auc"),
                         "training": {

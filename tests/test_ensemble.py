@@ -170,6 +170,25 @@ def test_chestx_ensemble_end_to_end(capsys, tmp_path, xray_dir):
     assert ensemble(tmp_path / "bad", "1", "2", extra=["--intensity", "equalize"]) == 2
     assert "lift-clahe, level-clahe, span-clahe" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    # beside a network fine-tuned on span-clahe's inputs: served span-clahe, each member takes it
+    argv = ["train", *common, "--out", str(tmp_path / "3"), "--seed", "3", "--init"]
+    assert main([*argv, str(tmp_path / "2"), "--intensity", "span-clahe"]) == 0
+    mixed = tmp_path / "mixed"
+    assert ensemble(mixed, "1", "3", extra=["--intensity", "span-clahe"]) == 0
+    card = json.loads((mixed / "card.json").read_text())
+    assert card["intensity"] == "span-clahe"
+    assert card["ensemble"]["members_intensity"] == "clahe, span-clahe"
+    assert [m["intensity"] for m in card["ensemble"]["members"]] == ["clahe", "span-clahe"]
+    capsys.readouterr()
+    assert ensemble(tmp_path / "bad", "1", "3") == 2  # which one to serve is the user's call
+    assert "members differ in intensity: ['clahe', 'span-clahe']; give --intensity" in (
+        capsys.readouterr().err
+    )
+    assert ensemble(tmp_path / "bad", "1", "3", extra=["--intensity", "lift-clahe"]) == 2
+    assert f"--member {tmp_path / '3'} was trained with intensity 'span-clahe'" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "bad").exists()
 
     # one network twice (a typo, or a copy of its directory) is refused with one line
     shutil.copytree(tmp_path / "1", tmp_path / "1copy")
