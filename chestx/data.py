@@ -22,7 +22,7 @@ import numpy as np
 
 from chestx import config, dicom, imaging
 from chestx.config import CLASS_NAMES, SPLIT_RATIOS
-from chestx.errors import DataError, ImageError, NotAChestXrayError, UnsupportedImageError
+from chestx.errors import DataError, ImageError, NotAChestXrayError
 from chestx.fileio import atomic_write_bytes
 from chestx.imageformat import sniff_format
 
@@ -302,19 +302,17 @@ def _decoder(image_size: int, intensity: str, skipped: DecodeLog | None, prepare
     ``prepare`` (file bytes -> model input, e.g. ``Predictor.prepare``) replaces the plain
     ``imaging`` path, so a gated predictor checks each file in the same single read. The plain
     path (training) skips a DICOM file whose header says it is not a frontal chest radiograph
-    (``dicom.not_frontal``), which the gate would refuse when the model is used."""
+    (``frontal_only``), which the gate would refuse when the model is used."""
 
     def decode(path):
         path = path.decode() if isinstance(path, bytes) else str(path)
         try:
             if prepare is not None:
                 return prepare(Path(path).read_bytes()), True
-            decoded = imaging.decode(Path(path).read_bytes(), colour=False)
-            if decoded.not_frontal:  # a lateral view, a CT slice: not what the model reads
-                raise UnsupportedImageError(f"its DICOM header says {decoded.not_frontal}")
-            return imaging.model_input(
-                decoded.gray, image_size=image_size, intensity=intensity
-            ), True
+            image = imaging.read_file(
+                path, image_size=image_size, intensity=intensity, frontal_only=True
+            )
+            return image, True
         except (ImageError, OSError) as exc:
             if skipped is not None:
                 skipped.record(path, exc)

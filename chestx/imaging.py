@@ -296,15 +296,19 @@ def prepare(
     image_size: int = DEFAULT_IMAGE_SIZE,
     intensity: str = DEFAULT_INTENSITY,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    frontal_only: bool = False,
 ) -> np.ndarray:
-    """File bytes -> (image_size, image_size, 1) uint8, ready for the model."""
+    """File bytes -> (image_size, image_size, 1) uint8, ready for the model. ``frontal_only``
+    refuses a DICOM file whose header says it is not a frontal chest radiograph (a lateral view,
+    a CT slice: ``Decoded.not_frontal``), as the input gate does; training reads so."""
     if image_size < 1:
         raise ValueError(f"image_size must be positive, not {image_size}")
     if intensity not in INTENSITY_METHODS:
         raise ValueError(f"unknown intensity method {intensity!r}; choose from {INTENSITY_METHODS}")
-    return model_input(
-        decode_gray(data, max_pixels=max_pixels), image_size=image_size, intensity=intensity
-    )
+    decoded = decode(data, max_pixels=max_pixels, colour=False)
+    if frontal_only and decoded.not_frontal:
+        raise UnsupportedImageError(f"its DICOM header says {decoded.not_frontal}")
+    return model_input(decoded.gray, image_size=image_size, intensity=intensity)
 
 
 def trim_frame(gray: np.ndarray) -> np.ndarray:
