@@ -98,14 +98,14 @@ def hidden(path: Path, root: Path) -> bool:
 def _is_image(path: Path) -> bool:
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        fmt = "dicom" if suffix in (".dcm", ".dicom") else suffix
+        is_dicom = suffix in (".dcm", ".dicom")
     else:
         try:
             with path.open("rb") as f:
-                fmt = sniff_format(f.read(132))
+                is_dicom = sniff_format(f.read(132)) == "dicom"
         except (OSError, ImageError):
             return False
-    return fmt != "dicom" or dicom.holds_image(path)
+    return not is_dicom or dicom.holds_image(path)
 
 
 def scan_folder(folder: Path, split: str = "") -> list[Record]:

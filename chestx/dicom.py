@@ -145,7 +145,8 @@ def decode_dicom(data: bytes, max_pixels: int, colour: bool = False) -> Decoded:
     if colour and arr.ndim == 3 and arr.shape[2] == 3:  # RGB, as pydicom hands it over
         bits = int(ds.get("BitsStored") or 8)
         thumb = colour_thumb(np.ascontiguousarray(arr[..., ::-1]), 0, 2**bits - 1)
-    return Decoded(as_displayed(_dicom_to_gray(arr, ds), ds), thumb, not_frontal(ds))
+    found = orientation(ds)
+    return Decoded(as_displayed(_dicom_to_gray(arr, ds), found), thumb, not_frontal(ds, found))
 
 
 # Modalities (PS3.3 C.7.3.1.1.1) whose images are never a chest radiograph: cross-sections,
@@ -172,16 +173,16 @@ def orientation(ds) -> tuple[str, str] | None:
     return row, col
 
 
-def not_frontal(ds) -> str | None:
+def not_frontal(ds, found: tuple[str, str] | None) -> str | None:
     """What the file's header says it is when that is not a frontal chest radiograph, for the
     input gate: another modality (a CT slice, an ultrasound) or a lateral view, which a chest
     study in a PACS holds beside the frontal one and the model never saw. A header that says
-    nothing, or an unknown modality, leaves it to the gate's look at the pixels."""
+    nothing, or an unknown modality, leaves it to the gate's look at the pixels. ``found`` is
+    the header's ``orientation``."""
     modality = str(ds.get("Modality") or "").strip().upper()
     if modality in NOT_RADIOGRAPHS:
         return f"a {modality} image (Modality {modality}), not a chest radiograph"
     view = str(ds.get("ViewPosition") or "").strip().upper()
-    found = orientation(ds)
     said = None
     if view in LATERAL_VIEWS:
         said = f"ViewPosition {view}"
@@ -192,13 +193,13 @@ def not_frontal(ds) -> str | None:
     return None
 
 
-def as_displayed(gray: np.ndarray, ds) -> np.ndarray:
+def as_displayed(gray: np.ndarray, found: tuple[str, str] | None) -> np.ndarray:
     """A frontal X-ray turned to the convention every chest X-ray is read in (and the training
     X-rays follow): the patient's left towards the image's right, the feet down (rows ``L``,
     columns ``F``). A header whose PatientOrientation says the image is stored mirrored
     (``R\\F``), upside down (``L\\H``) or on its side (``F\\L``) is turned; one that says
-    nothing, or says a lateral view (``A`` or ``P``), is left as stored."""
-    found = orientation(ds)
+    nothing, or says a lateral view (``A`` or ``P``), is left as stored. ``found`` is the
+    header's ``orientation``."""
     if found is None:
         return gray
     row, col = found
