@@ -4,11 +4,11 @@ so the JPEG path that training runs 5,216 times an epoch stays cheap).
 MONOCHROME1 is inverted so bone is always bright; the stored range is scaled by its declared
 bit depth (BitsStored, or less where the brightest pixel says so: ``pixels.stored_bits``)
 through the rescale slope/intercept, then through the file's VOI LUT or window as a viewer
-shows it, and turned as its PatientOrientation says to the way chest X-rays are read; the
-first frame of a multi-frame file is used. Rows x Columns x NumberOfFrames and the embedded
-JPEG/JPEG 2000 frame header are checked against the pixel limit before the pixels are
-decoded. What the header says the image is (another modality, a lateral view) travels with
-it for the input gate (``not_frontal``).
+shows it, with its padding (the area outside the exposed field) black, and turned as its
+PatientOrientation says to the way chest X-rays are read; the first frame of a multi-frame
+file is used. Rows x Columns x NumberOfFrames and the embedded JPEG/JPEG 2000 frame header are
+checked against the pixel limit before the pixels are decoded. What the header says the image
+is (another modality, a lateral view) travels with it for the input gate (``not_frontal``).
 """
 
 from __future__ import annotations
@@ -276,10 +276,12 @@ def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim != 2:
             raise CorruptImageError(f"the {photometric} DICOM image has {arr.shape[2]} samples")
+        padding = _padding(arr, ds)
         if int(ds.get("PixelRepresentation") or 0) == 1:
             lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         else:  # 12-bit values under a BitsStored of 16 are common: judged as a PNG's are
-            lo, hi = 0, 2 ** min(bits, stored_bits(int(arr.max()))) - 1
+            brightest = int(arr.max() if padding is None else arr[~padding].max())
+            lo, hi = 0, 2 ** min(bits, stored_bits(brightest)) - 1
         # Rescale to output units, and map the declared stored range the same way: the result
         # is scaled by bit depth, and a negative slope inverts as it should.
         slope = _dicom_float(ds, "RescaleSlope", 1.0)
@@ -293,11 +295,33 @@ def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
             gray = scale_to_uint8(values, shown_lo, shown_hi)
             return 255 - gray if photometric == "MONOCHROME1" else gray
 
-        return _per_level(arr, to_gray)
+        gray = _per_level(arr, to_gray)
+        if padding is not None:
+            gray[padding] = 0
+        return gray
     if arr.ndim == 3 and arr.shape[2] == 3:  # RGB; pydicom has already converted YBR to RGB
         gray = cv2.cvtColor(arr.astype(np.float32), cv2.COLOR_RGB2GRAY)
         return scale_to_uint8(gray, 0, 2**bits - 1)
     raise UnsupportedImageError(f"DICOM images in {photometric} are not supported")
+
+
+def _padding(arr: np.ndarray, ds) -> np.ndarray | None:
+    """Where the stored pixels are padding, not X-ray (PixelPaddingValue, up to
+    PixelPaddingRangeLimit where given; PS3.3 C.7.5.1.1.2): the area outside the exposed field
+    that a CR plate or a detector fills to make the image rectangular, at a value of its own
+    (often the top of a 16-bit container in MONOCHROME1). A viewer shows it black, and it says
+    nothing of the X-ray's bit depth. None when the header names no padding, or every pixel
+    would be padding."""
+    first = ds.get("PixelPaddingValue")
+    if first is None or arr.dtype.kind not in "iu":
+        return None
+    last = ds.get("PixelPaddingRangeLimit", first)
+    try:
+        low, high = sorted((int(first), int(last)))
+    except (TypeError, ValueError) as exc:  # a multi-valued or unreadable element
+        raise CorruptImageError("the DICOM file has an unreadable PixelPaddingValue") from exc
+    mask = (arr >= low) & (arr <= high)
+    return mask if mask.any() and not mask.all() else None
 
 
 def _per_level(arr: np.ndarray, to_gray) -> np.ndarray:

@@ -651,6 +651,32 @@ def test_dicom_signed_pixels():
     assert decode_gray(make_dicom(px, bits_stored=12))[0].tolist() == [0, 128, 255]
 
 
+@pytest.mark.parametrize(
+    ("photometric", "padding", "limit"),
+    [("MONOCHROME1", 65535, None), ("MONOCHROME2", 0, None), ("MONOCHROME2", 60000, 65535)],
+)
+def test_dicom_padding_is_black_and_not_counted_in_the_bit_depth(photometric, padding, limit):
+    """A CR plate or detector pads the area outside the exposed field to a rectangle with a
+    value of its own, often the top of a 16-bit container. Counted as the brightest pixel it
+    made a 12-bit X-ray look 16-bit, scaled by 65535 into a blank image; a viewer shows the
+    padding black (PixelPaddingValue, up to PixelPaddingRangeLimit)."""
+    img = gradient()
+    raw = np.rint(img.astype(np.float64) * 4095 / 255).astype(np.uint16)
+    if photometric == "MONOCHROME1":
+        raw = 4095 - raw
+    padded = np.full((raw.shape[0], raw.shape[1] + 20), padding, np.uint16)
+    padded[:, 10:-10] = raw
+    if limit is not None:
+        padded[:, :5] = limit
+    extra = {} if limit is None else {"PixelPaddingRangeLimit": limit}
+    data = make_dicom(
+        padded, bits_stored=16, photometric=photometric, PixelPaddingValue=padding, **extra
+    )
+    out = decode_gray(data)
+    assert (out[:, :10] == 0).all() and (out[:, -10:] == 0).all()
+    assert np.abs(out[:, 10:-10].astype(int) - img).max() <= 1
+
+
 def windowed(img8: np.ndarray, function: str) -> tuple[np.ndarray, float, float]:
     """12-bit raw values that the window (center, width) of ``function`` shows as img8, as a
     detector's raw values need their window; a lead marker burnt in at 4095, above it."""
