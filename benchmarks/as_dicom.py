@@ -11,8 +11,11 @@ hospital DICOM is at hand).
 1200-2800 of 12 bits (39 % of the range) with the LINEAR window that shows them as the JPEG;
 ``sigmoid`` stores the inverse of DICOM's SIGMOID window function (center 2048, width 1200).
 Both burn a lead marker's letter in at 4095, above the window. ``--mirror`` stores each X-ray
-mirrored, with the PatientOrientation that says so (``R\\F``; otherwise ``L\\F``). BitsStored is
-always 16, as many detectors write it; each file's PatientID is its class and file name.
+mirrored, with the PatientOrientation that says so (``R\\F``; otherwise ``L\\F``).
+``--monochrome1`` stores it inverted (bone dark), as CR plates often do. ``--pad P`` widens it
+by P % of its width on each side with padding, as a plate outside its exposed field: 65535 in
+MONOCHROME1, 0 in MONOCHROME2, named by PixelPaddingValue. BitsStored is always 16, as many
+detectors write it; each file's PatientID is its class and file name.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ WINDOWS = {"linear": (2000.5, 1601.0, "LINEAR"), "sigmoid": (2048.0, 1200.0, "SI
 
 
 def stored(gray: np.ndarray, bits: int, window: str) -> np.ndarray:
-    """Raw values that the window (or, with none, the stored range) shows as ``gray``."""
+    """Raw values that the window (or, with none, the stored range) shows as ``gray``
+    (MONOCHROME2)."""
     x = gray.astype(np.float64)
     if window == "none":
         return np.rint(x * (2**bits - 1) / 255).astype(np.uint16)
@@ -47,7 +51,26 @@ def stored(gray: np.ndarray, bits: int, window: str) -> np.ndarray:
     return raw
 
 
-def write(raw: np.ndarray, path: Path, patient: str, window: str, mirror: bool) -> None:
+def write(
+    raw: np.ndarray,
+    path: Path,
+    patient: str,
+    *,
+    top: int,
+    window: str,
+    mirror: bool,
+    monochrome1: bool,
+    pad: float,
+) -> None:
+    """``raw`` (MONOCHROME2, values up to ``top``) as a DX file, as the options say."""
+    if monochrome1:
+        raw = top - raw
+    if mirror:
+        raw = raw[:, ::-1]
+    if pad:
+        side = round(raw.shape[1] * pad / 100)
+        padding = 65535 if monochrome1 else 0
+        raw = np.pad(raw, ((0, 0), (side, side)), constant_values=padding)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -60,12 +83,16 @@ def write(raw: np.ndarray, path: Path, patient: str, window: str, mirror: bool) 
     ds.PatientID = patient
     ds.Rows, ds.Columns = raw.shape
     ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
     ds.PatientOrientation = ["R" if mirror else "L", "F"]
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     if window != "none":
-        ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = WINDOWS[window]
-    ds.PixelData = np.ascontiguousarray(raw[:, ::-1] if mirror else raw).tobytes()
+        center, width, function = WINDOWS[window]
+        ds.WindowCenter = top - center if monochrome1 else center
+        ds.WindowWidth, ds.VOILUTFunction = width, function
+    if pad:
+        ds.PixelPaddingValue = 65535 if monochrome1 else 0
+    ds.PixelData = np.ascontiguousarray(raw).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
 
@@ -83,6 +110,10 @@ def main() -> None:
     )
     parser.add_argument("--window", choices=("none", *WINDOWS), default="none")
     parser.add_argument("--mirror", action="store_true", help="store the X-rays mirrored")
+    parser.add_argument("--monochrome1", action="store_true", help="store them inverted")
+    parser.add_argument(
+        "--pad", type=float, default=0.0, metavar="P", help="padding, %% of the width a side"
+    )
     args = parser.parse_args()
     if args.out.exists():
         parser.error(f"{args.out} exists")
@@ -95,7 +126,16 @@ def main() -> None:
                 raise SystemExit(f"{path}: not a readable JPEG")
             raw = stored(gray, args.bits, args.window)
             out = args.out / cls / f"{path.stem}.dcm"
-            write(raw, out, f"{cls}-{path.stem}", args.window, args.mirror)
+            write(
+                raw,
+                out,
+                f"{cls}-{path.stem}",
+                top=2**args.bits - 1 if args.window == "none" else 4095,
+                window=args.window,
+                mirror=args.mirror,
+                monochrome1=args.monochrome1,
+                pad=args.pad,
+            )
             count += 1
     print(f"wrote {count} DICOM files to {args.out}")
 
