@@ -175,13 +175,19 @@ def orientation(ds) -> tuple[str, str] | None:
 
 def not_frontal(ds, found: tuple[str, str] | None) -> str | None:
     """What the file's header says it is when that is not a frontal chest radiograph, for the
-    input gate: another modality (a CT slice, an ultrasound) or a lateral view, which a chest
-    study in a PACS holds beside the frontal one and the model never saw. A header that says
+    input gate: another modality (a CT slice, an ultrasound), a detector's raw For Processing
+    image, or a lateral view, which a chest study in a PACS holds beside the frontal one and the
+    model never saw. A header that says
     nothing, or an unknown modality, leaves it to the gate's look at the pixels. ``found`` is
     the header's ``orientation``."""
     modality = str(ds.get("Modality") or "").strip().upper()
     if modality in NOT_RADIOGRAPHS:
         return f"a {modality} image (Modality {modality}), not a chest radiograph"
+    if for_processing(ds):
+        return (
+            "a For Processing image: raw detector values, before the processing that makes "
+            "the X-ray a radiologist reads; send its For Presentation image"
+        )
     view = str(ds.get("ViewPosition") or "").strip().upper()
     said = None
     if view in LATERAL_VIEWS:
@@ -191,6 +197,17 @@ def not_frontal(ds, found: tuple[str, str] | None) -> str | None:
     if said:
         return f"a lateral view ({said}); the model reads frontal (PA or AP) views"
     return None
+
+
+def for_processing(ds) -> bool:
+    """Whether the image is a detector's For Processing one (PresentationIntentType, or a SOP
+    class such as "Digital X-Ray Image Storage - For Processing"; PS3.3 C.8.11.1.1.1): values
+    before the detector's own processing (log, equalisation, edge enhancement), which no viewer
+    shows to a radiologist and no training X-ray resembles."""
+    if str(ds.get("PresentationIntentType") or "").strip().upper() == "FOR PROCESSING":
+        return True
+    uid = ds.get("SOPClassUID") or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID")
+    return uid is not None and "For Processing" in uid.name
 
 
 def as_displayed(gray: np.ndarray, found: tuple[str, str] | None) -> np.ndarray:

@@ -7,8 +7,8 @@ retrained model can carry the same gate (``copy_gate``) or a refitted one (``che
 
 Checks, cheapest first; the first that fails names the reason:
 
-0. ``header``    a DICOM file's header says it is another modality or a lateral view
-                 (``chestx.dicom.not_frontal``)
+0. ``header``    a DICOM file's header says it is another modality, a lateral view or a
+                 detector's raw For Processing image (``chestx.dicom.not_frontal``)
 1. ``shape``     the image is no wider or taller than ``aspect_max`` : 1
 2. ``colour``    mean chroma (max - min of B, G, R) of a small colour thumbnail <= ``colour_max``
 3. ``blank``     the grey levels' standard deviation (64 x 64 grey) >= ``std_min``

@@ -83,16 +83,23 @@ def test_the_reason_names_what_was_seen(gate, xray_bytes):
         ({"PatientOrientation": ["P", "F"]}, "a lateral view (PatientOrientation P\\F)"),
         ({"Modality": "CT"}, "a CT image (Modality CT)"),
         ({"Modality": "US"}, "a US image (Modality US)"),
+        ({"PresentationIntentType": "FOR PROCESSING"}, "a For Processing image"),
+        ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.1.1.1"}, "a For Processing image"),
     ],
 )
 def test_a_dicom_header_that_says_not_frontal_is_refused(gate, xray_bytes, elements, said):
-    """A chest study in a PACS holds the lateral view beside the frontal one; the model never
-    saw one. The same pixels with a frontal header, or none, are judged by their look."""
+    """A chest study in a PACS holds the lateral view beside the frontal one, and a detector
+    can send its raw For Processing image beside the one it made for reading; the model saw
+    neither. The same pixels with a frontal header, or none, are judged by their look."""
     gray = imaging.decode_gray(xray_bytes)
     verdict = gate.verdict(imaging.decode(make_dicom(gray, **elements)))
     assert not verdict.accepted and verdict.check == "header"
     assert verdict.reason.startswith(f"its DICOM header says {said}")
-    for frontal in ({"ViewPosition": "PA"}, {"ViewPosition": "AP", "Modality": "CR"}, {}):
+    for frontal in (
+        {"ViewPosition": "PA", "PresentationIntentType": "FOR PRESENTATION"},
+        {"ViewPosition": "AP", "Modality": "CR"},
+        {},
+    ):
         assert gate.verdict(imaging.decode(make_dicom(gray, **frontal))).accepted, frontal
 
 
