@@ -33,6 +33,7 @@ is the one to import: ``sniff_format``, ``inspect_header`` and ``ImageHeader`` l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -43,6 +44,8 @@ from chestx.config import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_INTENSITY,
     DEFAULT_MAX_PIXELS,
+    FRAME_BAND,
+    FRAME_BAND_DRIFT,
     FRAME_DARK,
     FRAME_DARK_TOLERANCE,
     FRAME_FLOOR,
@@ -314,7 +317,7 @@ def prepare(
 def trim_frame(gray: np.ndarray) -> np.ndarray:
     """Cut away the rows and columns along an image's edges that are a frame: a white or grey
     border that an export, a scanner or a film's unexposed margin put around the X-ray (uniform,
-    or white with grain), or black bars (a portrait X-ray letterboxed onto a wider canvas);
+    or with grain), or black bars (a portrait X-ray letterboxed onto a wider canvas);
     ``config.FRAME_*``. The networks never saw a light frame, and a white one makes them call
     every X-ray normal; black bars squeeze the anatomy, and they call a squeezed normal X-ray
     pneumonia. At most a quarter of each side goes; an image without a frame is returned as it
@@ -330,15 +333,29 @@ def trim_frame(gray: np.ndarray) -> np.ndarray:
         mean, std = cv2.meanStdDev(line)
         return mean[0, 0] >= FRAME_WHITE and std[0, 0] <= FRAME_GRAIN
 
-    top, bottom, left, right = 0, h, 0, w
-    while top < h // 4 and framing(gray[top]):
-        top += 1
-    while h - bottom < h // 4 and framing(gray[bottom - 1]):
-        bottom -= 1
-    while left < w // 4 and framing(gray[top:bottom, left]):
-        left += 1
-    while w - right < w // 4 and framing(gray[top:bottom, right - 1]):
-        right -= 1
+    def cut(line: Callable[[int], np.ndarray], side: int) -> int:
+        """How many lines, counted from the edge in, are a frame: each one alone, then a grey
+        band with grain (lines as even as a margin, whose mean stays within FRAME_BAND_DRIFT
+        of the first's), taken only when it is FRAME_BAND of the side or more: the soft tissue
+        along an X-ray's edge can be as even over a few lines, but its mean moves."""
+        limit, k = side // 4, 0
+        while k < limit and framing(line(k)):
+            k += 1
+        band, first = 0, 0.0
+        while k + band < limit:
+            mean, std = (v[0, 0] for v in cv2.meanStdDev(line(k + band)))
+            if mean < FRAME_FLOOR or std > FRAME_GRAIN:
+                break
+            if band and abs(mean - first) > FRAME_BAND_DRIFT:
+                break
+            first = first if band else mean
+            band += 1
+        return k + band if band >= FRAME_BAND * side else k
+
+    top = cut(lambda k: gray[k], h)
+    bottom = h - cut(lambda k: gray[h - 1 - k], h)
+    left = cut(lambda k: gray[top:bottom, k], w)
+    right = w - cut(lambda k: gray[top:bottom, w - 1 - k], w)
     if (top, bottom, left, right) == (0, h, 0, w):
         return gray
     return np.ascontiguousarray(gray[top:bottom, left:right])

@@ -425,20 +425,36 @@ def test_x_rays_without_a_frame_and_other_borders_are_left_alone(xrays_224):
     assert imaging.trim_frame(rippled).shape == own.shape
 
 
+@pytest.mark.parametrize("level", [235, 170, 128, 60])
 @pytest.mark.parametrize("grain", [1.0, 3.0, 6.0])
-def test_a_white_margin_with_grain_is_a_frame_too(xrays_224, grain):
-    # a scanned film's unexposed margin: white, never quite uniform
+def test_a_margin_with_grain_is_a_frame_too(xrays_224, level, grain):
+    """A scanned film's unexposed margin, white, or a film scanned on a grey bed: never quite
+    uniform. Framed 10 % a side at grey 128 with grain, the shipped model found 0.78 to 0.91 of
+    external-dev's pneumonia (used for selection; 0.975 without the frame)."""
     rng = np.random.default_rng(int(grain))
-    gray = xrays_224[1]
-    framed = cv2.copyMakeBorder(gray, 22, 22, 22, 22, cv2.BORDER_CONSTANT, value=0)
-    margin = np.ones(framed.shape, bool)
-    margin[22:-22, 22:-22] = False
-    framed[margin] = np.clip(235 + rng.normal(0, grain, margin.sum()), 0, 255).astype(np.uint8)
-    np.testing.assert_array_equal(imaging.trim_frame(framed), gray)
-    # grey with the same grain is not white enough to tell from anatomy, and stays
-    framed[margin] = np.clip(128 + rng.normal(0, grain, margin.sum()), 0, 255).astype(np.uint8)
-    if grain > 1:
-        assert imaging.trim_frame(framed) is framed
+    for gray in xrays_224[:4]:
+        own = imaging.trim_frame(gray)
+        framed = cv2.copyMakeBorder(own, 22, 22, 22, 22, cv2.BORDER_CONSTANT, value=0)
+        margin = np.ones(framed.shape, bool)
+        margin[22:-22, 22:-22] = False
+        noise = rng.normal(0, grain, margin.sum())
+        framed[margin] = np.clip(level + noise, 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(imaging.trim_frame(framed), own)
+
+
+def test_even_edge_lines_whose_mean_moves_or_that_are_few_are_left_alone(xrays_224):
+    """The soft tissue along an X-ray's edge can be as even as a margin over a few lines, but
+    its mean moves; a margin is as even over 3 % of the side or more."""
+    rng = np.random.default_rng(0)
+    for gray in xrays_224[:4]:
+        own = imaging.trim_frame(gray)
+        h, w = own.shape
+        tissue = np.linspace(90, 140, 20)[:, None] + rng.normal(0, 3, (20, w))  # 2.6 a line
+        edged = np.vstack([np.clip(tissue, 0, 255).astype(np.uint8), own])
+        assert imaging.trim_frame(edged) is edged
+        thin = np.clip(128 + rng.normal(0, 3, (5, w)), 0, 255).astype(np.uint8)  # 5 of 229
+        edged = np.vstack([thin, own])
+        assert imaging.trim_frame(edged) is edged
 
 
 def test_level_midtones_leaves_flat_images_alone():
