@@ -27,6 +27,7 @@ from chestx.gate import (
     HIST_BINS,
     PCA_SIDE,
     SIDE,
+    WHITE_MAX,
     Gate,
     colour_of,
     detector_input,
@@ -268,6 +269,7 @@ def fit_gate(
     p_cal = mlp(x_cal, feat_mean, 1 / feat_std, layers)[:, 0]
     thresholds = {
         "aspect_max": ASPECT_MAX,
+        "white_max": WHITE_MAX,
         "colour_max": round(max(COLOUR_FLOOR, 2 * chroma), 2),
         "std_min": round(float(stats[:, 0].min()) / 2, 2),
         "range_min": round(float(stats[:, 1].min()) / 2, 2),
@@ -279,7 +281,7 @@ def fit_gate(
         "input": f"decoded grey image resized to {SIDE}x{SIDE} (INTER_AREA; standardised "
         f"{PCA_SIDE}x{PCA_SIDE} for the PCA, {HIST_BINS}-bin histogram), plus a "
         "64 px colour thumbnail; independent of the classifier",
-        "checks": ["shape", "colour", "blank", "contrast", "detector"],
+        "checks": ["shape", "colour", "blank", "contrast", "clipped", "detector"],
         "thresholds": thresholds,
         "detector": {
             "pca_components": PCA_COMPONENTS,
@@ -306,7 +308,7 @@ def fit_gate(
                 "distance_max": f"{DISTANCE_MARGIN} x the largest calibration X-ray distance",
                 "p_min": f"{P_MIN} (calibration X-rays: min P {p_cal.min():.3f}, "
                 f"{(p_cal >= P_MIN).mean() * 100:.2f} % >= p_min)",
-                "aspect_max": "fixed",
+                "aspect_max / white_max": "fixed",
             },
             "seconds": round(time.perf_counter() - start, 1),
         },

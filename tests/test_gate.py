@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import cv2
@@ -14,7 +15,7 @@ from chestx import imaging, negatives
 from chestx.cli import main
 from chestx.config import DEFAULT_MODEL_DIR
 from chestx.errors import ModelError, NotAChestXrayError
-from chestx.gate import Gate, copy_gate
+from chestx.gate import WHITE_MAX, Gate, copy_gate
 from chestx.modeldir import GATE_FILE, load_card, write_card
 
 
@@ -101,6 +102,23 @@ def test_a_dicom_header_that_says_not_frontal_is_refused(gate, xray_bytes, eleme
         {},
     ):
         assert gate.verdict(imaging.decode(make_dicom(gray, **frontal))).accepted, frontal
+
+
+def test_an_xray_clipped_white_is_refused(gate, xray_bytes):
+    """An export windowed too bright clips the lungs white, where the model sees nothing:
+    external-dev's X-rays clipped so scored sensitivity 0.875 (used for selection). The same
+    X-ray as it is, and with a brightness that clips little, is judged by its look."""
+    gray = imaging.decode_gray(xray_bytes)
+    assert gate.thresholds["white_max"] == WHITE_MAX  # the shipped gate predates the check
+    verdicts = {}
+    for gain in (1.0, 1.1, 2.0):
+        bright = np.clip(np.rint(gray * gain), 0, 255).astype(np.uint8)
+        verdicts[gain] = gate.verdict(imaging.decode(png(bright)))
+    assert verdicts[1.0].accepted and verdicts[1.1].accepted
+    refused = verdicts[2.0]
+    assert not refused.accepted and refused.check == "clipped"
+    assert re.fullmatch(r"\d+% of it is clipped to white, .*", refused.reason)
+    assert int(refused.reason.split("%")[0]) > 100 * WHITE_MAX
 
 
 def test_colour_thumbnail_only_for_colour_files(xray_bytes):
