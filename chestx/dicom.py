@@ -8,7 +8,8 @@ shows it, with its padding (the area outside the exposed field) black, and turne
 PatientOrientation says to the way chest X-rays are read; the first frame of a multi-frame
 file is used. Rows x Columns x NumberOfFrames and the embedded JPEG/JPEG 2000 frame header are
 checked against the pixel limit before the pixels are decoded. What the header says the image
-is (another modality, a lateral view) travels with it for the input gate (``not_frontal``).
+is (another modality, a lateral view, a For Processing image) travels with it for the input
+gate (``not_frontal``).
 """
 
 from __future__ import annotations
@@ -176,10 +177,9 @@ def orientation(ds) -> tuple[str, str] | None:
 def not_frontal(ds, found: tuple[str, str] | None) -> str | None:
     """What the file's header says it is when that is not a frontal chest radiograph, for the
     input gate: another modality (a CT slice, an ultrasound), a detector's raw For Processing
-    image, or a lateral view, which a chest study in a PACS holds beside the frontal one and the
-    model never saw. A header that says
-    nothing, or an unknown modality, leaves it to the gate's look at the pixels. ``found`` is
-    the header's ``orientation``."""
+    image, or a lateral view, which a chest study in a PACS holds beside the frontal one; the
+    model saw none of them. A header that says nothing, or an unknown modality, leaves it to
+    the gate's look at the pixels. ``found`` is the header's ``orientation``."""
     modality = str(ds.get("Modality") or "").strip().upper()
     if modality in NOT_RADIOGRAPHS:
         return f"a {modality} image (Modality {modality}), not a chest radiograph"

@@ -346,9 +346,10 @@ def trim_frame(gray: np.ndarray) -> np.ndarray:
             mean, std = (v[0, 0] for v in cv2.meanStdDev(line(k + band)))
             if mean < FRAME_FLOOR or std > FRAME_GRAIN:
                 break
-            if band and abs(mean - first) > FRAME_BAND_DRIFT:
+            if band == 0:
+                first = mean
+            elif abs(mean - first) > FRAME_BAND_DRIFT:
                 break
-            first = first if band else mean
             band += 1
         return k + band if band >= FRAME_BAND * side else k
 
