@@ -49,6 +49,14 @@ FRAME_DARK_TOLERANCE = 8
 # X-rays; as a band of 3 %, none of the 5,216 training or 313 external-dev X-rays.
 FRAME_BAND = 0.03
 FRAME_BAND_DRIFT = 2.0
+# Grain at the model's input size above NOISE_MAX grey levels (chestx.imaging.noise_level: the
+# spread of what a 3 x 3 median takes away) is smoothed by a bilateral filter of colour sigma
+# DENOISE_COLOUR x that level and space sigma DENOISE_SPACE px at 224 wide
+# (chestx.imaging.quiet_noise). No training or external-dev X-ray comes above 1.5; the training
+# noise (--noise 4) reaches 4.5.
+NOISE_MAX = 6.0
+DENOISE_COLOUR = 2.0
+DENOISE_SPACE = 5.0
 # What `chestx ensemble --intensity` may serve members trained with a method, and `chestx train
 # --init` may fine-tune them on: the same inputs for well-exposed X-rays, corrected ones for the
 # others.

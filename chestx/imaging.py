@@ -1,6 +1,7 @@
 """Bytes of an X-ray file -> the model's input: one code path for training, serving and the CLI.
 
-    header check -> decode -> grey uint8 -> resize -> intensity normalisation -> (S, S, 1) uint8
+    header check -> decode -> grey uint8 -> frame trim -> resize -> heavy grain smoothed
+    -> intensity normalisation -> (S, S, 1) uint8
 
 Formats: JPEG, PNG (8/16-bit), BMP, TIFF (classic and BigTIFF) through OpenCV, and DICOM Part 10
 files through pydicom (imported only when a DICOM file arrives, so the JPEG path that training
@@ -15,8 +16,8 @@ Rules that keep training and serving consistent:
   luma, which is the same thing and twice as fast. Alpha is composited over black: a transparent
   pixel carries no X-ray signal, and black is what "no signal" looks like on a radiograph.
   A JPEG's EXIF orientation is honoured (OpenCV applies it when decoding to grey).
-* DICOM: MONOCHROME1 is inverted so bone is always bright. VOI windows are not applied (the
-  contract is bit-depth scaling; CLAHE evens out exposure afterwards).
+* DICOM: MONOCHROME1 is inverted so bone is always bright; the file's VOI LUT or window, its
+  padding and its PatientOrientation are applied as a viewer does (``chestx.dicom``).
 * Multi-frame DICOM and multi-page TIFF: the first frame is used.
 * The resize is a plain INTER_AREA resize to a square, without keeping the aspect ratio,
   because that is how the training images were made.
@@ -44,6 +45,8 @@ from chestx.config import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_INTENSITY,
     DEFAULT_MAX_PIXELS,
+    DENOISE_COLOUR,
+    DENOISE_SPACE,
     FRAME_BAND,
     FRAME_BAND_DRIFT,
     FRAME_DARK,
@@ -56,6 +59,7 @@ from chestx.config import (
     LIFT_LEVEL,
     MID_FLOOR,
     MID_LEVELS,
+    NOISE_MAX,
 )
 from chestx.errors import CorruptImageError, UnsupportedImageError
 from chestx.imageformat import (  # the public names stay importable from chestx.imaging
@@ -288,8 +292,8 @@ def describe(image_size: int, intensity: str) -> str:
     """The preprocessing a model card records."""
     return (
         "decode -> grey uint8 (16-bit scaled by its stored bit depth) -> a frame "
-        f"trimmed -> resize to {image_size}x{image_size} (INTER_AREA) -> intensity '{intensity}' "
-        "(chestx.imaging.prepare)"
+        f"trimmed -> resize to {image_size}x{image_size} (INTER_AREA) -> heavy grain smoothed "
+        f"-> intensity '{intensity}' (chestx.imaging.prepare)"
     )
 
 
@@ -362,15 +366,44 @@ def trim_frame(gray: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(gray[top:bottom, left:right])
 
 
+def noise_level(gray: np.ndarray) -> float:
+    """The image's grain, in grey levels: the robust spread (1.4826 x the median absolute
+    deviation) of what a 3 x 3 median filter takes away. A clean X-ray at 224 px scores 0 to 1.5,
+    and Gaussian noise of standard deviation s about 0.85 s. The medians are read from counts of
+    the integer residuals (0.2 ms at 224 px, against 1 ms for ``np.median``)."""
+    residual = cv2.subtract(gray, cv2.medianBlur(gray, 3), dtype=cv2.CV_16S).ravel() + 255
+    middle = _lower_median(np.bincount(residual, minlength=511))
+    return _lower_median(np.bincount(np.abs(residual - middle), minlength=256)) * 1.4826
+
+
+def _lower_median(counts: np.ndarray) -> int:
+    """The lower median of the values whose counts these are (value i counted ``counts[i]``)."""
+    return int(np.searchsorted(np.cumsum(counts), (counts.sum() + 1) // 2))
+
+
+def quiet_noise(gray: np.ndarray) -> np.ndarray:
+    """Smooth the grain of an image at the model's input size when it is above ``NOISE_MAX``,
+    with a bilateral filter that keeps edges (``config.DENOISE_*``); others are returned as they
+    are. The networks trained on X-rays with a little noise, and heavier grain looks like
+    pneumonia to them: external-dev with noise of standard deviation 20 kept its ranking (ROC
+    AUC 0.958) but scored specificity 0.129."""
+    level = noise_level(gray)
+    if level <= NOISE_MAX:
+        return gray
+    scale = gray.shape[1] / 224
+    diameter = max(3, round(7 * scale))
+    return cv2.bilateralFilter(gray, diameter, DENOISE_COLOUR * level, DENOISE_SPACE * scale)
+
+
 def model_input(
     gray: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE, intensity: str = DEFAULT_INTENSITY
 ) -> np.ndarray:
     """A decoded grey image -> (image_size, image_size, 1) uint8, the second half of ``prepare``:
-    a frame trimmed, resized, its intensity normalised."""
+    a frame trimmed, resized, heavy grain smoothed, its intensity normalised."""
     gray = trim_frame(gray)
     if gray.shape != (image_size, image_size):
         gray = cv2.resize(gray, (image_size, image_size), interpolation=cv2.INTER_AREA)
-    return normalise_intensity(gray, intensity)[..., np.newaxis]
+    return normalise_intensity(quiet_noise(gray), intensity)[..., np.newaxis]
 
 
 def read_file(path: str | Path, **kwargs) -> np.ndarray:
