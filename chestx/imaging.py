@@ -390,8 +390,8 @@ def quiet_noise(gray: np.ndarray) -> np.ndarray:
     level = noise_level(gray)
     if level <= NOISE_MAX:
         return gray
-    scale = gray.shape[1] / 224
-    diameter = max(3, round(7 * scale))
+    scale = gray.shape[1] / DEFAULT_IMAGE_SIZE  # the settings were chosen at 224 px
+    diameter = max(3, round(7 * scale))  # the neighbourhood: 7 px across at 224
     return cv2.bilateralFilter(gray, diameter, DENOISE_COLOUR * level, DENOISE_SPACE * scale)
 
 
