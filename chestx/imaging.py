@@ -200,7 +200,8 @@ def _raster_to_gray(img: np.ndarray) -> np.ndarray:
 def grey_level(gray: np.ndarray, fraction: float, floor: int = 0) -> int:
     """The grey level that ``fraction`` of a uint8 image's pixels at or above ``floor`` do not
     exceed (a percentile, as ``np.percentile(gray[gray >= floor], 100 * fraction,
-    method="inverted_cdf")``, at histogram cost); 0 when no pixel reaches ``floor``."""
+    method="inverted_cdf")``, at histogram cost); 0 when no pixel reaches ``floor``. Any array
+    of small non-negative integers works the same way (``noise_level``'s residuals)."""
     counts = np.bincount(gray.ravel(), minlength=256)
     counts[:floor] = 0
     cumulative = np.cumsum(counts)
@@ -370,15 +371,10 @@ def noise_level(gray: np.ndarray) -> float:
     """The image's grain, in grey levels: the robust spread (1.4826 x the median absolute
     deviation) of what a 3 x 3 median filter takes away. A clean X-ray at 224 px scores 0 to 1.5,
     and Gaussian noise of standard deviation s about 0.85 s. The medians are read from counts of
-    the integer residuals (0.2 ms at 224 px, against 1 ms for ``np.median``)."""
-    residual = cv2.subtract(gray, cv2.medianBlur(gray, 3), dtype=cv2.CV_16S).ravel() + 255
-    middle = _lower_median(np.bincount(residual, minlength=511))
-    return _lower_median(np.bincount(np.abs(residual - middle), minlength=256)) * 1.4826
-
-
-def _lower_median(counts: np.ndarray) -> int:
-    """The lower median of the values whose counts these are (value i counted ``counts[i]``)."""
-    return int(np.searchsorted(np.cumsum(counts), (counts.sum() + 1) // 2))
+    the integer residuals by ``grey_level`` (0.2 ms at 224 px, against 1 ms for ``np.median``)."""
+    residual = cv2.subtract(gray, cv2.medianBlur(gray, 3), dtype=cv2.CV_16S) + 255  # 0..510
+    middle = grey_level(residual, 0.5)
+    return grey_level(np.abs(residual - middle), 0.5) * 1.4826
 
 
 def quiet_noise(gray: np.ndarray) -> np.ndarray:
