@@ -174,6 +174,12 @@ def orientation(ds) -> tuple[str, str] | None:
     return row, col
 
 
+FOR_PROCESSING = (
+    "a For Processing image: raw detector values, before the processing that makes "
+    "the X-ray a radiologist reads; send its For Presentation image"
+)
+
+
 def not_frontal(ds, found: tuple[str, str] | None) -> str | None:
     """What the file's header says it is when that is not a frontal chest radiograph, for the
     input gate: another modality (a CT slice, an ultrasound), a detector's raw For Processing
@@ -184,10 +190,7 @@ def not_frontal(ds, found: tuple[str, str] | None) -> str | None:
     if modality in NOT_RADIOGRAPHS:
         return f"a {modality} image (Modality {modality}), not a chest radiograph"
     if for_processing(ds):
-        return (
-            "a For Processing image: raw detector values, before the processing that makes "
-            "the X-ray a radiologist reads; send its For Presentation image"
-        )
+        return FOR_PROCESSING
     view = str(ds.get("ViewPosition") or "").strip().upper()
     said = None
     if view in LATERAL_VIEWS:

@@ -44,7 +44,7 @@ class NotAChestXrayError(ImageError):
     status = 422
 
     def __init__(self, verdict):
-        super().__init__(f"not a chest X-ray: {verdict.reason}")
+        super().__init__(f"{verdict.headline}: {verdict.reason}")
         self.verdict = verdict
 
 

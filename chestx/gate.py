@@ -21,6 +21,11 @@ Checks, cheapest first; the first that fails names the reason:
                  frontal chest X-rays from rotated ones, inverted ones and everything else
                  (P(chest X-ray) >= ``p_min``).
 
+A refusal is headed ``NOT_AN_XRAY``, or ``UNJUDGEABLE`` where the image is a chest X-ray sent
+in a state the model cannot judge, which another export would mend: a For Processing ``header``,
+or ``clipped`` where the detector takes it for a chest X-ray (a white page is clipped too). The
+API message starts with it and the UI words it as a sentence.
+
 Everything runs in numpy and OpenCV (no TensorFlow), so the LiteRT runtime gets the same gate.
 The weights live in ``gate.npz`` in the model directory and the thresholds, version and how
 they were fitted in the ``"gate"`` entry of ``card.json``.
@@ -38,6 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from chestx.dicom import FOR_PROCESSING
 from chestx.errors import ModelError, NotAChestXrayError
 from chestx.fileio import atomic_write_bytes
 from chestx.imaging import Decoded, trim_frame
@@ -62,6 +68,11 @@ ON, OFF, ABSENT = "on", "off", "absent"
 # scored sensitivity 0.875 and specificity 0.824, the rest 0.967 and 0.929.
 WHITE_MAX = 0.2
 WHITE_LEVEL = 254
+# What a refusal says first (the API message starts with it, the UI words it as a sentence):
+# the image is not what the model reads, or it is a chest X-ray in a state the model cannot
+# judge (clipped white, a detector's raw values), which a better export would mend.
+NOT_AN_XRAY = "not a chest X-ray"
+UNJUDGEABLE = "a chest X-ray the model cannot judge"
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,8 @@ class Verdict:
     accepted: bool
     check: str
     reason: str
-    score: float  # P(frontal chest X-ray) from the detector; 0 when a cheap check refused
+    score: float  # P(frontal chest X-ray) from the detector; 0 when a check before it refused
+    headline: str = NOT_AN_XRAY  # what a refusal says first: NOT_AN_XRAY or UNJUDGEABLE
 
 
 # --------------------------------------------------------------------------- features
@@ -226,7 +238,9 @@ class Gate:
 
     def verdict(self, image: Decoded) -> Verdict:
         if image.not_frontal:
-            return Verdict(False, "header", f"its DICOM header says {image.not_frontal}", 0.0)
+            headline = UNJUDGEABLE if image.not_frontal == FOR_PROCESSING else NOT_AN_XRAY
+            reason = f"its DICOM header says {image.not_frontal}"
+            return Verdict(False, "header", reason, 0.0, headline)
         t = self.thresholds
         gray = trim_frame(image.gray)  # judge the X-ray the model will see, not its frame
         h, w = gray.shape
@@ -252,16 +266,17 @@ class Gate:
         if stats[3] - stats[2] < t["range_min"]:
             return Verdict(False, "contrast", "its grey levels span too narrow a range", 0.0)
         white = float(np.count_nonzero(g_stats[0] >= WHITE_LEVEL)) / g_stats[0].size
-        if white > t["white_max"]:
+        probs, distance = self.detector(gray, g_stats)
+        score = float(probs[0])
+        if white > t["white_max"]:  # a chest X-ray exported too bright, or a white page
             return Verdict(
                 False,
                 "clipped",
                 f"{white:.0%} of it is clipped to white, where the model sees nothing "
                 "(over-exposed, or exported too bright)",
-                0.0,
+                score,
+                UNJUDGEABLE if score >= t["p_min"] else NOT_AN_XRAY,
             )
-        probs, distance = self.detector(gray, g_stats)
-        score = float(probs[0])
         if score >= t["p_min"] and distance <= t["distance_max"]:
             return Verdict(True, "ok", "", score)
         best = int(np.argmax(probs[1:])) + 1

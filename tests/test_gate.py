@@ -15,7 +15,7 @@ from chestx import imaging, negatives
 from chestx.cli import main
 from chestx.config import DEFAULT_MODEL_DIR
 from chestx.errors import ModelError, NotAChestXrayError
-from chestx.gate import WHITE_MAX, Gate, copy_gate
+from chestx.gate import NOT_AN_XRAY, UNJUDGEABLE, WHITE_MAX, Gate, copy_gate
 from chestx.modeldir import GATE_FILE, load_card, write_card
 
 
@@ -96,6 +96,10 @@ def test_a_dicom_header_that_says_not_frontal_is_refused(gate, xray_bytes, eleme
     verdict = gate.verdict(imaging.decode(make_dicom(gray, **elements)))
     assert not verdict.accepted and verdict.check == "header"
     assert verdict.reason.startswith(f"its DICOM header says {said}")
+    # A For Processing image is a chest X-ray the model cannot judge as sent, the rest not one.
+    headline = UNJUDGEABLE if said == "a For Processing image" else NOT_AN_XRAY
+    assert verdict.headline == headline
+    assert str(NotAChestXrayError(verdict)).startswith(f"{headline}: its DICOM header says")
     for frontal in (
         {"ViewPosition": "PA", "PresentationIntentType": "FOR PRESENTATION"},
         {"ViewPosition": "AP", "Modality": "CR"},
@@ -119,6 +123,10 @@ def test_an_xray_clipped_white_is_refused(gate, xray_bytes):
     assert not refused.accepted and refused.check == "clipped"
     assert re.fullmatch(r"\d+% of it is clipped to white, .*", refused.reason)
     assert int(refused.reason.split("%")[0]) > 100 * WHITE_MAX
+    # It is a chest X-ray, one the model cannot judge: the refusal says so, not "not one".
+    assert refused.headline == UNJUDGEABLE
+    message = str(NotAChestXrayError(refused))
+    assert message.startswith("a chest X-ray the model cannot judge: ") and "clipped" in message
 
 
 def test_colour_thumbnail_only_for_colour_files(xray_bytes):

@@ -151,8 +151,9 @@ def openapi_spec() -> dict:
                         "413": err("Body over the upload limit, or more pixels than allowed"),
                         "415": err("Not an image format chestx reads"),
                         "422": err(
-                            "Not a frontal chest X-ray (reason not_a_chest_xray): the "
-                            "input gate refused it, and no probability is given"
+                            "Not a frontal chest X-ray, or one the model cannot judge as "
+                            "sent (reason not_a_chest_xray): the input gate refused it, and "
+                            "no probability is given"
                         ),
                         "503": err("Model not loaded yet, or overloaded"),
                     },

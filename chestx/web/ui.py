@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from chestx.errors import NotAChestXrayError
+from chestx.gate import UNJUDGEABLE
 from chestx.web.errors import image_error_reason, note_reason
 from chestx.web.service import input_png_base64, upload_png_base64
 from chestx.web.uploads import NOTICE, classify_upload, read_upload, service
@@ -124,6 +125,7 @@ def classify():
         html = render_template(
             "refused.html",
             reason=exc.verdict.reason,
+            unjudgeable=exc.verdict.headline == UNJUDGEABLE,
             upload_png=upload_png_base64(data, svc.display_size),
             **page_context(),
         )

@@ -156,6 +156,34 @@ def test_document_upload_shows_the_refusal_panel(browser, live_server, tmp_path)
     assert not errors, errors
 
 
+def test_clipped_xray_is_refused_as_one_that_cannot_be_judged(
+    browser, live_server, xray_dir, tmp_path
+):
+    """app.js words the gate's other headline: a chest X-ray exported too bright is one the
+    model cannot judge as sent, not "not a frontal chest X-ray"."""
+    import cv2
+    import numpy as np
+
+    gray = cv2.imread(str(xray_dir / "NORMAL" / sorted(os.listdir(xray_dir / "NORMAL"))[0]), 0)
+    path = tmp_path / "bright.png"
+    cv2.imwrite(str(path), np.clip(gray * 2.0, 0, 255).astype(np.uint8))
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.set_default_timeout(DEADLINE_MS)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(live_server.url + "/")
+    page.set_input_files("#image", str(path))
+    page.wait_for_selector("#preview:not([hidden])")
+    page.click("#submit")
+    panel = page.wait_for_selector("#refusal")
+    assert panel.inner_text().startswith("No result")
+    text = page.inner_text("#result")
+    assert "This chest X-ray cannot be judged as it is: " in text
+    assert "clipped to white" in text and "so no result is given" in text
+    assert "frontal chest X-ray:" not in text and "For Presentation" in text
+    assert not errors, errors
+
+
 def test_document_upload_without_javascript(browser, live_server, tmp_path):
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()

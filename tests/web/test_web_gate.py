@@ -7,6 +7,8 @@ import logging
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 
 from chestx import negatives
@@ -93,6 +95,26 @@ def test_ui_refusal_page_shows_the_upload_and_no_heatmap(
     assert 'id="upload" src="data:image/png;base64,' in html
     assert 'id="heatmap"' not in html and "P(pneumonia) =" not in html
     assert "Research use only" in html
+
+
+def test_a_clipped_xray_is_refused_as_one_that_cannot_be_judged(
+    gated_client, xray_bytes, make_upload
+):
+    """An X-ray exported too bright is a chest X-ray the model cannot judge, not "not one":
+    the API message and both pages say so, and the page asks for a better export."""
+    gray = cv2.imdecode(np.frombuffer(xray_bytes, np.uint8), cv2.IMREAD_GRAYSCALE)
+    bright = cv2.imencode(".png", np.clip(gray * 2.0, 0, 255).astype(np.uint8))[1].tobytes()
+    error = gated_client.post("/predict", data=make_upload(bright)).get_json()["error"]
+    assert error["code"] == 422 and error["reason"] == "not_a_chest_xray"
+    assert error["message"].startswith("a chest X-ray the model cannot judge: ")
+    assert "clipped to white" in error["message"]
+    r = gated_client.post("/", data=make_upload(bright, "bright.png"))
+    assert r.status_code == 422 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    assert "This chest X-ray cannot be judged as it is:" in html
+    assert "clipped to white" in html and "so no result is given" in html
+    assert "does not look like a frontal chest X-ray" not in html
+    assert "its For Presentation" in html  # the help asks for a better export
 
 
 def test_litert_gate_matches_tensorflow_without_importing_it(

@@ -114,15 +114,22 @@
   }
 
   // The input gate refused the upload (HTTP 422, reason not_a_chest_xray): no result, the
-  // upload shown back, and why.
+  // upload shown back, and why. The message starts with the gate's headline (chestx.gate):
+  // not what the model reads, or a chest X-ray it cannot judge as it was sent.
+  var UNJUDGEABLE = "a chest X-ray the model cannot judge: ";
   function refuse(message) {
-    var why = message.replace(/^not a chest X-ray: /, "");
+    var unjudgeable = message.indexOf(UNJUDGEABLE) === 0;
+    var why = unjudgeable ? message.slice(UNJUDGEABLE.length) :
+      message.replace(/^not a chest X-ray: /, "");
+    var headline = unjudgeable ? "this chest X-ray cannot be judged as it is" :
+      "this does not look like a frontal chest X-ray";
     result.textContent = "";
     var h = el("h2", {id: "refusal", "class": "verdict refused"}, "No result");
-    h.appendChild(el("small", {}, "this does not look like a frontal chest X-ray"));
+    h.appendChild(el("small", {}, headline));
     result.appendChild(h);
     result.appendChild(el("p", {"class": "refusal-message", role: "alert"},
-      "This does not look like a frontal chest X-ray: " + why + ", so no result is given."));
+      headline.charAt(0).toUpperCase() + headline.slice(1) + ": " + why +
+      ", so no result is given."));
     var images = el("div", {"class": "images"});
     if (previewUrl) {
       var f1 = el("figure");
@@ -131,9 +138,12 @@
       images.appendChild(f1);
     }
     var f2 = el("figure");
-    f2.appendChild(el("p", {"class": "help"}, "chestx was trained on frontal chest radiographs " +
-      "only, and checks every upload before judging it. Upload an upright, frontal chest X-ray " +
-      "with normal (not inverted) grey levels."));
+    f2.appendChild(el("p", {"class": "help"}, unjudgeable ?
+      "chestx judges a chest X-ray as a radiologist's viewer shows it, and checks every upload " +
+      "before judging it. Upload the X-ray as it is read: its For Presentation image, exported " +
+      "so the lungs show grey, not white." :
+      "chestx was trained on frontal chest radiographs only, and checks every upload before " +
+      "judging it. Upload an upright, frontal chest X-ray with normal (not inverted) grey levels."));
     images.appendChild(f2);
     result.appendChild(images);
     result.hidden = false;
