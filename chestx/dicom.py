@@ -1,7 +1,9 @@
 """DICOM Part 10 files -> grey uint8, through pydicom (imported only when a DICOM file arrives,
 so the JPEG path that training runs 5,216 times an epoch stays cheap).
 
-MONOCHROME1 is inverted so bone is always bright; the stored range is scaled by its declared
+MONOCHROME1 is inverted so bone is always bright (Photometric Interpretation decides; a
+Presentation LUT Shape is not followed, since some files carry a wrong one, and an X-ray that
+comes out inverted is refused by the input gate); the stored range is scaled by its declared
 bit depth (BitsStored, or less where the brightest pixel says so: ``pixels.stored_bits``)
 through the rescale slope/intercept, then through the file's VOI LUT or window as a viewer
 shows it, with its padding (the area outside the exposed field) black, and turned as its

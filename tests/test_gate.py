@@ -108,6 +108,22 @@ def test_a_dicom_header_that_says_not_frontal_is_refused(gate, xray_bytes, eleme
         assert gate.verdict(imaging.decode(make_dicom(gray, **frontal))).accepted, frontal
 
 
+def test_a_dicom_shown_inverted_by_its_presentation_lut_is_refused_not_diagnosed(gate, xray_bytes):
+    """chestx takes the polarity from Photometric Interpretation, not Presentation LUT Shape
+    (some files carry a wrong one). A MONOCHROME2 file whose INVERSE is right decodes with
+    dark bones, and the gate refuses it as inverted; the standard pairings are accepted."""
+    gray = imaging.decode_gray(xray_bytes)
+    inverse = make_dicom(255 - gray, PresentationLUTShape="INVERSE")
+    verdict = gate.verdict(imaging.decode(inverse))
+    assert not verdict.accepted and "inverted grey levels" in verdict.reason
+    for photometric, shape, px in (
+        ("MONOCHROME1", "INVERSE", 255 - gray),
+        ("MONOCHROME2", "IDENTITY", gray),
+    ):
+        data = make_dicom(px, photometric=photometric, PresentationLUTShape=shape)
+        assert gate.verdict(imaging.decode(data)).accepted, photometric
+
+
 def test_an_xray_clipped_white_is_refused(gate, xray_bytes):
     """An export windowed too bright clips the lungs white, where the model sees nothing:
     external-dev's X-rays clipped so scored sensitivity 0.875 (used for selection). The same
