@@ -20,7 +20,8 @@ Rules that keep training and serving consistent:
   padding and its PatientOrientation are applied as a viewer does (``chestx.dicom``).
 * Multi-frame DICOM and multi-page TIFF: the first frame is used.
 * The resize is a plain INTER_AREA resize to a square, without keeping the aspect ratio,
-  because that is how the training images were made.
+  because that is how the training images were made; a side far shorter than the model's
+  input (a thumbnail) is enlarged with a cubic kernel instead (``resize_square``).
 * Decompression bombs: the pixel count is read from the header (PNG IHDR, JPEG SOFn, BMP DIB
   header, TIFF first IFD, DICOM Rows x Columns x NumberOfFrames and the embedded JPEG/JPEG 2000
   frame header) and the file is refused before any decoder runs.
@@ -60,6 +61,7 @@ from chestx.config import (
     MID_FLOOR,
     MID_LEVELS,
     NOISE_MAX,
+    SMALL_SIDE,
 )
 from chestx.errors import CorruptImageError, UnsupportedImageError
 from chestx.imageformat import (  # the public names stay importable from chestx.imaging
@@ -293,7 +295,8 @@ def describe(image_size: int, intensity: str) -> str:
     """The preprocessing a model card records."""
     return (
         "decode -> grey uint8 (16-bit scaled by its stored bit depth) -> a frame "
-        f"trimmed -> resize to {image_size}x{image_size} (INTER_AREA) -> heavy grain smoothed "
+        f"trimmed -> resize to {image_size}x{image_size} (INTER_AREA; cubic for a side under "
+        f"{SMALL_SIDE:g} of it) -> heavy grain smoothed "
         f"-> intensity '{intensity}' (chestx.imaging.prepare)"
     )
 
@@ -396,10 +399,21 @@ def model_input(
 ) -> np.ndarray:
     """A decoded grey image -> (image_size, image_size, 1) uint8, the second half of ``prepare``:
     a frame trimmed, resized, heavy grain smoothed, its intensity normalised."""
-    gray = trim_frame(gray)
-    if gray.shape != (image_size, image_size):
-        gray = cv2.resize(gray, (image_size, image_size), interpolation=cv2.INTER_AREA)
+    gray = resize_square(trim_frame(gray), image_size)
     return normalise_intensity(quiet_noise(gray), intensity)[..., np.newaxis]
+
+
+def resize_square(gray: np.ndarray, size: int) -> np.ndarray:
+    """``gray`` resized to size x size: by area (averaging, no aliasing), except that a side
+    shorter than ``SMALL_SIDE`` x size is enlarged with a cubic kernel, where area would repeat
+    pixels in blocks. Each axis takes its own kernel (a small strip of a tall image)."""
+    if gray.shape == (size, size):
+        return gray
+    h, w = gray.shape
+    kx, ky = (cv2.INTER_CUBIC if n < SMALL_SIDE * size else cv2.INTER_AREA for n in (w, h))
+    if kx != ky:
+        gray = cv2.resize(gray, (size, h), interpolation=kx)
+    return cv2.resize(gray, (size, size), interpolation=ky)
 
 
 def read_file(path: str | Path, **kwargs) -> np.ndarray:
