@@ -275,8 +275,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument(
         "--robustness",
         action="store_true",
-        help="also score graded corruptions (gamma, contrast, blur, noise, JPEG, "
-        "rotation, crop, zoom-out): ROC AUC and specificity per level",
+        help="also score graded corruptions (gamma, contrast, exposure, blur, noise, JPEG, "
+        "rotation, crop, zoom-out, white frame, low resolution): ROC AUC and specificity "
+        "per level",
     )
     p.set_defaults(handler=_run_evaluate)
 

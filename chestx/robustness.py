@@ -1,10 +1,11 @@
 """Graded corruptions of labelled X-rays: how a model's ranking and specificity hold up.
 
 Each corruption imitates something another scanner, exposure or technician does to an image
-(exposure curve, contrast, overall brightness, focus, noise, compression, positioning, framing)
-and is applied to the decoded grey X-ray *before* chestx's own resizing and intensity
-normalisation, as a different acquisition would be. A model that leans on one collection's look
-loses ROC AUC or specificity quickly here; it is a data-free guide to how it will travel.
+(exposure curve, contrast, overall brightness, focus, noise, compression, positioning, framing,
+resolution) and is applied to the decoded grey X-ray *before* chestx's own resizing and
+intensity normalisation, as a different acquisition would be. A model that leans on one
+collection's look loses ROC AUC or specificity quickly here; it is a data-free guide to how it
+will travel.
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ def _frame(img, fraction):
     return _shrink_and_pad(img, fraction, 255)
 
 
+def _low_resolution(img, side):
+    """A thumbnail or a small export: the longest side shrunk to ``side`` px (by area), left
+    at that size for chestx's own resize to enlarge."""
+    scale = side / max(img.shape)
+    if scale >= 1:
+        return img
+    return cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 def _shrink_and_pad(img, fraction, value):
     h, w = img.shape
     dy, dx = round(h * fraction), round(w * fraction)
@@ -103,6 +113,7 @@ CORRUPTIONS: dict[str, tuple[Callable, tuple[float, ...], str]] = {
     "crop": (_crop, (0.05, 0.10, 0.15), "fraction cut per side"),
     "zoom_out": (_zoom_out, (0.05, 0.10, 0.15), "fraction padded per side"),
     "frame": (_frame, (0.05, 0.10, 0.15), "fraction framed in white per side"),
+    "resolution": (_low_resolution, (128, 96, 64), "longest side, px (a thumbnail)"),
 }
 
 
@@ -187,10 +198,13 @@ def plot(rows: list[dict], path) -> None:
 
     clean = next(r for r in rows if r["corruption"] == "none")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for name in dict.fromkeys(r["corruption"] for r in rows if r["corruption"] != "none"):
+    names = dict.fromkeys(r["corruption"] for r in rows if r["corruption"] != "none")
+    for i, name in enumerate(names):
         sel = [clean] + [r for r in rows if r["corruption"] == name]
+        # matplotlib has 10 colours: the corruptions after them are dashed
+        style = {"marker": "o", "label": name, "linestyle": "-" if i < 10 else "--"}
         for ax, key in zip(axes, ("roc_auc", "specificity"), strict=True):
-            ax.plot([r["level"] for r in sel], [r[key] for r in sel], marker="o", label=name)
+            ax.plot([r["level"] for r in sel], [r[key] for r in sel], **style)
     for ax, title in zip(axes, ("ROC AUC", "specificity at the stored threshold"), strict=True):
         ax.set_xticks([0, 1, 2, 3], ["clean", "1", "2", "3"])
         ax.set_xlabel("corruption level")
