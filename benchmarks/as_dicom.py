@@ -14,8 +14,10 @@ Both burn a lead marker's letter in at 4095, above the window. ``--mirror`` stor
 mirrored, with the PatientOrientation that says so (``R\\F``; otherwise ``L\\F``).
 ``--monochrome1`` stores it inverted (bone dark), as CR plates often do. ``--pad P`` widens it
 by P % of its width on each side with padding, as a plate outside its exposed field: 65535 in
-MONOCHROME1, 0 in MONOCHROME2, named by PixelPaddingValue. BitsStored is always 16, as many
-detectors write it; each file's PatientID is its class and file name.
+MONOCHROME1, 0 in MONOCHROME2, named by PixelPaddingValue. ``--modality-lut`` stores raw
+values linear in dose (up to 16383) with the Modality LUT Sequence that turns them into those
+values (a log curve, as a detector's table). BitsStored is always 16, as many detectors write
+it; each file's PatientID is its class and file name.
 """
 
 from __future__ import annotations
@@ -33,6 +35,21 @@ from pydicom.uid import (
 )
 
 WINDOWS = {"linear": (2000.5, 1601.0, "LINEAR"), "sigmoid": (2048.0, 1200.0, "SIGMOID")}
+LUT_TOP, LUT_KNEE = 16383, 256.0  # raw values linear in dose, and the log curve's knee
+
+
+def modality_lut(values: np.ndarray, top: int):
+    """(raw values linear in dose that the table maps to ``values``, the Modality LUT Sequence
+    item: LUT_TOP + 1 entries, log-shaped, onto 0..top)."""
+    from pydicom.dataset import Dataset
+
+    scale = np.log1p(LUT_TOP / LUT_KNEE)
+    table = np.rint(top * np.log1p(np.arange(LUT_TOP + 1) / LUT_KNEE) / scale)
+    raw = np.rint(LUT_KNEE * np.expm1(values.astype(np.float64) / top * scale))
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [LUT_TOP + 1, 0, 16])
+    item.add_new("LUTData", "US", table.astype(int).tolist())
+    return np.clip(raw, 0, LUT_TOP).astype(np.uint16), item
 
 
 def stored(gray: np.ndarray, bits: int, window: str) -> np.ndarray:
@@ -61,10 +78,14 @@ def write(
     mirror: bool,
     monochrome1: bool,
     pad: float,
+    lut: bool = False,
 ) -> None:
     """``raw`` (MONOCHROME2, values up to ``top``) as a DX file, as the options say."""
     if monochrome1:
         raw = top - raw
+    item = None
+    if lut:
+        raw, item = modality_lut(raw, top)
     if mirror:
         raw = raw[:, ::-1]
     if pad:
@@ -92,6 +113,8 @@ def write(
         ds.WindowWidth, ds.VOILUTFunction = width, function
     if pad:
         ds.PixelPaddingValue = 65535 if monochrome1 else 0
+    if item is not None:
+        ds.ModalityLUTSequence = [item]
     ds.PixelData = np.ascontiguousarray(raw).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
@@ -114,6 +137,9 @@ def main() -> None:
     parser.add_argument(
         "--pad", type=float, default=0.0, metavar="P", help="padding, %% of the width a side"
     )
+    parser.add_argument(
+        "--modality-lut", action="store_true", help="raw values and a Modality LUT Sequence"
+    )
     args = parser.parse_args()
     if args.out.exists():
         parser.error(f"{args.out} exists")
@@ -135,6 +161,7 @@ def main() -> None:
                 mirror=args.mirror,
                 monochrome1=args.monochrome1,
                 pad=args.pad,
+                lut=args.modality_lut,
             )
             count += 1
     print(f"wrote {count} DICOM files to {args.out}")

@@ -5,7 +5,7 @@ MONOCHROME1 is inverted so bone is always bright (Photometric Interpretation dec
 Presentation LUT Shape is not followed, since some files carry a wrong one, and an X-ray that
 comes out inverted is refused by the input gate); the stored range is scaled by its declared
 bit depth (BitsStored, or less where the brightest pixel says so: ``pixels.stored_bits``)
-through the rescale slope/intercept, then through the file's VOI LUT or window as a viewer
+through its Modality LUT or rescale slope/intercept, then through its VOI LUT or window as a viewer
 shows it, with its padding (the area outside the exposed field) black, and turned as its
 PatientOrientation says to the way chest X-rays are read; the first frame of a multi-frame
 file is used. Rows x Columns x NumberOfFrames and the embedded JPEG/JPEG 2000 frame header are
@@ -304,16 +304,10 @@ def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
         else:  # 12-bit values under a BitsStored of 16 are common: judged as a PNG's are
             brightest = int(arr.max() if padding is None else arr[~padding].max())
             lo, hi = 0, 2 ** min(bits, stored_bits(brightest)) - 1
-        # Rescale to output units, and map the declared stored range the same way: the result
-        # is scaled by bit depth, and a negative slope inverts as it should.
-        slope = _dicom_float(ds, "RescaleSlope", 1.0)
-        intercept = _dicom_float(ds, "RescaleIntercept", 0.0)
-        if slope == 0:
-            raise CorruptImageError("the DICOM file has a rescale slope of 0")
-        lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+        modality, lo, hi = _modality_lut(ds, lo, hi)
 
         def to_gray(stored: np.ndarray) -> np.ndarray:
-            values, shown_lo, shown_hi = _apply_voi(stored * slope + intercept, ds, lo, hi)
+            values, shown_lo, shown_hi = _apply_voi(modality(stored), ds, lo, hi)
             gray = scale_to_uint8(values, shown_lo, shown_hi)
             return 255 - gray if photometric == "MONOCHROME1" else gray
 
@@ -325,6 +319,30 @@ def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
         gray = cv2.cvtColor(arr.astype(np.float32), cv2.COLOR_RGB2GRAY)
         return scale_to_uint8(gray, 0, 2**bits - 1)
     raise UnsupportedImageError(f"DICOM images in {photometric} are not supported")
+
+
+def _modality_lut(ds, lo: float, hi: float):
+    """The file's modality transform (stored values -> output units) and the range it maps the
+    stored range lo..hi onto: its Modality LUT Sequence where it has one (a table, through
+    pydicom), else its rescale slope and intercept. The result is scaled by that range, and a
+    negative slope or a falling table inverts as it should."""
+    if ds.get("ModalityLUTSequence"):
+        from pydicom.pixels import apply_modality_lut
+
+        def modality(stored: np.ndarray) -> np.ndarray:
+            return apply_modality_lut(np.rint(stored).astype(np.int64), ds).astype(np.float32)
+
+        try:  # the table over the whole stored range: at most 65,536 entries
+            table = modality(np.arange(lo, hi + 1, dtype=np.float32))
+        except Exception as exc:  # pydicom's ValueError, AttributeError, ... on a bad table
+            raise CorruptImageError("the DICOM file has an unreadable Modality LUT") from exc
+        return modality, float(table.min()), float(table.max())
+    slope = _dicom_float(ds, "RescaleSlope", 1.0)
+    intercept = _dicom_float(ds, "RescaleIntercept", 0.0)
+    if slope == 0:
+        raise CorruptImageError("the DICOM file has a rescale slope of 0")
+    lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+    return (lambda stored: stored * slope + intercept), lo, hi
 
 
 def _padding(arr: np.ndarray, ds) -> np.ndarray | None:

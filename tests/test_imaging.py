@@ -779,6 +779,46 @@ def test_dicom_voi_lut_is_applied_before_its_window():
     assert np.abs(decode_gray(data).astype(int) - img)[4:, 4:].max() <= 1
 
 
+def _log_lut(first: int = 0) -> tuple[np.ndarray, object]:
+    """A Modality LUT Sequence item that maps 4,096 raw values (from ``first``), linear in dose,
+    onto 12-bit log values, as a detector's table does, and the raw values that it shows as
+    ``gradient()`` (MONOCHROME2, over the whole 12-bit output)."""
+    from pydicom.dataset import Dataset
+
+    k = 64.0  # the curve's knee, in raw values
+    table = np.rint(4095 * np.log1p(np.arange(4096) / k) / np.log1p(4095 / k)).astype(int)
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [4096, first, 16])
+    item.add_new("LUTData", "US", table.tolist())
+    wanted = gradient().astype(np.float64) * 4095 / 255  # the 12-bit values to show
+    raw = np.rint(k * np.expm1(wanted / 4095 * np.log1p(4095 / k))).astype(np.uint16) + first
+    return raw, item
+
+
+@pytest.mark.parametrize("first", [0, 100])
+def test_dicom_modality_lut_is_applied(first):
+    """A Modality LUT Sequence (here a log curve over raw values linear in dose) takes the place
+    of the rescale: without it the picture is the raw values, dark and crushed."""
+    raw, item = _log_lut(first)
+    out = decode_gray(
+        make_dicom(raw, bits_stored=12 if first == 0 else 13, ModalityLUTSequence=[item])
+    )
+    assert np.abs(out.astype(int) - gradient()).max() <= 2
+    # MONOCHROME1 through the same table: inverted after it, so bone is still bright
+    mono1 = decode_gray(
+        make_dicom(raw, bits_stored=13, photometric="MONOCHROME1", ModalityLUTSequence=[item])
+    )
+    assert np.abs(mono1.astype(int) - (255 - gradient())).max() <= 2
+
+
+def test_dicom_unreadable_modality_lut_is_a_corrupt_image():
+    _, item = _log_lut()
+    item.LUTData = item.LUTData[:10]  # fewer entries than the descriptor says
+    data = make_dicom(np.zeros((8, 8), np.uint16), bits_stored=12, ModalityLUTSequence=[item])
+    with pytest.raises(CorruptImageError, match="Modality LUT"):
+        decode_gray(data)
+
+
 @pytest.mark.parametrize(
     "window",
     [{"WindowCenter": 2000, "WindowWidth": 0}, {"WindowCenter": 9000, "WindowWidth": 100}],
