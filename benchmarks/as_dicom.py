@@ -16,8 +16,11 @@ mirrored, with the PatientOrientation that says so (``R\\F``; otherwise ``L\\F``
 by P % of its width on each side with padding, as a plate outside its exposed field: 65535 in
 MONOCHROME1, 0 in MONOCHROME2, named by PixelPaddingValue. ``--modality-lut`` stores raw
 values linear in dose (up to 16383) with the Modality LUT Sequence that turns them into those
-values (a log curve, as a detector's table). BitsStored is always 16, as many detectors write
-it; each file's PatientID is its class and file name.
+values (a log curve, as a detector's table). ``--shutter P`` surrounds it with a border of
+P % of its width a side, left bright as a collimated-off area is (0.95 of the top grey outside,
+darkened by scatter to 0.7 at the field's edge, with grain), and names the X-ray's edges in a
+RECTANGULAR display shutter. BitsStored is always 16, as many detectors
+write it; each file's PatientID is its class and file name.
 """
 
 from __future__ import annotations
@@ -79,8 +82,23 @@ def write(
     monochrome1: bool,
     pad: float,
     lut: bool = False,
+    shutter: float = 0.0,
 ) -> None:
     """``raw`` (MONOCHROME2, values up to ``top``) as a DX file, as the options say."""
+    h, w = raw.shape
+    margin = round(w * shutter / 100)
+    if margin:  # the collimated-off border, left bright (unexposed): scatter darkens it
+        # towards the exposed field (0.7 of the top there, 0.95 at the outer edge), with grain
+        rng = np.random.default_rng(raw.size)
+        yy, xx = np.mgrid[: h + 2 * margin, : w + 2 * margin]
+        depth = np.maximum(
+            np.maximum(margin - yy, yy - (margin + h - 1)),
+            np.maximum(margin - xx, xx - (margin + w - 1)),
+        )
+        border = top * (0.7 + 0.25 * np.clip(depth / margin, 0, 1))
+        border += rng.normal(0, 0.01 * top, border.shape)
+        border[margin : margin + h, margin : margin + w] = raw
+        raw = np.clip(np.rint(border), 0, top).astype(np.uint16)
     if monochrome1:
         raw = top - raw
     item = None
@@ -88,6 +106,7 @@ def write(
         raw, item = modality_lut(raw, top)
     if mirror:
         raw = raw[:, ::-1]
+    side = 0
     if pad:
         side = round(raw.shape[1] * pad / 100)
         padding = 65535 if monochrome1 else 0
@@ -115,6 +134,12 @@ def write(
         ds.PixelPaddingValue = 65535 if monochrome1 else 0
     if item is not None:
         ds.ModalityLUTSequence = [item]
+    if margin:  # 1-based, inclusive edges of the X-ray
+        ds.ShutterShape = "RECTANGULAR"
+        ds.ShutterLeftVerticalEdge = side + margin + 1
+        ds.ShutterRightVerticalEdge = side + margin + w
+        ds.ShutterUpperHorizontalEdge = margin + 1
+        ds.ShutterLowerHorizontalEdge = margin + h
     ds.PixelData = np.ascontiguousarray(raw).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
@@ -140,6 +165,13 @@ def main() -> None:
     parser.add_argument(
         "--modality-lut", action="store_true", help="raw values and a Modality LUT Sequence"
     )
+    parser.add_argument(
+        "--shutter",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="a bright collimated-off border, %% of the width a side, behind a display shutter",
+    )
     args = parser.parse_args()
     if args.out.exists():
         parser.error(f"{args.out} exists")
@@ -162,6 +194,7 @@ def main() -> None:
                 monochrome1=args.monochrome1,
                 pad=args.pad,
                 lut=args.modality_lut,
+                shutter=args.shutter,
             )
             count += 1
     print(f"wrote {count} DICOM files to {args.out}")

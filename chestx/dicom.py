@@ -5,18 +5,19 @@ MONOCHROME1 is inverted so bone is always bright (Photometric Interpretation dec
 Presentation LUT Shape is not followed, since some files carry a wrong one, and an X-ray that
 comes out inverted is refused by the input gate); the stored range is scaled by its declared
 bit depth (BitsStored, or less where the brightest pixel says so: ``pixels.stored_bits``)
-through its Modality LUT or rescale slope/intercept, then through its VOI LUT or window as a viewer
-shows it, with its padding (the area outside the exposed field) black, and turned as its
-PatientOrientation says to the way chest X-rays are read; the first frame of a multi-frame
-file is used. Rows x Columns x NumberOfFrames and the embedded JPEG/JPEG 2000 frame header are
-checked against the pixel limit before the pixels are decoded. What the header says the image
-is (another modality, a lateral view, a For Processing image) travels with it for the input
-gate (``not_frontal``).
+through its Modality LUT or rescale slope/intercept, then through its VOI LUT or window as a
+viewer shows it, with its padding and its display shutter (the area outside the exposed field)
+black, and turned as its PatientOrientation says to the way chest X-rays are read; the first
+frame of a multi-frame file is used. Rows x Columns x NumberOfFrames and the embedded
+JPEG/JPEG 2000 frame header are checked against the pixel limit before the pixels are decoded.
+What the header says the image is (another modality, a lateral view, a For Processing image)
+travels with it for the input gate (``not_frontal``).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ import numpy as np
 from chestx.errors import CorruptImageError, ImageTooLargeError, UnsupportedImageError
 from chestx.imageformat import ImageHeader, check_pixels, jpeg_size
 from chestx.pixels import Decoded, colour_thumb, scale_to_uint8, stored_bits
+
+log = logging.getLogger(__name__)
 
 
 def load_pydicom() -> ModuleType:
@@ -299,10 +302,12 @@ def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
         if arr.ndim != 2:
             raise CorruptImageError(f"the {photometric} DICOM image has {arr.shape[2]} samples")
         padding = _padding(arr, ds)
+        shutter = _shutter(ds, arr.shape)
+        hidden = padding if shutter is None else shutter if padding is None else padding | shutter
         if int(ds.get("PixelRepresentation") or 0) == 1:
             lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         else:  # 12-bit values under a BitsStored of 16 are common: judged as a PNG's are
-            brightest = int(arr.max() if padding is None else arr[~padding].max())
+            brightest = int(arr.max() if hidden is None or hidden.all() else arr[~hidden].max())
             lo, hi = 0, 2 ** min(bits, stored_bits(brightest)) - 1
         modality, lo, hi = _modality_lut(ds, lo, hi)
 
@@ -314,6 +319,8 @@ def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
         gray = _per_level(arr, to_gray)
         if padding is not None:
             gray[padding] = 0
+        if shutter is not None:
+            gray[shutter] = _shutter_grey(ds)
         return gray
     if arr.ndim == 3 and arr.shape[2] == 3:  # RGB; pydicom has already converted YBR to RGB
         gray = cv2.cvtColor(arr.astype(np.float32), cv2.COLOR_RGB2GRAY)
@@ -343,6 +350,49 @@ def _modality_lut(ds, lo: float, hi: float):
         raise CorruptImageError("the DICOM file has a rescale slope of 0")
     lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
     return (lambda stored: stored * slope + intercept), lo, hi
+
+
+def _shutter(ds, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Where the file's display shutter hides the image (PS3.3 C.7.6.11: RECTANGULAR, CIRCULAR
+    and POLYGONAL, combined as the header lists them): the collimated-off area outside the
+    exposed field, which a detector can leave bright and a viewer paints over. None when the
+    header names none of them, or one that hides nothing or everything; a shutter that cannot
+    be read is left out, as a viewer would (a BITMAP shutter lives in an overlay: left too)."""
+    shapes = ds.get("ShutterShape")
+    if not shapes:
+        return None
+    h, w = shape[:2]
+    inside = np.full((h, w), 255, np.uint8)
+    listed = [shapes] if isinstance(shapes, str) else list(shapes)  # one value, or several
+    for name in (str(v).strip().upper() for v in listed):
+        keep = np.zeros((h, w), np.uint8)
+        try:
+            if name == "RECTANGULAR":  # 1-based, inclusive edges
+                left, right = int(ds.ShutterLeftVerticalEdge), int(ds.ShutterRightVerticalEdge)
+                top, bottom = int(ds.ShutterUpperHorizontalEdge), int(ds.ShutterLowerHorizontalEdge)
+                keep[max(top - 1, 0) : max(bottom, 0), max(left - 1, 0) : max(right, 0)] = 255
+            elif name == "CIRCULAR":  # centre as row\column, 1-based
+                row, col = (int(v) for v in ds.CenterOfCircularShutter)
+                cv2.circle(keep, (col - 1, row - 1), int(ds.RadiusOfCircularShutter), 255, -1)
+            elif name == "POLYGONAL":  # vertices as row\column pairs, 1-based
+                v = [int(x) for x in ds.VerticesOfThePolygonalShutter]
+                points = np.array(list(zip(v[1::2], v[0::2], strict=True)), np.int32) - 1
+                cv2.fillPoly(keep, [points], 255)
+            else:
+                continue
+        except (AttributeError, TypeError, ValueError, cv2.error):
+            log.warning("ignoring an unreadable %s display shutter", name)
+            continue
+        inside &= keep
+    hidden = inside == 0
+    return hidden if hidden.any() and not hidden.all() else None
+
+
+def _shutter_grey(ds) -> int:
+    """The grey a viewer paints the shutter with: ShutterPresentationValue (a P-value, 16
+    bits), else black."""
+    value = ds.get("ShutterPresentationValue")
+    return 0 if value is None else round(min(max(int(value), 0), 65535) * 255 / 65535)
 
 
 def _padding(arr: np.ndarray, ds) -> np.ndarray | None:

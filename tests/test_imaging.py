@@ -1155,3 +1155,67 @@ def test_each_axis_takes_its_own_kernel(xrays_224):
     area = cv2.resize(strip, (224, 224), interpolation=cv2.INTER_AREA)
     assert out.shape == (224, 224)
     assert _blocks(out) < _blocks(gray) + 0.05 < _blocks(area)
+
+
+def _shuttered(img: np.ndarray, margin: int, level: int = 65535) -> np.ndarray:
+    """A 12-bit X-ray (img x 16) in a collimated-off border left bright, with scatter, at
+    ``level``: what a display shutter hides."""
+    rng = np.random.default_rng(0)
+    h, w = img.shape
+    out = rng.normal(level * 0.9, level * 0.02, (h + 2 * margin, w + 2 * margin))
+    out = np.clip(out, 0, 65535).astype(np.uint16)
+    out[margin : margin + h, margin : margin + w] = img.astype(np.uint16) * 16
+    return out
+
+
+def test_dicom_rectangular_shutter_is_black_and_not_counted_in_the_bit_depth():
+    """A detector can leave the area its collimator shut off bright (here near 65535 above a
+    12-bit X-ray); a viewer paints the display shutter black over it, and so does chestx.
+    Without it, the border read as a white frame and the X-ray as 16-bit, nearly black."""
+    img = gradient(40, 60)
+    px = _shuttered(img, 10)
+    edges = {
+        "ShutterShape": "RECTANGULAR",
+        "ShutterLeftVerticalEdge": 11,
+        "ShutterRightVerticalEdge": 70,
+        "ShutterUpperHorizontalEdge": 11,
+        "ShutterLowerHorizontalEdge": 50,
+    }
+    out = decode_gray(make_dicom(px, bits_stored=16, **edges))
+    inside = np.zeros(out.shape, bool)
+    inside[10:50, 10:70] = True
+    assert (out[~inside] == 0).all()
+    assert np.abs(out[inside].reshape(40, 60).astype(int) - img).max() <= 1
+    white = decode_gray(make_dicom(px, bits_stored=16, ShutterPresentationValue=65535, **edges))
+    assert (white[~inside] == 255).all()
+
+
+def test_dicom_circular_and_polygonal_shutters_are_combined():
+    img = np.full((64, 64), 200, np.uint8)
+    px = img.astype(np.uint16) * 16
+    circle = {"CenterOfCircularShutter": [33, 33], "RadiusOfCircularShutter": 20}
+    out = decode_gray(make_dicom(px, bits_stored=12, ShutterShape="CIRCULAR", **circle))
+    assert out[32, 32] > 150 and out[32, 50] > 150 and out[0, 0] == 0 and out[32, 2] == 0
+    triangle = {"VerticesOfThePolygonalShutter": [1, 1, 64, 1, 64, 64]}  # row, column pairs
+    both = decode_gray(
+        make_dicom(px, bits_stored=12, ShutterShape=["CIRCULAR", "POLYGONAL"], **circle, **triangle)
+    )
+    assert both[40, 25] > 150  # inside both
+    assert both[25, 40] == 0  # inside the circle, above the triangle's diagonal
+    assert both[63, 1] == 0  # inside the triangle, outside the circle
+
+
+@pytest.mark.parametrize(
+    "shutter",
+    [
+        {"ShutterShape": "BITMAP"},  # drawn by an overlay plane: not read
+        {"ShutterShape": "RECTANGULAR", "ShutterLeftVerticalEdge": 3},  # edges missing
+        {"ShutterShape": "CIRCULAR", "CenterOfCircularShutter": [5], "RadiusOfCircularShutter": 3},
+    ],
+    ids=["bitmap", "missing-edges", "bad-centre"],
+)
+def test_dicom_shutter_that_cannot_be_read_is_left_out(shutter):
+    plain = decode_gray(make_dicom(DICOM_12BIT, bits_stored=12))
+    np.testing.assert_array_equal(
+        decode_gray(make_dicom(DICOM_12BIT, bits_stored=12, **shutter)), plain
+    )
