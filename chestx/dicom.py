@@ -303,7 +303,8 @@ def _dicom_to_gray(arr: np.ndarray, ds) -> np.ndarray:
             raise CorruptImageError(f"the {photometric} DICOM image has {arr.shape[2]} samples")
         padding = _padding(arr, ds)
         shutter = _shutter(ds, arr.shape)
-        hidden = padding if shutter is None else shutter if padding is None else padding | shutter
+        masks = [m for m in (padding, shutter) if m is not None]
+        hidden = np.logical_or.reduce(masks) if masks else None  # not X-ray: not its bits
         if int(ds.get("PixelRepresentation") or 0) == 1:
             lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         else:  # 12-bit values under a BitsStored of 16 are common: judged as a PNG's are

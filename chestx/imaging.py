@@ -16,8 +16,9 @@ Rules that keep training and serving consistent:
   luma, which is the same thing and twice as fast. Alpha is composited over black: a transparent
   pixel carries no X-ray signal, and black is what "no signal" looks like on a radiograph.
   A JPEG's EXIF orientation is honoured (OpenCV applies it when decoding to grey).
-* DICOM: MONOCHROME1 is inverted so bone is always bright; the file's VOI LUT or window, its
-  padding and its PatientOrientation are applied as a viewer does (``chestx.dicom``).
+* DICOM: MONOCHROME1 is inverted so bone is always bright; the file's Modality LUT, VOI LUT
+  or window, padding, display shutter and PatientOrientation are applied as a viewer does
+  (``chestx.dicom``).
 * Multi-frame DICOM and multi-page TIFF: the first frame is used.
 * The resize is a plain INTER_AREA resize to a square, without keeping the aspect ratio,
   because that is how the training images were made; a side far shorter than the model's
