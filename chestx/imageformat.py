@@ -155,8 +155,10 @@ def _bmp_size(data: bytes) -> tuple[int, int]:
 _TIFF_INT_TYPES = {3: "H", 4: "I", 16: "Q"}
 
 
-def _tiff_size(data: bytes) -> tuple[int, int]:
-    """ImageWidth (256) and ImageLength (257) of the first IFD, in either byte order."""
+def tiff_fields(data: bytes, wanted: tuple[int, ...]) -> dict[int, int]:
+    """The first value of each ``wanted`` integer field (SHORT, LONG or LONG8) of the first IFD,
+    in either byte order, classic TIFF or BigTIFF: {tag: value} for those present. A wanted
+    tag of another type raises ``CorruptImageError``."""
     if len(data) < 16:
         raise _truncated("tiff")
     order = "<" if data[:2] == b"II" else ">"
@@ -171,26 +173,34 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
     if ifd + count_size > len(data):
         raise _truncated("tiff")
     (entries,) = struct.unpack_from(order + count_fmt, data, ifd)
-    size: dict[int, int] = {}
+    found: dict[int, int] = {}
     pos = ifd + count_size
     for _ in range(entries):
         if pos + entry_size > len(data):
             raise _truncated("tiff")
         tag, typ, count = struct.unpack_from(order + entry_fmt, data, pos)
-        if tag in (256, 257):
+        if tag in wanted:
             if typ not in _TIFF_INT_TYPES or count < 1:
-                raise CorruptImageError("the TIFF file declares its size with a bad field type")
+                raise CorruptImageError(f"the TIFF file has a bad field type for its tag {tag}")
             value_fmt = order + _TIFF_INT_TYPES[typ]
             value_at = pos + entry_size - inline
             if struct.calcsize(value_fmt) * count > inline:  # stored elsewhere, at an offset
                 (value_at,) = struct.unpack_from(order + ("Q" if big else "I"), data, value_at)
             if value_at + struct.calcsize(value_fmt) > len(data):
                 raise _truncated("tiff")
-            (size[tag],) = struct.unpack_from(value_fmt, data, value_at)
-            if len(size) == 2:
-                return size[256], size[257]
+            (found[tag],) = struct.unpack_from(value_fmt, data, value_at)
+            if len(found) == len(wanted):
+                break
         pos += entry_size
-    raise CorruptImageError("the TIFF file does not declare its width and height")
+    return found
+
+
+def _tiff_size(data: bytes) -> tuple[int, int]:
+    """ImageWidth (256) and ImageLength (257) of the first IFD."""
+    fields = tiff_fields(data, (256, 257))
+    if len(fields) < 2:
+        raise CorruptImageError("the TIFF file does not declare its width and height")
+    return fields[256], fields[257]
 
 
 _HEADER_READERS = {"png": _png_size, "jpeg": jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size}

@@ -15,7 +15,8 @@ Rules that keep training and serving consistent:
 * Colour becomes grey with the ITU-R BT.601 weights (OpenCV's); JPEGs are decoded straight to
   luma, which is the same thing and twice as fast. Alpha is composited over black: a transparent
   pixel carries no X-ray signal, and black is what "no signal" looks like on a radiograph.
-  A JPEG's EXIF orientation is honoured (OpenCV applies it when decoding to grey).
+  A JPEG's EXIF orientation is honoured (OpenCV applies it when decoding to grey), and a grey
+  TIFF stored WhiteIsZero is inverted, as a DICOM's MONOCHROME1 is.
 * DICOM: MONOCHROME1 is inverted so bone is always bright; the file's Modality LUT, VOI LUT
   or window, padding, display shutter and PatientOrientation are applied as a viewer does
   (``chestx.dicom``).
@@ -73,6 +74,7 @@ from chestx.imageformat import (  # the public names stay importable from chestx
     check_pixels,
     raster_header,
     sniff_format,
+    tiff_fields,
 )
 from chestx.pixels import Decoded, colour_thumb, scale_to_uint8, stored_bits  # re-exported
 
@@ -130,12 +132,27 @@ def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, colour: bool = 
         img = None
     if img is None or img.size == 0:
         raise CorruptImageError(f"the {FORMAT_NAMES[fmt]} file is damaged or truncated")
+    if fmt == "tiff" and img.ndim == 2:
+        img = _white_is_zero(data, img)
     thumb = None
     if colour and fmt == "jpeg":
         thumb = _jpeg_colour_thumb(data, header)
     elif colour and img.ndim == 3 and img.shape[2] >= 3:
         thumb = colour_thumb(img[..., :3], *_stored_range(img[..., :3]))
     return Decoded(_raster_to_gray(img), thumb)
+
+
+def _white_is_zero(data: bytes, img: np.ndarray) -> np.ndarray:
+    """A grey TIFF stored WhiteIsZero (PhotometricInterpretation 0, TIFF's MONOCHROME1: a film
+    digitiser's or a CR reader's export) comes from OpenCV as stored, bone dark: inverted here
+    over its BitsPerSample, as a viewer shows it. (What OpenCV reads through libtiff's RGBA
+    interface comes back in colour, already inverted, and is not passed here.)"""
+    fields = tiff_fields(data, (258, 262))
+    if fields.get(262) != 0 or img.dtype.kind != "u":
+        return img
+    # OpenCV widens 1-bit and 4-bit samples to 8; 16-bit ones may use fewer bits (BitsPerSample)
+    top = 255 if img.itemsize == 1 else 2 ** min(fields.get(258, 16), 16) - 1
+    return (top - np.minimum(img, top)).astype(img.dtype)
 
 
 def _jpeg_colour_thumb(data: bytes, header: ImageHeader) -> np.ndarray | None:

@@ -1219,3 +1219,33 @@ def test_dicom_shutter_that_cannot_be_read_is_left_out(shutter):
     np.testing.assert_array_equal(
         decode_gray(make_dicom(DICOM_12BIT, bits_stored=12, **shutter)), plain
     )
+
+
+def _tiff(img: np.ndarray, photometric: int, **save) -> bytes:
+    """A grey TIFF written by Pillow with the given PhotometricInterpretation tag."""
+    from PIL import Image, TiffImagePlugin
+
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[262] = photometric
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="TIFF", tiffinfo=info, **save)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw", "tiff_adobe_deflate"])
+def test_tiff_stored_white_is_zero_is_shown_with_bone_bright(compression):
+    """TIFF's MONOCHROME1: a film digitiser or CR reader can store 0 as white. OpenCV hands the
+    values over as stored, so the X-ray came out inverted (and the gate refused it)."""
+    img = gradient()
+    save = {"compression": compression} if compression else {}
+    assert np.array_equal(decode_gray(_tiff(255 - img, 0, **save)), img)
+    assert np.array_equal(decode_gray(_tiff(img, 1, **save)), img)  # BlackIsZero: as stored
+    wide = gradient(dtype=np.uint16)
+    out = decode_gray(_tiff(65535 - wide, 0, **save))
+    assert np.abs(out.astype(int) - decode_gray(_tiff(wide, 1, **save))).max() <= 1
+
+
+def test_tiff_bilevel_white_is_zero():
+    img = gradient() >= 128  # True: white
+    out = decode_gray(_tiff(~img, 0))  # stored 1 = black under WhiteIsZero
+    assert np.array_equal(out, np.where(img, 255, 0).astype(np.uint8))
