@@ -147,7 +147,10 @@ def _white_is_zero(data: bytes, img: np.ndarray) -> np.ndarray:
     digitiser's or a CR reader's export) comes from OpenCV as stored, bone dark: inverted here
     over its BitsPerSample, as a viewer shows it. (What OpenCV reads through libtiff's RGBA
     interface comes back in colour, already inverted, and is not passed here.)"""
-    fields = tiff_fields(data, (258, 262))
+    try:
+        fields = tiff_fields(data, (258, 262))
+    except CorruptImageError:  # OpenCV read the pixels: a malformed tag leaves them as stored
+        return img
     if fields.get(262) != 0 or img.dtype.kind != "u":
         return img
     # OpenCV widens 1-bit and 4-bit samples to 8; 16-bit ones may use fewer bits (BitsPerSample)
