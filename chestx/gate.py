@@ -23,8 +23,9 @@ Checks, cheapest first; the first that fails names the reason:
 
 A refusal is headed ``NOT_AN_XRAY``, or ``UNJUDGEABLE`` where the image is a chest X-ray sent
 in a state the model cannot judge, which another export would mend: a For Processing ``header``,
-or ``clipped`` where the detector takes it for a chest X-ray (a white page is clipped too). The
-API message starts with it and the UI words it as a sentence.
+or ``blank``, ``contrast`` and ``clipped`` where the detector takes it for a chest X-ray (a
+faint or washed-out X-ray; a blank or white page is refused by the same checks). The API
+message starts with it and the UI words it as a sentence.
 
 Everything runs in numpy and OpenCV (no TensorFlow), so the LiteRT runtime gets the same gate.
 The weights live in ``gate.npz`` in the model directory and the thresholds, version and how
@@ -70,7 +71,8 @@ WHITE_MAX = 0.2
 WHITE_LEVEL = 254
 # What a refusal says first (the API message starts with it, the UI words it as a sentence):
 # the image is not what the model reads, or it is a chest X-ray in a state the model cannot
-# judge (clipped white, a detector's raw values), which a better export would mend.
+# judge (faint, flattened, clipped white, a detector's raw values), which a better export
+# would mend.
 NOT_AN_XRAY = "not a chest X-ray"
 UNJUDGEABLE = "a chest X-ray the model cannot judge"
 
@@ -82,7 +84,7 @@ class Verdict:
     accepted: bool
     check: str
     reason: str
-    score: float  # P(frontal chest X-ray) from the detector; 0 when a check before it refused
+    score: float  # P(frontal chest X-ray) from the detector; 0 for header, shape, colour
     headline: str = NOT_AN_XRAY  # what a refusal says first: NOT_AN_XRAY or UNJUDGEABLE
 
 
@@ -261,13 +263,20 @@ class Gate:
             )
         g_stats = _stats(gray)
         stats = g_stats[1]
-        if stats[1] < t["std_min"]:
-            return Verdict(False, "blank", "it is blank or nearly uniform", 0.0)
-        if stats[3] - stats[2] < t["range_min"]:
-            return Verdict(False, "contrast", "its grey levels span too narrow a range", 0.0)
-        white = float(np.count_nonzero(g_stats[0] >= WHITE_LEVEL)) / g_stats[0].size
         probs, distance = self.detector(gray, g_stats)
         score = float(probs[0])
+        # A faint, flattened or clipped image the detector still takes for a chest X-ray is one
+        # the model cannot judge as sent; a blank or white page is not one at all.
+        headline = UNJUDGEABLE if score >= t["p_min"] else NOT_AN_XRAY
+        if stats[1] < t["std_min"]:
+            reason = "it is blank or nearly uniform"
+            if headline == UNJUDGEABLE:
+                reason = "its grey levels are nearly uniform, too faint to read"
+            return Verdict(False, "blank", reason, score, headline)
+        if stats[3] - stats[2] < t["range_min"]:
+            reason = "its grey levels span too narrow a range"
+            return Verdict(False, "contrast", reason, score, headline)
+        white = float(np.count_nonzero(g_stats[0] >= WHITE_LEVEL)) / g_stats[0].size
         if white > t["white_max"]:  # a chest X-ray exported too bright, or a white page
             return Verdict(
                 False,
@@ -275,7 +284,7 @@ class Gate:
                 f"{white:.0%} of it is clipped to white, where the model sees nothing "
                 "(over-exposed, or exported too bright)",
                 score,
-                UNJUDGEABLE if score >= t["p_min"] else NOT_AN_XRAY,
+                headline,
             )
         if score >= t["p_min"] and distance <= t["distance_max"]:
             return Verdict(True, "ok", "", score)

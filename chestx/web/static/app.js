@@ -141,7 +141,7 @@
     f2.appendChild(el("p", {"class": "help"}, unjudgeable ?
       "chestx judges a chest X-ray as a radiologist's viewer shows it, and checks every upload " +
       "before judging it. Upload the X-ray as it is read: its For Presentation image, exported " +
-      "so the lungs show grey, not white." :
+      "so the lungs show grey, neither faint nor clipped white." :
       "chestx was trained on frontal chest radiographs only, and checks every upload before " +
       "judging it. Upload an upright, frontal chest X-ray with normal (not inverted) grey levels."));
     images.appendChild(f2);
