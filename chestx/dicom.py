@@ -340,8 +340,10 @@ def _modality_lut(ds, lo: float, hi: float):
         def modality(stored: np.ndarray) -> np.ndarray:
             return apply_modality_lut(np.rint(stored).astype(np.int64), ds).astype(np.float32)
 
-        try:  # the table over the whole stored range: at most 65,536 entries
-            table = modality(np.arange(lo, hi + 1, dtype=np.float32))
+        try:  # the table over the stored range within its own entries (at most 65,536)
+            n, first = (int(v) for v in ds.ModalityLUTSequence[0].LUTDescriptor[:2])
+            domain = np.arange(max(lo, first), min(hi, first + (n or 65536) - 1) + 1)
+            table = modality(domain if domain.size else np.array([lo, hi]))
         except Exception as exc:  # pydicom's ValueError, AttributeError, ... on a bad table
             raise CorruptImageError("the DICOM file has an unreadable Modality LUT") from exc
         return modality, float(table.min()), float(table.max())

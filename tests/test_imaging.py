@@ -811,6 +811,14 @@ def test_dicom_modality_lut_is_applied(first):
     assert np.abs(mono1.astype(int) - (255 - gradient())).max() <= 2
 
 
+def test_dicom_modality_lut_over_32_bit_values():
+    """The table is read over its own entries, not over a signed 32-bit stored range (4 G
+    values, 16 GB as a table)."""
+    raw, item = _log_lut()
+    out = decode_gray(make_dicom(raw.astype(np.int32), ModalityLUTSequence=[item]))
+    assert np.abs(out.astype(int) - gradient()).max() <= 2
+
+
 def test_dicom_unreadable_modality_lut_is_a_corrupt_image():
     _, item = _log_lut()
     item.LUTData = item.LUTData[:10]  # fewer entries than the descriptor says
