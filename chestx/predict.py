@@ -107,13 +107,8 @@ class Predictor:
     def _load_keras(self):
         import tensorflow as tf
 
-        self.model = modeldir.load_keras(self.model_dir)
-        spec = tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.float32)
-
-        @tf.function(input_signature=[spec], reduce_retracing=True)
-        def infer(images):
-            return self.model(images, training=False)
-
+        self.model = modeldir.load_keras(self.model_dir)  # kept for Grad-CAM
+        infer = constant_inference(self.model, self.image_size)
         return lambda batch: infer(tf.convert_to_tensor(batch, tf.float32)).numpy()
 
     @property
@@ -213,6 +208,32 @@ class Predictor:
     def warm_up(self) -> None:
         """Trace and run the model once so the first real request is not slow."""
         self.predict_batch(np.zeros((1, self.image_size, self.image_size, 1), np.uint8))
+
+
+def constant_inference(model, image_size: int):
+    """A ``tf.function`` that runs ``model`` on grey ``image_size`` batches for inference, with
+    its weights as constants: ``stateless_call`` on constant tensors instead of a call that
+    reads every variable. A predictor never trains, and with the weights fixed in the graph
+    TensorFlow's graph optimiser can fold the arithmetic that depends on them alone
+    (BatchNormalization's scale and shift) ahead of time. Same outputs within float rounding,
+    about a fifth more images/s on the 2-core machine (README, "Serving")."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, image_size, image_size, 1), tf.float32)
+    trainable = [v.numpy() for v in model.trainable_variables]
+    non_trainable = [v.numpy() for v in model.non_trainable_variables]
+
+    @tf.function(input_signature=[spec], reduce_retracing=True)
+    def infer(images):
+        outputs, _ = model.stateless_call(
+            [tf.constant(v) for v in trainable],
+            [tf.constant(v) for v in non_trainable],
+            images,
+            training=False,
+        )
+        return outputs
+
+    return infer
 
 
 def image_files(paths: Sequence[str | Path]) -> list[str | Path]:
