@@ -344,7 +344,7 @@ def augmenter(*, seed: int | None = None, **strengths):
     import keras
     from keras import layers
 
-    from chestx.models.layers import RandomGamma
+    from chestx.models.layers import RandomBlur, RandomGamma
 
     parts = []
     if s["flip"]:
@@ -378,11 +378,7 @@ def augmenter(*, seed: int | None = None, **strengths):
     if s["gamma"]:
         parts.append(RandomGamma(s["gamma"], seed=seed, name="random_gamma"))
     if s["blur"]:
-        parts.append(
-            layers.RandomGaussianBlur(
-                factor=(0.0, 1.0), kernel_size=5, sigma=s["blur"], value_range=(0, 255), seed=seed
-            )
-        )
+        parts.append(RandomBlur(s["blur"], seed=seed))
     if s["noise"]:
         # GaussianNoise wants a 0-1 scale
         parts += [

@@ -189,3 +189,48 @@ def test_random_gamma_survives_a_save_load_round_trip(tmp_path, images):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(images, training=False)), images
     )
+
+
+@pytest.mark.parametrize(
+    "option",
+    [o for o in config.AUGMENTATION_OPTIONS if "hi" in o.metadata and o.metadata["hi"]],
+    ids=lambda o: o.name,
+)
+def test_every_option_builds_at_its_declared_maximum(option, images):
+    """The CLI and the tuner accept any strength up to ``hi``, so the layer must take it too
+    (Keras's RandomGaussianBlur stops at sigma 1: ``--blur 1.5`` was a traceback)."""
+    aug = augmenter(**{option.name: option.metadata["hi"]}, seed=1)
+    out = keras.ops.convert_to_numpy(aug(images, training=True))
+    assert out.shape == images.shape and np.isfinite(out).all()
+
+
+def test_blur_widens_its_kernel_only_past_one_pixel():
+    from chestx.models.layers import RandomBlur
+
+    # up to sigma 1, Keras's own five taps: the shipped recipe's --blur 1.0 blurs as before
+    assert RandomBlur(0.5).kernel_size == RandomBlur(1.0).kernel_size == (5, 5)
+    assert RandomBlur(3.0).kernel_size == (13, 13)
+    assert (
+        RandomBlur.MAX_SIGMA
+        == dict((o.name, o) for o in config.AUGMENTATION_OPTIONS)["blur"].metadata["hi"]
+    )
+    layer = RandomBlur(2.5, seed=4)
+    again = RandomBlur.from_config(layer.get_config())
+    assert (again.kernel_size, again.sigma) == (layer.kernel_size, layer.sigma)
+    assert layer.kernel_size == (11, 11) and layer.sigma == (0, 2.5)
+
+
+def test_a_wide_blur_spreads_past_five_taps():
+    """A one-pixel white line, blurred at sigma 3 px: a fifth of its light lands more than two
+    pixels away, where five taps (Keras's kernel) cannot reach; at sigma 1 almost none does."""
+    from chestx.models.layers import RandomBlur
+
+    line = np.zeros((2, 48, 48, 1), np.float32)
+    line[:, :, 24] = 255.0
+
+    def far(sigma):
+        layer = RandomBlur((sigma, sigma), seed=2, factor=(1.0, 1.0))  # always, at this sigma
+        row = keras.ops.convert_to_numpy(layer(line, training=True))[0, 24, :, 0]
+        return row[np.abs(np.arange(48) - 24) > 2].sum() / row.sum()
+
+    assert far(3.0) > 0.2 and far(1.0) < 0.02
