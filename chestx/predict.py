@@ -216,7 +216,7 @@ def constant_inference(model, image_size: int):
     reads every variable. A predictor never trains, and with the weights fixed in the graph
     TensorFlow's graph optimiser can fold the arithmetic that depends on them alone
     (BatchNormalization's scale and shift) ahead of time. Same outputs within float rounding,
-    about a fifth more images/s on the 2-core machine (README, "Serving")."""
+    about a fifth more images/s on the 2-core machine (README, "Speed and memory")."""
     import tensorflow as tf
 
     spec = tf.TensorSpec((None, image_size, image_size, 1), tf.float32)
