@@ -121,6 +121,9 @@ def _strength(default, help: str, hi: float | None = None, *, tuned: bool = True
     return dataclasses.field(default=default, metadata={"help": help, "hi": hi, "tuned": tuned})
 
 
+MAX_BLUR = 10  # px: the strongest --blur, and the bound of the layer that applies it
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Strengths of each augmentation; 0 (or False) switches one off.
@@ -139,7 +142,7 @@ class Augmentation:
     brightness: float = _strength(0.15, "max brightness change, fraction of 255", 1)
     contrast: float = _strength(0.3, "max contrast factor change", 1)
     gamma: float = _strength(0.3, "max gamma change: 0.3 means gamma in [1/1.3, 1.3]", 2)
-    blur: float = _strength(1.0, "max Gaussian blur sigma, pixels", 10)
+    blur: float = _strength(1.0, "max Gaussian blur sigma, pixels", MAX_BLUR)
     noise: float = _strength(4.0, "Gaussian noise std, grey levels", 50)
     # crop and stretch came after the tuner's vocabulary was fixed (a contract): chestx train only
     crop: float = _strength(

@@ -193,7 +193,7 @@ def test_random_gamma_survives_a_save_load_round_trip(tmp_path, images):
 
 @pytest.mark.parametrize(
     "option",
-    [o for o in config.AUGMENTATION_OPTIONS if "hi" in o.metadata and o.metadata["hi"]],
+    [o for o in config.AUGMENTATION_OPTIONS if o.metadata.get("hi")],
     ids=lambda o: o.name,
 )
 def test_every_option_builds_at_its_declared_maximum(option, images):

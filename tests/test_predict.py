@@ -19,10 +19,10 @@ def _scrambled(model: keras.Model, seed: int) -> keras.Model:
     for v, w in zip(model.weights, model.get_weights(), strict=True):
         name = v.path.rsplit("/", 1)[-1]
         if name in ("moving_variance", "gamma"):
-            w = rng.uniform(0.5, 1.5, w.shape)
+            w = rng.uniform(0.5, 1.5, w.shape).astype(w.dtype)
         elif name in ("moving_mean", "beta", "bias"):
-            w = 0.1 * rng.standard_normal(w.shape)
-        weights.append(np.asarray(w, w.dtype if hasattr(w, "dtype") else "float32"))
+            w = (0.1 * rng.standard_normal(w.shape)).astype(w.dtype)
+        weights.append(w)
     model.set_weights(weights)
     return model
 

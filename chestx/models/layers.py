@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from chestx.config import MAX_BLUR
 from chestx.models.backbones import BACKBONE_PREPROCESS
 
 
@@ -95,12 +96,12 @@ class RandomGamma(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="chestx")
 class RandomBlur(keras.layers.RandomGaussianBlur):
     """Keras's ``RandomGaussianBlur`` on 0-255 images with a sigma of up to ``MAX_SIGMA`` px
-    (Keras bounds it to 1) and a kernel wide enough for it: ±2 sigma, and never narrower than
-    Keras's 5 taps, so a sigma up to 1 px blurs exactly as ``RandomGaussianBlur`` does. A
-    blurrier scanner or a soft film is what ``--blur`` above 1 imitates (the robustness
-    report's blur goes to 3 px)."""
+    (``config.MAX_BLUR``, the bound ``--blur`` and the tuner take; Keras bounds it to 1) and a
+    kernel wide enough for it: ±2 sigma, and never narrower than Keras's 5 taps, so a sigma up
+    to 1 px blurs exactly as ``RandomGaussianBlur`` does. A blurrier scanner or a soft film is
+    what ``--blur`` above 1 imitates (the robustness report's blur goes to 3 px)."""
 
-    MAX_SIGMA = 10.0
+    MAX_SIGMA = MAX_BLUR
     _FACTOR_BOUNDS = (0, MAX_SIGMA)  # the bound Keras checks ``sigma`` (and ``factor``) against
 
     def __init__(
