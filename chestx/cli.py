@@ -138,6 +138,14 @@ def _add_train(sub) -> None:
         "patient split) instead of new weights",
     )
     p.add_argument(
+        "--init-member",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="--init is an ensemble (chestx ensemble or calibrate, the shipped model too): start "
+        "from its N-th network (1 = the first of its card's ensemble.members)",
+    )
+    p.add_argument(
         "--consistency",
         type=strength(),
         default=0.0,

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -97,6 +98,34 @@ def training_commands(card: dict) -> list[str]:
     init = (training.get("init") or {}).get("commands", [])
     commands = [*init, *training.get("member_commands", []), training.get("command")]
     return [c for c in commands if c]
+
+
+def member_training_commands(card: dict, index: int) -> list[str]:
+    """The commands that made the ``index``-th member of the ensemble ``card`` describes: its own
+    last, each ``--init`` source's before it, found among the card's ``member_commands`` by their
+    ``--out``. All of ``member_commands`` if the member's own command is not recorded."""
+    training = card.get("training") or {}
+    commands = [c for c in training.get("member_commands", []) if c]
+    member = card["ensemble"]["members"][index]
+    own = (member.get("training") or {}).get("command")
+    if not own:
+        return commands
+    made = {_option(c, "--out"): c for c in commands}
+    chain = [own]
+    while (source := _option(chain[0], "--init")) in made and made[source] not in chain:
+        chain.insert(0, made[source])
+    return chain
+
+
+def _option(command: str, flag: str) -> str | None:
+    """The value of ``flag`` in a recorded command line (``--flag V`` or ``--flag=V``)."""
+    words = shlex.split(command)
+    for i, word in enumerate(words):
+        if word == flag and i + 1 < len(words):
+            return words[i + 1]
+        if word.startswith(f"{flag}="):
+            return word.split("=", 1)[1]
+    return None
 
 
 def check_card(card, where: str | Path) -> None:

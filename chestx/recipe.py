@@ -71,6 +71,10 @@ def build(cfg: TrainConfig):
 
     if cfg.init is not None:
         model = modeldir.load_keras(cfg.init)  # checked by chestx.train before --out is touched
+        if cfg.init_member is not None:  # one network of an ensemble
+            from chestx.models.ensemble import member_network
+
+            model = member_network(model, cfg.init_member - 1, name=cfg.arch)
     else:
         model = build_model(cfg.arch, cfg.image_size, **model_options(cfg))
     model = trainable(model, cfg)

@@ -69,6 +69,7 @@ class TrainConfig:
     teacher_temperature: float = 1.0  # the teacher's probabilities softened by this temperature
     ema: float | None = None  # momentum of the weights' moving average that is validated and kept
     init: Path | None = None  # a finished model directory whose network is fine-tuned
+    init_member: int | None = None  # which network of an ensemble --init (1 = its first)
     consistency: float = 0.0  # weight of the two-view consistency term (chestx.models.consistency)
     consistency_stretch: float = 0.3  # the second view's height is rescaled by up to this
     patience: int | None = 6  # EarlyStopping; ReduceLROnPlateau at a third; None: neither
@@ -111,6 +112,7 @@ def config_from_args(args) -> TrainConfig:
         teacher_temperature=args.teacher_temperature,
         ema=args.ema,
         init=Path(args.init) if args.init else None,
+        init_member=init_member(args.init, args.init_member),
         consistency=args.consistency,
         consistency_stretch=args.consistency_stretch,
         keep=args.keep,
@@ -120,6 +122,13 @@ def config_from_args(args) -> TrainConfig:
         augmentation=aug,
         weight_decay=args.weight_decay,
     )
+
+
+def init_member(init: str | None, member: int | None) -> int | None:
+    """``--init-member``, refused (one line) without an ``--init`` to pick it from."""
+    if member is not None and not init:
+        raise ChestxError("--init-member picks a network of an --init ensemble; give --init")
+    return member
 
 
 def width_options(arch: str, width: int | None, init: str | None) -> dict:
@@ -155,10 +164,11 @@ def check_init(source: Path, cfg: TrainConfig, manifest: dict) -> dict:
     card = modeldir.load_card(source)
     if modeldir.card_status(card) != modeldir.PRETRAINED:  # chestx pretrain's are for --init
         modeldir.check_finished(card, source)
+    member = None
     if card.get("ensemble"):
-        raise ModelError(
-            f"--init {source} is an ensemble; start from one of its members' directories"
-        )
+        card, member = _init_member(source, card, cfg.init_member)
+    elif cfg.init_member is not None:
+        raise ModelError(f"--init {source} is one network; --init-member picks one of an ensemble")
     for key, mine in (
         ("arch", cfg.arch),
         ("image_size", cfg.image_size),
@@ -177,12 +187,52 @@ def check_init(source: Path, cfg: TrainConfig, manifest: dict) -> dict:
             f"--init {source} was trained on another patient split; use the --data, "
             "--split-seed and --limit it was trained with (its card's training.config)"
         )
-    return {
+    entry = {
         "model": card.get("name"),
         "version": card.get("version"),
         "directory": Path(source).resolve().name,
         "commands": modeldir.training_commands(card),
     }
+    return entry if member is None else {**entry, **member}
+
+
+def _init_member(source: Path, card: dict, number: int | None) -> tuple[dict, dict]:
+    """The ensemble ``card`` as its network ``number`` (1 = the first): a card with that
+    network's architecture and intensity for ``check_init`` to check, and what ``training.init``
+    records of it (``version`` is the network's, which ``chestx ensemble --soup`` compares)."""
+    ensemble = card["ensemble"]
+    members = ensemble.get("members") or []
+    if ensemble.get("soup"):
+        raise ModelError(
+            f"--init {source} averaged its members' weights into one network (--soup); "
+            "start from one of its members' directories"
+        )
+    if number is None:
+        raise ModelError(
+            f"--init {source} is an ensemble of {len(members)} networks; "
+            f"pick one with --init-member (1 to {len(members)})"
+        )
+    if not 1 <= number <= len(members):
+        raise ModelError(
+            f"--init {source} has {len(members)} member networks; "
+            f"--init-member {number} is not one of 1 to {len(members)}"
+        )
+    entry = members[number - 1]
+    if entry.get("arch") not in ("chestnet", "cnn"):  # a transfer network's frozen layers
+        raise ModelError(  # are not recorded in an ensemble
+            f"--init-member {number} of {source} is a {entry.get('arch')} network; only chestnet "
+            "and cnn members can be fine-tuned from an ensemble (use its own directory)"
+        )
+    intensity = entry.get("intensity") or ensemble.get("members_intensity")  # older cards
+    network = {**card, "arch": entry["arch"], "intensity": intensity}
+    fields = {
+        "model": card.get("name"),
+        "ensemble_version": card.get("version"),
+        "member": number,
+        "version": entry.get("version"),
+        "commands": modeldir.member_training_commands(card, number - 1),
+    }
+    return network, fields
 
 
 def train(cfg: TrainConfig, *, command: str | None = None, extra_card: dict | None = None) -> dict:

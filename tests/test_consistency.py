@@ -11,7 +11,7 @@ import pytest
 from keras import ops
 
 from chestx.cli import main
-from chestx.modeldir import training_commands
+from chestx.modeldir import member_training_commands, training_commands
 from chestx.models import build_model, compile_model
 from chestx.models.consistency import ConsistencyTraining, probability_logit
 
@@ -70,6 +70,34 @@ def test_training_logs_the_gap_and_saves_the_network_alone(tmp_path):
 def test_a_card_lists_the_init_sources_commands_first():
     card = {"training": {"command": "chestx train --init a", "init": {"commands": ["make a"]}}}
     assert training_commands(card) == ["make a", "chestx train --init a"]
+
+
+def test_an_ensemble_members_commands_are_its_own_after_its_init_sources():
+    made = ["chestx pretrain --out p1", "chestx train --out a --init p1", "chestx train --out b"]
+    made += ["chestx train --out=a2 --init a --seed 2", "chestx train --out c --init elsewhere"]
+    members = [{"training": {"command": c}} for c in (made[3], made[2], made[4])]
+    members += [{"training": {}}]
+    card = {"ensemble": {"members": members}, "training": {"member_commands": made}}
+    assert member_training_commands(card, 0) == made[:2] + [made[3]]
+    assert member_training_commands(card, 1) == [made[2]]
+    assert member_training_commands(card, 2) == [made[4]]  # its source is not in the card
+    assert member_training_commands(card, 3) == made  # not recorded: everything that made them
+
+
+def test_the_shipped_models_networks_each_have_the_chain_that_made_them():
+    """Each network's chain ends in its own command and starts where nothing made its source;
+    together they are every command the card lists (the shipped model's are fine-tunes)."""
+    from chestx import config, modeldir
+
+    card = modeldir.load_card(config.DEFAULT_MODEL_DIR)
+    members = card["ensemble"]["members"]
+    chains = [member_training_commands(card, i) for i in range(len(members))]
+    for chain, member in zip(chains, members, strict=True):
+        assert len(chain) >= 2 and chain[-1] == member["training"]["command"]
+        assert "--init" not in chain[0].split()
+    assert sorted(c for chain in chains for c in chain) == sorted(
+        card["training"]["member_commands"]
+    )
 
 
 def _first_kernel(model_dir):
@@ -139,4 +167,65 @@ def test_consistency_options_are_range_checked(capsys, tmp_path, xray_dir, bad):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and bad[0] in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_init_member_fine_tunes_one_network_of_an_ensemble(capsys, tmp_path, xray_dir):
+    base = ["train", "--data", str(xray_dir), "--image-size", "48", "--batch-size", "8"]
+    base += ["--epochs", "1", "--split-seed", "1"]
+    for seed in ("1", "2"):
+        assert main([*base, "--out", str(tmp_path / seed), "--seed", seed]) == 0
+    ens = tmp_path / "ens"
+    argv = ["ensemble", "--data", str(xray_dir), "--out", str(ens), "--zoom-out", "0.1"]
+    assert main([*argv, "--member", str(tmp_path / "1"), "--member", str(tmp_path / "2")]) == 0
+    tune = [*base, "--init", str(ens), "--seed", "3", "--lr", "1e-7", "--no-augment"]
+    tuned = tmp_path / "tuned"
+    assert main([*tune, "--init-member", "2", "--keep", "last", "--out", str(tuned)]) == 0
+
+    # member 2's network, trained on: at a learning rate of 1e-7 its kernels are member 2's
+    np.testing.assert_allclose(_first_kernel(tuned), _first_kernel(tmp_path / "2"), atol=1e-4)
+    assert not np.allclose(_first_kernel(tuned), _first_kernel(tmp_path / "1"), atol=1e-2)
+    card = json.loads((tuned / "card.json").read_text())
+    two = json.loads((tmp_path / "2" / "card.json").read_text())
+    init = card["training"]["init"]
+    assert init["member"] == 2 and init["version"] == two["version"]  # the network's version
+    assert init["ensemble_version"] == json.loads((ens / "card.json").read_text())["version"]
+    assert init["directory"] == "ens" and init["commands"] == [two["training"]["command"]]
+    assert training_commands(card) == [two["training"]["command"], card["training"]["command"]]
+    assert card["name"] == "chestx-chestnet" and card["arch"] == "chestnet"
+
+    # each refusal: one line, exit 2, nothing written
+    capsys.readouterr()
+    refused = [
+        (["--init", str(ens)], "ensemble of 2 networks; pick one with --init-member (1 to 2)"),
+        (["--init", str(ens), "--init-member", "3"], "--init-member 3 is not one of 1 to 2"),
+        (["--init", str(tmp_path / "1"), "--init-member", "1"], "is one network"),
+        (["--init-member", "1"], "give --init"),
+    ]
+    for extra, message in refused:
+        argv = [*base, "--seed", "1", "--out", str(tmp_path / "bad"), *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    "ensemble, message",
+    [
+        ({"soup": True, "members": [{"arch": "chestnet"}] * 2}, "into one network (--soup)"),
+        ({"members": [{"arch": "transfer"}]}, "is a transfer network; only chestnet and cnn"),
+    ],
+)
+def test_init_member_refuses_what_an_ensemble_cannot_give_back(
+    capsys, tmp_path, xray_dir, ensemble, message
+):
+    source = tmp_path / "ens"
+    source.mkdir()
+    card = {"status": "complete", "image_size": 48, "intensity": "clahe", "threshold": 0.5}
+    (source / "card.json").write_text(json.dumps({**card, "ensemble": ensemble}))
+    argv = ["train", "--data", str(xray_dir), "--image-size", "48", "--out", str(tmp_path / "m")]
+    assert main([*argv, "--init", str(source), "--init-member", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "m").exists()

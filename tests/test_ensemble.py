@@ -11,7 +11,7 @@ import pytest
 
 from chestx import imaging
 from chestx.models import build_model
-from chestx.models.ensemble import ensemble, members_of, soup
+from chestx.models.ensemble import ensemble, member_network, members_of, soup
 
 SIZE = 48
 
@@ -63,6 +63,21 @@ def test_soup_needs_one_shape():
     narrow, wide = (build_model("chestnet", SIZE, filters=f) for f in ((8, 16), (8, 32)))
     with pytest.raises(ValueError, match="different architectures"):
         soup([narrow, wide])
+
+
+def test_a_member_network_comes_out_trainable_and_answering_as_in_the_ensemble(members, batch):
+    model = ensemble(members)  # freezes every member's layers
+    net = member_network(model, 1, name="chestnet")
+    assert net.name == "chestnet" and net is not members[1]
+    assert np.allclose(net(batch).numpy(), members[1](batch).numpy(), atol=1e-6)
+    assert not np.allclose(net(batch).numpy(), members[0](batch).numpy(), atol=1e-3)
+    fresh = build_model("chestnet", SIZE, filters=(8, 16))
+    assert len(net.trainable_weights) == len(fresh.trainable_weights) > 0
+    assert not members[1].trainable_weights  # the ensemble's own copy stays frozen
+    with pytest.raises(ValueError, match="no member network 2"):
+        member_network(model, 2, name="chestnet")
+    with pytest.raises(ValueError, match="no member network 0"):
+        member_network(members[0], 0, name="chestnet")  # a network, not an ensemble
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])

@@ -79,3 +79,22 @@ def members_of(model: keras.Model) -> list[keras.Model]:
         if isinstance(layer, keras.Model) and layer.name.startswith(MEMBER_PREFIX)
     ]
     return inner if model.name == NAME and inner else [model]
+
+
+def member_network(model: keras.Model, index: int, *, name: str) -> keras.Model:
+    """A trainable copy of the ``index``-th member network of ``model`` (an ensemble built by
+    ``ensemble``), detached from the ensemble's graph and named ``name`` (its architecture's
+    name, as ``chestx train`` built it), for fine-tuning. The copy answers as the member does.
+
+    ``ensemble`` froze every layer of every member, and a copy keeps each layer's flag, so each is
+    unfrozen here (setting the copy's own ``trainable`` does not reach its layers)."""
+    members = members_of(model)
+    if model.name != NAME or not 0 <= index < len(members):
+        raise ValueError(f"{model.name} has no member network {index}")
+    member = members[index]
+    copy = keras.models.clone_model(member)
+    copy.set_weights(member.get_weights())
+    for layer in copy._flatten_layers(include_self=True):
+        layer.trainable = True
+    copy.name = name
+    return copy
