@@ -183,9 +183,10 @@ def check_init(source: Path, cfg: TrainConfig, manifest: dict) -> dict:
                 f"pass --{key.replace('_', '-')} {card.get(key)}"
             )
     if (card.get("data") or {}).get("manifest_sha256") != manifest_sha256(manifest, Path(cfg.data)):
+        recorded = "training.config" if member is None else "ensemble.members[].training"
         raise ModelError(
             f"--init {source} was trained on another patient split; use the --data, "
-            "--split-seed and --limit it was trained with (its card's training.config)"
+            f"--split-seed and --limit it was trained with (its card's {recorded})"
         )
     entry = {
         "model": card.get("name"),
@@ -226,7 +227,7 @@ def _init_member(source: Path, card: dict, number: int | None) -> tuple[dict, di
     intensity = entry.get("intensity") or ensemble.get("members_intensity")  # older cards
     network = {**card, "arch": entry["arch"], "intensity": intensity}
     fields = {
-        "model": card.get("name"),
+        "model": f"chestx-{entry['arch']}",  # the network's name, as its own card had it
         "ensemble_version": card.get("version"),
         "member": number,
         "version": entry.get("version"),

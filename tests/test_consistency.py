@@ -189,6 +189,7 @@ def test_train_init_member_fine_tunes_one_network_of_an_ensemble(capsys, tmp_pat
     two = json.loads((tmp_path / "2" / "card.json").read_text())
     init = card["training"]["init"]
     assert init["member"] == 2 and init["version"] == two["version"]  # the network's version
+    assert init["model"] == two["name"] == "chestx-chestnet"
     assert init["ensemble_version"] == json.loads((ens / "card.json").read_text())["version"]
     assert init["directory"] == "ens" and init["commands"] == [two["training"]["command"]]
     assert training_commands(card) == [two["training"]["command"], card["training"]["command"]]
@@ -201,6 +202,11 @@ def test_train_init_member_fine_tunes_one_network_of_an_ensemble(capsys, tmp_pat
         (["--init", str(ens), "--init-member", "3"], "--init-member 3 is not one of 1 to 2"),
         (["--init", str(tmp_path / "1"), "--init-member", "1"], "is one network"),
         (["--init-member", "1"], "give --init"),
+        (
+            ["--init", str(ens), "--init-member", "1", "--split-seed", "2"],
+            "another patient split; use the --data, --split-seed and --limit it was trained "
+            "with (its card's ensemble.members[].training)",
+        ),
     ]
     for extra, message in refused:
         argv = [*base, "--seed", "1", "--out", str(tmp_path / "bad"), *extra]
