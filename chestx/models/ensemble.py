@@ -87,14 +87,19 @@ def member_network(model: keras.Model, index: int, *, name: str) -> keras.Model:
     name, as ``chestx train`` built it), for fine-tuning. The copy answers as the member does.
 
     ``ensemble`` froze every layer of every member, and a copy keeps each layer's flag, so each is
-    unfrozen here (setting the copy's own ``trainable`` does not reach its layers)."""
+    unfrozen here: a functional model's ``trainable`` does not reach its layers."""
     members = members_of(model)
     if model.name != NAME or not 0 <= index < len(members):
         raise ValueError(f"{model.name} has no member network {index}")
     member = members[index]
     copy = keras.models.clone_model(member)
     copy.set_weights(member.get_weights())
-    for layer in copy._flatten_layers(include_self=True):
-        layer.trainable = True
+    _unfreeze(copy)
     copy.name = name
     return copy
+
+
+def _unfreeze(layer: keras.Layer) -> None:
+    layer.trainable = True
+    for inner in getattr(layer, "layers", ()):  # a functional model's, nested ones' too
+        _unfreeze(inner)
