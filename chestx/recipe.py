@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,16 +71,26 @@ def build(cfg: TrainConfig):
     from chestx.models import build_model
 
     if cfg.init is not None:
-        model = modeldir.load_keras(cfg.init)  # checked by chestx.train before --out is touched
-        if cfg.init_member is not None:  # one network of an ensemble
-            from chestx.models.ensemble import member_network
-
-            model = member_network(model, cfg.init_member - 1, name=cfg.arch)
+        # checked by chestx.train before --out is touched
+        model = modeldir.load_keras(cfg.init) if cfg.init_member is None else _member(cfg)
     else:
         model = build_model(cfg.arch, cfg.image_size, **model_options(cfg))
     model = trainable(model, cfg)
     _compile(model, cfg, learning_rate(cfg))
     return model
+
+
+def _member(cfg: TrainConfig):
+    """Network ``cfg.init_member`` of the ensemble ``cfg.init``, the same start, seeds included,
+    as its own directory would give: a layer with randomness (Dropout) draws its seed from
+    Python's ``random`` when it is made, and loading the ensemble makes every member's layers,
+    so those draws are undone before the member's copy is made."""
+    from chestx.models.ensemble import member_network
+
+    state = random.getstate()
+    ensemble = modeldir.load_keras(cfg.init)
+    random.setstate(state)
+    return member_network(ensemble, cfg.init_member - 1, name=cfg.arch)
 
 
 def trainable(network, cfg: TrainConfig):
