@@ -201,6 +201,9 @@ def test_train_init_member_fine_tunes_one_network_of_an_ensemble(capsys, tmp_pat
     assert init["directory"] == "ens" and init["commands"] == [two["training"]["command"]]
     assert training_commands(card) == [two["training"]["command"], card["training"]["command"]]
     assert card["name"] == "chestx-chestnet" and card["arch"] == "chestnet"
+    # fine-tunes of one network, whether from the ensemble or its own directory, make a soup
+    argv = ["ensemble", "--soup", "--data", str(xray_dir), "--out", str(tmp_path / "soup")]
+    assert main([*argv, "--member", str(tuned), "--member", str(own)]) == 0
 
     # each refusal: one line, exit 2, nothing written
     capsys.readouterr()
