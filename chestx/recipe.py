@@ -72,7 +72,10 @@ def build(cfg: TrainConfig):
 
     if cfg.init is not None:
         # checked by chestx.train before --out is touched
-        model = modeldir.load_keras(cfg.init) if cfg.init_member is None else _member(cfg)
+        if cfg.init_member is None:
+            model = modeldir.load_keras(cfg.init)
+        else:
+            model = _member(cfg.init, cfg.init_member, name=cfg.arch)
     else:
         model = build_model(cfg.arch, cfg.image_size, **model_options(cfg))
     model = trainable(model, cfg)
@@ -80,17 +83,17 @@ def build(cfg: TrainConfig):
     return model
 
 
-def _member(cfg: TrainConfig):
-    """Network ``cfg.init_member`` of the ensemble ``cfg.init``, the same start, seeds included,
-    as its own directory would give: a layer with randomness (Dropout) draws its seed from
-    Python's ``random`` when it is made, and loading the ensemble makes every member's layers,
-    so those draws are undone before the member's copy is made."""
+def _member(source: Path, number: int, *, name: str):
+    """Network ``number`` (1 = the first) of the ensemble in ``source``: the same start, seeds
+    included, as its own directory would give. A layer with randomness (Dropout) draws its seed
+    from Python's ``random`` when it is made, and loading the ensemble makes every member's
+    layers, so those draws are undone before the member's copy is made."""
     from chestx.models.ensemble import member_network
 
     state = random.getstate()
-    ensemble = modeldir.load_keras(cfg.init)
+    ensemble = modeldir.load_keras(source)
     random.setstate(state)
-    return member_network(ensemble, cfg.init_member - 1, name=cfg.arch)
+    return member_network(ensemble, number - 1, name=name)
 
 
 def trainable(network, cfg: TrainConfig):
