@@ -118,13 +118,17 @@ def member_training_commands(card: dict, index: int) -> list[str]:
 
 
 def _option(command: str, flag: str) -> str | None:
-    """The value of ``flag`` in a recorded command line (``--flag V`` or ``--flag=V``)."""
+    """The value of ``flag`` in a recorded command line: ``--flag V`` or ``--flag=V``, the flag
+    perhaps abbreviated as argparse allowed when the command ran (``--ou V``)."""
     words = shlex.split(command)
     for i, word in enumerate(words):
-        if word == flag and i + 1 < len(words):
+        name, eq, value = word.partition("=")
+        if not (len(name) > 2 and name.startswith("--") and flag.startswith(name)):
+            continue
+        if eq:
+            return value
+        if i + 1 < len(words):
             return words[i + 1]
-        if word.startswith(f"{flag}="):
-            return word.split("=", 1)[1]
     return None
 
 

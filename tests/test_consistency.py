@@ -74,7 +74,7 @@ def test_a_card_lists_the_init_sources_commands_first():
 
 def test_an_ensemble_members_commands_are_its_own_after_its_init_sources():
     made = ["chestx pretrain --out p1", "chestx train --out a --init p1", "chestx train --out b"]
-    made += ["chestx train --out=a2 --init a --seed 2", "chestx train --out c --init elsewhere"]
+    made += ["chestx train --out=a2 --ini a --seed 2", "chestx train --ou c --init elsewhere"]
     members = [{"training": {"command": c}} for c in (made[3], made[2], made[4])]
     members += [{"training": {}}]
     card = {"ensemble": {"members": members}, "training": {"member_commands": made}}
