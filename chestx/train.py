@@ -188,19 +188,22 @@ def check_init(source: Path, cfg: TrainConfig, manifest: dict) -> dict:
             f"--init {source} was trained on another patient split; use the --data, "
             f"--split-seed and --limit it was trained with (its card's {recorded})"
         )
-    entry = {
+    directory = Path(source).resolve().name
+    if member is not None:
+        return {**member, "directory": directory}
+    return {
         "model": card.get("name"),
         "version": card.get("version"),
-        "directory": Path(source).resolve().name,
+        "directory": directory,
         "commands": modeldir.training_commands(card),
     }
-    return entry if member is None else {**entry, **member}
 
 
 def _init_member(source: Path, card: dict, number: int | None) -> tuple[dict, dict]:
     """The ensemble ``card`` as its network ``number`` (1 = the first): a card with that
     network's architecture and intensity for ``check_init`` to check, and what ``training.init``
-    records of it (``version`` is the network's, which ``chestx ensemble --soup`` compares)."""
+    records of it but its directory (``version`` is the network's, which ``chestx ensemble
+    --soup`` compares)."""
     ensemble = card["ensemble"]
     members = ensemble.get("members") or []
     if ensemble.get("soup"):
