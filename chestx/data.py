@@ -344,17 +344,28 @@ def augmenter(*, seed: int | None = None, **strengths):
     import keras
     from keras import layers
 
-    from chestx.models.layers import RandomBlur, RandomGamma
+    from chestx.models.layers import RandomBlur, RandomGamma, layer_seed
+
+    def seed_of(name: str) -> int | None:
+        return layer_seed(seed, name)  # each augmentation draws apart from the others
 
     parts = []
     if s["flip"]:
-        parts.append(layers.RandomFlip("horizontal", seed=seed))
+        parts.append(layers.RandomFlip("horizontal", seed=seed_of("flip")))
     if s["rotation"]:
-        parts.append(layers.RandomRotation(s["rotation"] / 360.0, fill_mode="constant", seed=seed))
+        parts.append(
+            layers.RandomRotation(
+                s["rotation"] / 360.0, fill_mode="constant", seed=seed_of("rotation")
+            )
+        )
     if crop := s["crop"]:
         parts.append(
             layers.RandomZoom(
-                (-crop, 0.0), (-crop, 0.0), fill_mode="reflect", seed=seed, name="random_crop"
+                (-crop, 0.0),
+                (-crop, 0.0),
+                fill_mode="reflect",
+                seed=seed_of("crop"),
+                name="random_crop",
             )
         )
     if stretch := s["stretch"]:
@@ -363,27 +374,35 @@ def augmenter(*, seed: int | None = None, **strengths):
                 (-stretch, stretch),
                 (0.0, 0.0),
                 fill_mode="constant",
-                seed=seed,
+                seed=seed_of("stretch"),
                 name="random_stretch",
             )
         )
     if zoom := s["zoom"]:
-        parts.append(layers.RandomZoom((-zoom, zoom), fill_mode="constant", seed=seed))
+        parts.append(layers.RandomZoom((-zoom, zoom), fill_mode="constant", seed=seed_of("zoom")))
     if shift := s["shift"]:
-        parts.append(layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed))
+        parts.append(
+            layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed_of("shift"))
+        )
     if s["brightness"]:
-        parts.append(layers.RandomBrightness(s["brightness"], value_range=(0, 255), seed=seed))
+        parts.append(
+            layers.RandomBrightness(
+                s["brightness"], value_range=(0, 255), seed=seed_of("brightness")
+            )
+        )
     if s["contrast"]:
-        parts.append(layers.RandomContrast(s["contrast"], value_range=(0, 255), seed=seed))
+        parts.append(
+            layers.RandomContrast(s["contrast"], value_range=(0, 255), seed=seed_of("contrast"))
+        )
     if s["gamma"]:
-        parts.append(RandomGamma(s["gamma"], seed=seed, name="random_gamma"))
+        parts.append(RandomGamma(s["gamma"], seed=seed_of("gamma"), name="random_gamma"))
     if s["blur"]:
-        parts.append(RandomBlur(s["blur"], seed=seed))
+        parts.append(RandomBlur(s["blur"], seed=seed_of("blur")))
     if s["noise"]:
         # GaussianNoise wants a 0-1 scale
         parts += [
             layers.Rescaling(1 / 255),
-            layers.GaussianNoise(s["noise"] / 255, seed=seed),
+            layers.GaussianNoise(s["noise"] / 255, seed=seed_of("noise")),
             layers.Rescaling(255),
         ]
     return keras.Sequential(parts, name="augment") if parts else None

@@ -128,7 +128,8 @@ def test_stretch_changes_the_height_alone():
         widths.append(cols.max() - cols.min() + 1)
     assert set(widths) == {32}
     assert min(heights) < 32 < max(heights)  # squashed and stretched, within 30 %
-    assert 32 * 0.7 - 1 <= min(heights) and max(heights) <= 32 * 1.3 + 1
+    # Keras's zoom factor is drawn in [0.7, 1.3]; the content scales by its inverse
+    assert 32 / 1.3 - 1 <= min(heights) and max(heights) <= 32 / 0.7 + 1
 
 
 # ------------------------------------------------------------------- RandomGamma
@@ -234,3 +235,25 @@ def test_a_wide_blur_spreads_past_five_taps():
         return row[np.abs(np.arange(48) - 24) > 2].sum() / row.sum()
 
     assert far(3.0) > 0.2 and far(1.0) < 0.02
+
+
+def test_each_augmentation_draws_apart_from_the_others():
+    """Keras layers given one seed draw the same numbers: a brightness and a contrast change
+    built from the run's seed alike moved in lockstep (correlation 1.0). Each draws its own."""
+    flat = np.full((64, 32, 32, 1), 100.0, np.float32)
+    flat[:, 8:24, 8:24] = 160.0  # a square: its edge's step gives the contrast factor
+    aug = augmenter(brightness=0.15, contrast=0.3, seed=1)
+    out = keras.ops.convert_to_numpy(aug(flat, training=True))
+    background, square = out[:, 0, 0, 0], out[:, 12, 12, 0]
+    contrast, level = (square - background) / 60.0, (square + background) / 2.0
+    assert contrast.std() > 0.05 and level.std() > 5  # both on, and drawn per image
+    assert abs(np.corrcoef(contrast, level)[0, 1]) < 0.4
+
+
+def test_layer_seeds_are_one_per_run_and_layer():
+    from chestx.models.layers import layer_seed
+
+    assert layer_seed(None, "zoom") is None  # unseeded stays unseeded
+    assert layer_seed(3, "zoom") == layer_seed(3, "zoom")
+    seeds = {layer_seed(s, name) for s in (1, 2) for name in NAMES}
+    assert len(seeds) == 2 * len(NAMES) and all(0 <= x < 2**31 for x in seeds)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from chestx.models.layers import layer_seed
+
 EPSILON = 1e-6  # probabilities are clipped this far from 0 and 1 before their logit
 
 
@@ -41,7 +43,7 @@ class ConsistencyTraining(keras.Model):
             height_factor=(-self.stretch, self.stretch),
             width_factor=(0.0, 0.0),
             fill_mode="constant",
-            seed=seed,
+            seed=layer_seed(seed, "consistency_stretch"),  # apart from the augmentation's draws
         )
         # logged per epoch as "consistency": how far apart the two views' logits still are
         self.gap_tracker = keras.metrics.Mean(name="consistency")

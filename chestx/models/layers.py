@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import keras
 
 from chestx.config import MAX_BLUR
 from chestx.models.backbones import BACKBONE_PREPROCESS
+
+
+def layer_seed(seed: int | None, name: str) -> int | None:
+    """The seed of the random layer ``name`` in a run seeded ``seed`` (None stays None).
+
+    Keras random layers given one integer seed draw the same numbers, call after call. Given a
+    run's ``--seed`` alike, a rotation, a zoom, a brightness and a contrast change would all
+    follow one uniform draw per image (brighter always meant harsher and more zoomed in), so the
+    augmentations would explore a line, not the box of their strengths. Each layer gets a
+    stream of its own instead, derived from the run's seed and the layer's name: still one
+    result per ``--seed``, and a layer added or removed leaves the others' draws as they were."""
+    if seed is None:
+        return None
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1  # below 2**31, as Keras's seeds are
 
 
 @keras.saving.register_keras_serializable(package="chestx")
