@@ -157,7 +157,23 @@ def _add_train(sub) -> None:
         "--consistency-stretch",
         type=open_fraction,
         default=0.3,
-        help="the copy's height is rescaled by a random factor in [1 - this, 1 + this] (0.3)",
+        help="the copy's height is divided by a random factor in [1 - this, 1 + this] (0.3)",
+    )
+    p.add_argument(
+        "--consistency-contrast",
+        type=strength(1),
+        default=0.0,
+        metavar="F",
+        help="the copy's contrast is also scaled by a random factor in [1 - F, 1 + F] (0 = off): "
+        "the score must not follow a flatter film",
+    )
+    p.add_argument(
+        "--consistency-blur",
+        type=strength(config.MAX_BLUR),
+        default=0.0,
+        metavar="SIGMA",
+        help="the copy is also blurred by a random sigma of up to SIGMA px (0 = off): the score "
+        "must not follow a softer film",
     )
     p.add_argument(
         "--keep",

@@ -104,7 +104,12 @@ def trainable(network, cfg: TrainConfig):
     from chestx.models.consistency import ConsistencyTraining
 
     return ConsistencyTraining(
-        network, weight=cfg.consistency, stretch=cfg.consistency_stretch, seed=cfg.seed
+        network,
+        weight=cfg.consistency,
+        stretch=cfg.consistency_stretch,
+        contrast=cfg.consistency_contrast,
+        blur=cfg.consistency_blur,
+        seed=cfg.seed,
     )
 
 

@@ -72,6 +72,8 @@ class TrainConfig:
     init_member: int | None = None  # which network of an ensemble --init (1 = its first)
     consistency: float = 0.0  # weight of the two-view consistency term (chestx.models.consistency)
     consistency_stretch: float = 0.3  # the second view's height is rescaled by up to this
+    consistency_contrast: float = 0.0  # ... its contrast changed by up to this fraction
+    consistency_blur: float = 0.0  # ... and it is blurred by a sigma of up to this (px)
     patience: int | None = 6  # EarlyStopping; ReduceLROnPlateau at a third; None: neither
     monitor: str = "val_auc"  # what the checkpoint, EarlyStopping and ReduceLROnPlateau watch
     keep: str = "best"  # the epoch whose weights the run keeps: best by monitor, or last
@@ -115,6 +117,8 @@ def config_from_args(args) -> TrainConfig:
         init_member=init_member(args.init, args.init_member),
         consistency=args.consistency,
         consistency_stretch=args.consistency_stretch,
+        consistency_contrast=args.consistency_contrast,
+        consistency_blur=args.consistency_blur,
         keep=args.keep,
         patience=args.patience,
         min_sensitivity=args.min_sensitivity,

@@ -166,7 +166,47 @@ def test_train_init_fine_tunes_its_source_with_consistency(capsys, tmp_path, xra
     assert "ensemble" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad", [["--consistency", "-1"], ["--consistency-stretch", "1.5"]])
+def test_the_film_options_flatten_and_soften_the_second_view():
+    """--consistency-contrast and --consistency-blur give the stretched copy another film."""
+    square = np.zeros((16, 32, 32, 1), "float32")
+    square[:, 8:24, 8:24] = 200.0
+
+    def view(**film):
+        model = ConsistencyTraining(_dense_network(), weight=1.0, stretch=0.01, seed=1, **film)
+        return ops.convert_to_numpy(model.second_view(square))[..., 0]
+
+    plain, flat, soft = view(), view(contrast=0.5), view(blur=2.0)
+    # the stretch alone moves rows: the middle row keeps its levels and its sharp sides
+    np.testing.assert_array_equal(plain[:, 16], square[:, 16, :, 0])
+    assert flat[:, 16, 16].std() > 5  # the square's contrast against black, drawn per image
+    assert soft[:, 16, 7].max() > 5 and soft[:, 16, 8].min() < 195  # its side spread out
+
+
+def test_the_film_options_reach_the_training_wrapper(tmp_path):
+    from chestx.cli import build_parser
+    from chestx.recipe import trainable
+    from chestx.train import config_from_args
+
+    argv = ["train", "--data", "d", "--out", str(tmp_path / "m"), "--consistency", "1"]
+    argv += ["--consistency-contrast", "0.6", "--consistency-blur", "3"]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert (cfg.consistency_contrast, cfg.consistency_blur) == (0.6, 3.0)
+    model = trainable(_dense_network(), cfg)
+    assert [type(layer).__name__ for layer in model.film] == ["RandomContrast", "RandomBlur"]
+    assert model.film[1].sigma == (0.0, 3.0)
+    with pytest.raises(ValueError, match="contrast"):
+        ConsistencyTraining(_dense_network(), weight=1.0, stretch=0.3, contrast=1.5)
+
+
+BAD_OPTIONS = [
+    ["--consistency", "-1"],
+    ["--consistency-stretch", "1.5"],
+    ["--consistency-contrast", "1.5"],
+    ["--consistency-blur", "-1"],
+]
+
+
+@pytest.mark.parametrize("bad", BAD_OPTIONS)
 def test_consistency_options_are_range_checked(capsys, tmp_path, xray_dir, bad):
     argv = ["train", "--data", str(xray_dir), "--out", str(tmp_path / "m"), *bad]
     with pytest.raises(SystemExit) as exc:
