@@ -508,7 +508,12 @@ def _batches(ds, *, batch_size, training, augment, seed, size, mixup: float = 0.
             images = tf.clip_by_value(augment(images, training=True), 0.0, 255.0)
         return images, labels
 
-    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    # A Keras random layer keeps its seed's state in a variable: parallel calls race for it (a
+    # batch repeats another's draws, the order changes from run to run) unless TensorFlow's op
+    # determinism is on, as chestx train turns it on and chestx tune does not. So augmented
+    # batches are made in order.
+    in_order = training and augment is not None
+    ds = ds.map(to_float, num_parallel_calls=None if in_order else tf.data.AUTOTUNE)
     if training and mixup:
         # one stateless seed per batch, from a seeded counter: deterministic for --seed
         seeds = tf.data.Dataset.counter().map(lambda i: tf.stack([tf.cast(seed, tf.int64), i]))

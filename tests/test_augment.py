@@ -257,3 +257,30 @@ def test_layer_seeds_are_one_per_run_and_layer():
     assert layer_seed(3, "zoom") == layer_seed(3, "zoom")
     seeds = {layer_seed(s, name) for s in (1, 2) for name in NAMES}
     assert len(seeds) == 2 * len(NAMES) and all(0 <= x < 2**31 for x in seeds)
+
+
+RACE = """
+import numpy as np, tensorflow as tf
+from chestx.data import array_dataset, augmenter
+x = np.full((320, 16, 16, 1), 100, "uint8")
+runs = []
+for _ in range(2):
+    aug = augmenter(brightness=0.3, seed=1)
+    ds = array_dataset(x, np.zeros(320), batch_size=8, training=True, augment=aug, seed=1)
+    runs.append([round(float(b[0, 0, 0, 0]), 3) for _ in range(2) for b, _ in ds])
+print(len(set(runs[0])), int(runs[0] == runs[1]))
+"""
+
+
+def test_augmented_batches_draw_in_order_without_op_determinism():
+    """chestx tune leaves TensorFlow's op determinism off; the augmentation's seed state then
+    raced between parallel batches: draws repeated, their order changing from run to run. In a
+    fresh process, since this suite's training runs turn determinism on for the rest of it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", RACE], capture_output=True, text=True, timeout=300, check=True
+    )
+    distinct, same = map(int, done.stdout.split())
+    assert (distinct, same) == (80, 1)  # 80 batches, 80 draws, the same in both runs
