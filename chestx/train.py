@@ -115,7 +115,7 @@ def config_from_args(args) -> TrainConfig:
         ema=args.ema,
         init=Path(args.init) if args.init else None,
         init_member=init_member(args.init, args.init_member),
-        consistency=args.consistency,
+        consistency=consistency(args),
         consistency_stretch=args.consistency_stretch,
         consistency_contrast=args.consistency_contrast,
         consistency_blur=args.consistency_blur,
@@ -126,6 +126,17 @@ def config_from_args(args) -> TrainConfig:
         augmentation=aug,
         weight_decay=args.weight_decay,
     )
+
+
+def consistency(args) -> float:
+    """``--consistency``; the film of its copy (``--consistency-contrast``, ``-blur``) is refused
+    (one line) without it, as it would change nothing."""
+    film = [f"--consistency-{o}" for o in ("contrast", "blur") if getattr(args, f"consistency_{o}")]
+    if film and not args.consistency:
+        raise ChestxError(
+            f"{' and '.join(film)} shape the consistency term's copy; give --consistency"
+        )
+    return args.consistency
 
 
 def init_member(init: str | None, member: int | None) -> int | None:

@@ -215,6 +215,14 @@ def test_consistency_options_are_range_checked(capsys, tmp_path, xray_dir, bad):
     assert not (tmp_path / "m").exists()
 
 
+def test_a_film_without_the_consistency_term_is_refused(capsys, tmp_path, xray_dir):
+    argv = ["train", "--data", str(xray_dir), "--out", str(tmp_path / "m")]
+    assert main([*argv, "--consistency-blur", "2", "--consistency-contrast", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--consistency-contrast and --consistency-blur" in err and "give --consistency" in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_train_init_member_fine_tunes_one_network_of_an_ensemble(capsys, tmp_path, xray_dir):
     base = ["train", "--data", str(xray_dir), "--image-size", "48", "--batch-size", "8"]
     base += ["--epochs", "1", "--split-seed", "1"]
