@@ -133,8 +133,9 @@ def consistency(args) -> float:
     (one line) without it, as it would change nothing."""
     film = [f"--consistency-{o}" for o in ("contrast", "blur") if getattr(args, f"consistency_{o}")]
     if film and not args.consistency:
+        verb = "shapes" if len(film) == 1 else "shape"
         raise ChestxError(
-            f"{' and '.join(film)} shape the consistency term's copy; give --consistency"
+            f"{' and '.join(film)} {verb} the consistency term's copy; give --consistency"
         )
     return args.consistency
 

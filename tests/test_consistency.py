@@ -219,8 +219,10 @@ def test_a_film_without_the_consistency_term_is_refused(capsys, tmp_path, xray_d
     argv = ["train", "--data", str(xray_dir), "--out", str(tmp_path / "m")]
     assert main([*argv, "--consistency-blur", "2", "--consistency-contrast", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert "--consistency-contrast and --consistency-blur" in err and "give --consistency" in err
-    assert not (tmp_path / "m").exists()
+    assert "--consistency-contrast and --consistency-blur shape" in err
+    assert "give --consistency" in err and not (tmp_path / "m").exists()
+    assert main([*argv, "--consistency-blur", "2"]) == 2
+    assert "--consistency-blur shapes the consistency term's copy" in capsys.readouterr().err
 
 
 def test_train_init_member_fine_tunes_one_network_of_an_ensemble(capsys, tmp_path, xray_dir):
