@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -94,6 +95,9 @@ def deployed(tmp_path_factory):
         with (
             GitServer(host.gateway, REPO) as git,
             FakeGitHubAPI(host.gateway, TOKEN, git, GITHUB_OWNER, GITHUB_REPO) as api,
+            # ssh's control socket: a Unix socket path holds 107 bytes at most, and pytest's
+            # temporary folders (popen-gw0/ under xdist) leave too few
+            tempfile.TemporaryDirectory(prefix="chestx-ssh-") as sockets,
         ):
             admin_key = make_ssh_key(work / "admin_ed25519", "alice@test")
             group_vars = {
@@ -132,7 +136,7 @@ def deployed(tmp_path_factory):
                 f"  IdentitiesOnly yes\n  UserKnownHostsFile {host.known_hosts}\n"
                 "  StrictHostKeyChecking yes\n  BatchMode yes\n"
                 # one connection for all checks: ufw rate-limits new SSH connections (6 in 30 s)
-                f"  ControlMaster auto\n  ControlPath {work}/cm-%C\n  ControlPersist 120s\n"
+                f"  ControlMaster auto\n  ControlPath {sockets}/cm-%C\n  ControlPersist 120s\n"
             )
             env = ansible_env()
             args = ["-i", str(inventory), "site.yml", "--tags", "configure,deploy"]
