@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PY_SOURCES := chestx tests benchmarks
+# pytest-xdist workers for `make test` (tests/deploy stays on one of them; 0: one process)
+TEST_WORKERS ?= 2
 
 # uv.lock pins every package; pip installs the pinned, hash-checked lists exported from it:
 # requirements/app.txt (what the server runs) and requirements/dev.txt (that plus the test,
@@ -46,7 +48,7 @@ demo: install
 test:
 	bash .ci/install $(VENV)
 	$(MAKE) lint-python
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 ## test-busy: `make test` while stress-ng keeps both cores busy, with its time (not in CI;
 ## RUNS=3 for three consecutive runs)

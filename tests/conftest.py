@@ -7,6 +7,36 @@ from pathlib import Path
 import pytest
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
+DEPLOY = Path(__file__).resolve().parent / "deploy"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep tests/deploy on one worker, in file order, when xdist runs the suite (`make test`).
+
+    Its test hosts share the Debian rootfs cache, fixed addresses and ports on the hosts'
+    network, and this machine's nftables rules and IP forwarding; ``--dist loadgroup`` sends
+    every test of one ``xdist_group`` to the same worker. Without xdist the mark does nothing.
+    """
+    for item in items:
+        if DEPLOY in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("deploy"))
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist, never called
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    """Stop if a worker did not carry the deploy group to the scheduler.
+
+    xdist carries the group in each test's node ID (``…@deploy``); pytest 9.2 stopped that
+    (pytest-xdist#1386), and the deploy tests then raced each other for one test network.
+    """
+    deploy = [i for i in ids if i.startswith("tests/deploy/")]
+    if node.config.getoption("dist") == "loadgroup" and any("@" not in i for i in deploy):
+        pytest.exit(
+            "--dist loadgroup did not keep tests/deploy on one worker: this pytest-xdist does "
+            "not support this pytest (see the pin in pyproject.toml)",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 @pytest.fixture(scope="session")
