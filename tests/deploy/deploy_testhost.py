@@ -95,14 +95,19 @@ def ensure_rootfs_tarball() -> Path:
     return ROOTFS_TARBALL
 
 
-def _free_index() -> int:
-    used = set()
-    netns = Path("/run/netns")
-    if netns.exists():
-        used = {p.name for p in netns.iterdir()}
-    for i in range(10, 250):
-        if f"chestx-t{i}" not in used and not list(WORK_ROOT.glob(f"*-{i}")):
-            return i
+def _claim_index() -> int:
+    """Take a free test network index by creating its network namespace, ``chestx-t<index>``.
+
+    Choosing and creating happen under one lock, so test hosts started at the same time (two
+    test runs on one machine) never pick the same addresses.
+    """
+    with _lock("test-network"):
+        netns = Path("/run/netns")
+        used = {p.name for p in netns.iterdir()} if netns.exists() else set()
+        for i in range(10, 250):
+            if f"chestx-t{i}" not in used and not list(WORK_ROOT.glob(f"*-{i}")):
+                run(["ip", "netns", "add", f"chestx-t{i}"])
+                return i
     raise RuntimeError("no free test network index")
 
 
@@ -113,7 +118,7 @@ class TestHost:
 
     def __init__(self, workdir: Path, name: str = "chestx-test"):
         self.workdir = Path(workdir)
-        self.index = _free_index()
+        self.index = _claim_index()  # stop() gives it back
         self.name = f"{name}-{self.index}"
         self.netns = f"chestx-t{self.index}"
         self.veth_host = f"cxh{self.index}"
@@ -127,7 +132,7 @@ class TestHost:
         self.known_hosts = self.workdir / "known_hosts"
         self.console_log = self.workdir / f"{self.name}-console.log"
         self._proc: subprocess.Popen | None = None
-        self._cleanups: list = []
+        self._cleanups: list = [lambda: run(["ip", "netns", "del", self.netns])]
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> TestHost:
@@ -183,8 +188,6 @@ class TestHost:
 
     # -- pieces ----------------------------------------------------------------------------
     def _network(self) -> None:
-        run(["ip", "netns", "add", self.netns])
-        self._cleanups.append(lambda: run(["ip", "netns", "del", self.netns]))
         run(
             [
                 "ip",
