@@ -14,9 +14,11 @@ DEPLOY = Path(__file__).resolve().parent / "deploy"
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep tests/deploy on one worker, in file order, when xdist runs the suite (`make test`).
 
-    Its test hosts share the Debian rootfs cache, fixed addresses and ports on the hosts'
-    network, and this machine's nftables rules and IP forwarding; ``--dist loadgroup`` sends
-    every test of one ``xdist_group`` to the same worker. Without xdist the mark does nothing.
+    Its tests boot Debian hosts that install the whole service (apt, a venv with TensorFlow):
+    side by side on two cores they would starve each other and every other test, and one after
+    the other each host reuses the apt downloads the one before kept. ``--dist loadgroup``
+    sends every test of one ``xdist_group`` to the same worker; without xdist the mark does
+    nothing.
     """
     for item in items:
         if DEPLOY in item.path.parents:
@@ -28,7 +30,7 @@ def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     """Stop if a worker did not carry the deploy group to the scheduler.
 
     xdist carries the group in each test's node ID (``…@deploy``); pytest 9.2 stopped that
-    (pytest-xdist#1386), and the deploy tests then raced each other for one test network.
+    (pytest-xdist#1386), and the deploy tests then ran on both workers at once.
     """
     deploy = [i for i in ids if i.startswith("tests/deploy/")]
     if node.config.getoption("dist") == "loadgroup" and any("@" not in i for i in deploy):
