@@ -32,7 +32,8 @@ def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     xdist carries the group in each test's node ID (``…@deploy``); pytest 9.2 stopped that
     (pytest-xdist#1386), and the deploy tests then ran on both workers at once.
     """
-    deploy = [i for i in ids if i.startswith("tests/deploy/")]
+    prefix = f"{DEPLOY.relative_to(node.config.rootpath).as_posix()}/"
+    deploy = [i for i in ids if i.startswith(prefix)]
     if node.config.getoption("dist") == "loadgroup" and any("@" not in i for i in deploy):
         pytest.exit(
             "--dist loadgroup did not keep tests/deploy on one worker: this pytest-xdist does "

@@ -103,11 +103,12 @@ def _claim_index() -> int:
     """
     with _lock("test-network"):
         netns = Path("/run/netns")
-        used = {p.name for p in netns.iterdir()} if netns.exists() else set()
-        for i in range(10, 250):
-            if f"chestx-t{i}" not in used and not list(WORK_ROOT.glob(f"*-{i}")):
-                run(["ip", "netns", "add", f"chestx-t{i}"])
-                return i
+        used = {p.name.removeprefix("chestx-t") for p in netns.glob("chestx-t*")}
+        used |= {p.name.rsplit("-", 1)[-1] for p in WORK_ROOT.glob("*-*")}  # hosts' root folders
+        i = next((i for i in range(10, 250) if str(i) not in used), None)
+        if i is not None:
+            run(["ip", "netns", "add", f"chestx-t{i}"])
+            return i
     raise RuntimeError("no free test network index")
 
 
