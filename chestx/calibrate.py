@@ -24,6 +24,7 @@ from pathlib import Path
 from chestx import config, modeldir
 from chestx.calibration import Calibration, fit_temperature
 from chestx.errors import DataError
+from chestx.versions import source_revision
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def calibrate(
     from chestx.metrics import binary_metrics, choose_threshold
     from chestx.predict import Predictor
 
+    source = source_revision()  # first: the code as the run starts
     src = config.model_dir(model)
     out = Path(out)
     card = modeldir.load_card(src)
@@ -173,6 +175,7 @@ def calibrate(
         "reliability_diagram": RELIABILITY_PNG,
         "source_model": card.get("version"),
         "command": command,
+        "chestx_source": source,  # the commit it ran at (in a git checkout): with the command
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     metrics = dict(card.get("metrics", {}))

@@ -56,6 +56,7 @@ def build_ensemble(
     from chestx.models import ensemble as combine
     from chestx.predict import Predictor
 
+    versions = installed_versions()  # first: the code as the run starts
     paths = [Path(m) for m in members]
     loaded = [_member(p) for p in paths]
     cards = [c for c, _ in loaded]
@@ -195,7 +196,7 @@ def build_ensemble(
                 ),
                 "seconds": round(sum(c.get("training", {}).get("seconds") or 0 for c in cards), 1),
             },
-            "versions": installed_versions(),
+            "versions": versions,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         modeldir.write_card(staging, card)

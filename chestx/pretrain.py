@@ -232,6 +232,7 @@ def _pretrain(cfg: PretrainConfig, ctrl_c: GracefulInterrupt, command: str | Non
     from chestx.callbacks import AtomicHistory, StopOnInterrupt
     from chestx.models import build_model
 
+    versions = library_versions()  # first: the code as the run starts
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         import tensorflow as tf
@@ -338,7 +339,7 @@ def _pretrain(cfg: PretrainConfig, ctrl_c: GracefulInterrupt, command: str | Non
                     for k, v in dataclasses.asdict(cfg).items()
                 },
             },
-            "versions": library_versions(),
+            "versions": versions,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         modeldir.write_card(tmp, card)

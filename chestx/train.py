@@ -164,7 +164,8 @@ def train_from_args(args) -> dict:
 
 
 def library_versions() -> dict:
-    """chestx, Python and the libraries this model is trained with (for the card)."""
+    """chestx (its commit, in a git checkout), Python and the libraries this model is trained
+    with (for the card)."""
     from chestx.versions import installed_versions
 
     return installed_versions()
@@ -267,6 +268,7 @@ def _train(
 ) -> dict:
     import keras
 
+    versions = library_versions()  # first: the code as the run starts
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         import tensorflow as tf
@@ -410,7 +412,7 @@ def _train(
                 for k, v in dataclasses.asdict(cfg).items()
             },
         },
-        "versions": library_versions(),
+        "versions": versions,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **(extra_card or {}),
     }

@@ -4,15 +4,22 @@ model card (what a model was trained with) and ``/api/model`` (what serves it).
 Versions come from the installed distributions' metadata, never from importing the libraries,
 so ``chestx --version`` stays as instant as ``--help``. Installed from the lock (``make
 install``, ``.ci/install``, the Ansible ``python_venv`` role), they are the locked versions.
+
+Run from a git checkout (``make install`` installs chestx editable), the mapping also names the
+commit: a card's commands reproduce its model only with the code they ran, and ``0.1.0`` names
+every commit since the first.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
+import subprocess
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 
 from chestx import __version__
 
@@ -32,6 +39,38 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+# the folder above the package: a git checkout when chestx is installed editable from one
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def source_revision(checkout: Path = CHECKOUT) -> str | None:
+    """The commit ``checkout`` has out, ``-dirty`` after it when a tracked file differs from it
+    (as ``git describe --dirty`` marks it); untracked files, such as a model written into the
+    checkout, do not count. None when chestx is not run from a git checkout (a wheel, or ``pip
+    install .`` as the Ansible role does) or git cannot say (not installed, a clone another user
+    owns). Read once per process: a long run records the code it started with."""
+    if not (checkout / ".git").exists():  # not git's search upwards: a venv inside a repository
+        return None
+
+    def git(*args: str) -> str:
+        run = subprocess.run(
+            ["git", "-C", str(checkout), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        return run.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--verify", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if changed else "")
+
+
 def distribution_version(names: Sequence[str]) -> tuple[str, str] | None:
     """(distribution, version) of the first of ``names`` that is installed, else None."""
     for name in names:
@@ -43,8 +82,14 @@ def distribution_version(names: Sequence[str]) -> tuple[str, str] | None:
 
 
 def installed_versions() -> dict[str, str | None]:
-    """{"chestx": ..., "python": ..., "tensorflow": ..., ...}; None for a library not installed."""
-    versions: dict[str, str | None] = {"chestx": __version__, "python": platform.python_version()}
+    """{"chestx": ..., "chestx_source": ..., "python": ..., "tensorflow": ..., ...}; None for a
+    library not installed, and for ``chestx_source`` (:func:`source_revision`) outside a git
+    checkout."""
+    versions: dict[str, str | None] = {
+        "chestx": __version__,
+        "chestx_source": source_revision(),
+        "python": platform.python_version(),
+    }
     for key, names in DISTRIBUTIONS.items():
         found = distribution_version(names)
         versions[key] = found[1] if found else None
@@ -54,7 +99,10 @@ def installed_versions() -> dict[str, str | None]:
 def version_report() -> str:
     """What ``chestx --version`` prints: one line per library, with the distribution when its
     name differs from the key (tensorflow-cpu, opencv-python-headless, ai-edge-litert)."""
-    lines = [f"chestx {__version__}", f"  {'python':<12} {platform.python_version()}"]
+    lines = [f"chestx {__version__}"]
+    if (revision := source_revision()) is not None:
+        lines.append(f"  {'source':<12} {revision}  (git checkout {CHECKOUT})")
+    lines.append(f"  {'python':<12} {platform.python_version()}")
     for key, names in DISTRIBUTIONS.items():
         found = distribution_version(names)
         label = key.replace("_", "-")

@@ -14,6 +14,7 @@ import pytest
 from chestx.calibration import apply_temperature, fit_temperature, logit
 from chestx.cli import main
 from chestx.metrics import binary_metrics, choose_threshold
+from chestx.versions import source_revision
 
 
 @pytest.mark.parametrize("true_t", [0.5, 1.0, 2.5])
@@ -90,6 +91,7 @@ def test_calibrate_end_to_end(capsys, caplog, tmp_path, site_dir):
     assert cal["set"]["n_normal"] == 20 and cal["set"]["n_pneumonia"] == 20
     assert len(cal["set"]["files_sha256"]) == 64
     assert "0.9" in card["threshold_rule"] and cal["command"].startswith("chestx calibrate")
+    assert cal["chestx_source"] == source_revision()  # with the command, what reproduces it
     assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     # 20 normal X-rays vouch for little, and the card and the run both say how little
     low, high = cal["after"]["specificity_ci"]

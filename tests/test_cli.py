@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from chestx.cli import main
+from chestx.versions import source_revision
 
 
 def run(capsys, *argv):
@@ -228,6 +229,7 @@ def test_train_evaluate_predict_end_to_end(capsys, tmp_path, xray_dir):
     assert card["metrics"]["val"]["n"] > 0
     assert len(card["data"]["manifest_sha256"]) == 64
     assert card["versions"]["keras_tuner"] and card["versions"]["litert"]  # chestx.versions
+    assert card["versions"]["chestx_source"] == source_revision()  # the commit, in a checkout
 
     report = tmp_path / "metrics.json"
     code, text, _ = run(

@@ -12,6 +12,7 @@ import pytest
 from chestx import imaging
 from chestx.models import build_model
 from chestx.models.ensemble import ensemble, member_network, members_of, soup
+from chestx.versions import source_revision
 
 SIZE = 48
 
@@ -246,6 +247,7 @@ def test_chestx_ensemble_soup_end_to_end(capsys, tmp_path, xray_dir):
     assert card["parameters"] == base["parameters"]  # one network, not two
     commands = card["training"]["member_commands"]
     assert len(commands) == 3 and commands[0] == base["training"]["command"]
+    assert card["versions"]["chestx_source"] == source_revision()  # the commit, in a checkout
     from chestx.modeldir import load_keras
 
     assert len(members_of(load_keras(tmp_path / "soup"))) == 1

@@ -15,6 +15,7 @@ from chestx import callbacks as chestx_callbacks
 from chestx.cli import main
 from chestx.modeldir import training_commands
 from chestx.pretrain import Views, nt_xent, random_views
+from chestx.versions import source_revision
 
 SMALL = ["--image-size", "48", "--width", "8", "--batch-size", "4", "--seed", "3"]
 
@@ -103,6 +104,7 @@ def test_pretrain_writes_a_directory_that_records_how_it_was_made(pretrained, xr
     assert card["image_size"] == 48 and "threshold" not in card  # it classifies nothing
     assert card["training"]["command"] == command and card["training"]["epochs_run"] == 2
     assert card["training"]["interrupted"] is False
+    assert card["versions"]["chestx_source"] == source_revision()  # the commit, in a checkout
     assert card["data"]["root"] == xray_dir.name and str(xray_dir) not in json.dumps(card["data"])
     pre = card["pretraining"]
     assert pre["temperature"] == 0.2 and pre["views"]["min_area"] == 0.35

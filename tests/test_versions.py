@@ -7,8 +7,16 @@ import subprocess
 import sys
 from importlib import metadata
 
+import pytest
+
 from chestx import __version__
-from chestx.versions import DISTRIBUTIONS, distribution_version, installed_versions
+from chestx.versions import (
+    CHECKOUT,
+    DISTRIBUTIONS,
+    distribution_version,
+    installed_versions,
+    source_revision,
+)
 
 
 def test_version_prints_the_package_and_library_versions():
@@ -18,7 +26,9 @@ def test_version_prints_the_package_and_library_versions():
     lines = done.stdout.splitlines()
     assert lines[0] == f"chestx {__version__}"
     by_name = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    revision = source_revision()
     assert set(by_name) == {
+        *(["source"] if revision else []),
         "python",
         "tensorflow",
         "keras",
@@ -37,6 +47,8 @@ def test_version_prints_the_package_and_library_versions():
         assert by_name["tensorflow"][1] == f"({tf_dist})"
     assert by_name["litert"] == [metadata.version("ai-edge-litert"), "(ai-edge-litert)"]
     assert by_name["opencv"][0] == metadata.version("opencv-python-headless")
+    if revision:
+        assert by_name["source"] == [revision, "(git", "checkout", f"{CHECKOUT})"]
 
 
 def test_version_imports_no_tensorflow():
@@ -79,3 +91,54 @@ def test_the_card_records_the_same_versions():
     from chestx.train import library_versions
 
     assert library_versions() == installed_versions()
+
+
+def _git(repo, *args: str) -> str:
+    who = ["-c", "user.name=chestx tests", "-c", "user.email=tests@chestx.invalid"]
+    done = subprocess.run(
+        ["git", *who, "-C", str(repo), *args], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A git repository with one commit of one file."""
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "train.py").write_text("EPOCHS = 25\n")
+    _git(repo, "add", "train.py")
+    _git(repo, "commit", "-q", "-m", "first")
+    return repo
+
+
+def test_source_revision_names_the_commit_and_marks_edited_code(checkout):
+    read = source_revision.__wrapped__  # past the once-per-process cache
+    head = _git(checkout, "rev-parse", "HEAD")
+    assert read(checkout) == head
+    (checkout / "model.keras").write_text("a model written into the checkout")  # untracked
+    assert read(checkout) == head
+    (checkout / "train.py").write_text("EPOCHS = 30\n")
+    assert read(checkout) == f"{head}-dirty"
+    _git(checkout, "commit", "-q", "-am", "second")
+    assert read(checkout) == _git(checkout, "rev-parse", "HEAD") != head
+
+
+def test_source_revision_is_none_outside_a_checkout_or_without_git(checkout, monkeypatch):
+    read = source_revision.__wrapped__
+    inside = checkout / "site-packages"  # a venv inside a repository is not a checkout of chestx
+    inside.mkdir()
+    assert read(inside) is None
+    assert read(checkout.parent) is None
+    monkeypatch.setenv("PATH", str(checkout / "no-bin"))  # git not installed
+    assert read(checkout) is None
+
+
+def test_this_checkout_records_its_commit():
+    """Run from the repository (``make install`` installs chestx editable), as training is, the
+    card's and ``/api/model``'s versions name the commit: what the card's commands ran with."""
+    if not (CHECKOUT / ".git").exists():
+        pytest.skip(f"chestx is installed from {CHECKOUT}, not run from a git checkout")
+    head = _git(CHECKOUT, "rev-parse", "HEAD")
+    assert installed_versions()["chestx_source"] in (head, f"{head}-dirty")
