@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from chestx import strictjson
 from chestx.data import DecodeLog, Record, dataset, find_data
 from chestx.errors import DataError
+from chestx.fileio import atomic_write_text
 from chestx.metrics import binary_metrics
 from chestx.modeldir import MANIFEST
 from chestx.predict import Predictor
@@ -142,8 +143,8 @@ def evaluate(
         scored = [r for r in records if str(r.path) not in skipped.refused]
         result["robustness"] = graded(predictor, scored, batch_size=batch_size)
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        # an undefined metric (one class: no sensitivity, no ROC AUC) is null, not a bare NaN
+        atomic_write_text(json_path, strictjson.dumps(result, indent=2) + "\n")
     if plots:
         from chestx.plots import write_plots
 

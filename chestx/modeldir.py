@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from chestx import config
+from chestx import config, strictjson
 from chestx.errors import ModelError
 from chestx.fileio import atomic_path, atomic_write_text
 
@@ -194,7 +194,7 @@ def load_keras(model_dir: str | Path):
 
 def write_card(model_dir: str | Path, card: dict) -> Path:
     path = Path(model_dir) / CARD
-    atomic_write_text(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, strictjson.dumps(card, indent=2, sort_keys=False) + "\n")
     return path
 
 

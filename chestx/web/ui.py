@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from chestx import strictjson
 from chestx.errors import NotAChestXrayError
 from chestx.gate import UNJUDGEABLE
 from chestx.web.errors import image_error_reason, note_reason
@@ -22,16 +23,18 @@ ACCEPT = ".jpg,.jpeg,.png,.bmp,.tif,.tiff,.dcm,image/jpeg,image/png,image/bmp,im
 
 
 def _interval(ci) -> tuple[float, float] | None:
-    """A stored ``[low, high]`` interval, or None where there is none (or it is NaN)."""
+    """A stored ``[low, high]`` interval, or None where there is none (or a bound is None)."""
     try:
         low, high = (float(v) for v in ci)
     except (TypeError, ValueError):
         return None
-    return (low, high) if low == low and high == high else None
+    return low, high
 
 
 def _row(m: dict, title: str, card: dict, threshold: float, note: str | None = None) -> dict:
     measured_at = m.get("threshold", card.get("threshold"))
+    # None where the card has no figure: null, or NaN in older cards (a split of one class)
+    m = strictjson.finite(m)
     return {
         "split": title,
         "note": note,

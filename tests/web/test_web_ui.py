@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 
@@ -131,3 +132,28 @@ def test_trust_panel_shows_internal_and_other_collection_figures():
     assert all(r["applies"] for r in rows)
     assert not performance_context(card, 0.5)[0]["applies"]
     assert performance_context({"metrics": {"val": card["metrics"]["val"]}}, 0.4)[0]["n"] == 50
+
+
+def test_a_card_with_nan_serves_strict_json_and_says_not_measured(
+    app_factory, tiny_model_dir, tmp_path
+):
+    """A card written before the rule, with NaN for a test split of one class: ``/api/model``
+    answers JSON that JavaScript reads, and the trust panel says what was not measured."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    card = json.loads((model / "card.json").read_text())
+    card["metrics"]["test"].update(
+        sensitivity=math.nan, roc_auc=math.nan, sensitivity_ci=[math.nan, math.nan]
+    )
+    (model / "card.json").write_text(json.dumps(card))  # as Python's json writes it: bare NaN
+    client = app_factory(MODEL_DIR=str(model)).test_client()
+
+    text = client.get("/api/model").get_data(as_text=True)
+    assert "NaN" not in text  # a bare NaN: JavaScript's JSON.parse refuses the whole body
+    body = json.loads(text)
+    assert body["card"]["metrics"]["test"]["sensitivity"] is None
+    assert list(body["card"]) == list(card)  # the card's own order
+    html = client.get("/").get_data(as_text=True)
+    assert "sensitivity not measured</b> (no pneumonia X-rays among them)" in html
+    assert "specificity 80.0%</b> (normal X-rays passed)" in html
+    assert "nan" not in html.lower()
