@@ -58,12 +58,14 @@ PRETRAINED = "pretrained"  # chestx pretrain's: a network without a trained head
 
 
 def load_card(model_dir: str | Path | None = None) -> dict:
-    """The model card of ``model_dir`` (default: $CHESTX_MODEL_DIR or the shipped model)."""
+    """The model card of ``model_dir`` (default: $CHESTX_MODEL_DIR or the shipped model). A
+    bare NaN or Infinity, as cards wrote an undefined metric before ``strictjson``, reads as
+    None, as ``write_card`` writes it now: every reader (the UI, ``/api/model``) sees one form."""
     path = config.model_dir(model_dir) / CARD
     if not path.is_file():
         raise ModelError(f"{path.parent} is not a chestx model directory (no {CARD})")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(), parse_constant=lambda _: None)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path} is not valid JSON: {exc}") from None
 

@@ -3,8 +3,9 @@
 Python's ``json`` writes NaN and infinities as bare ``NaN`` and ``Infinity``, which JSON (RFC
 8259) does not have: JavaScript's ``JSON.parse``, Go's ``encoding/json`` and Rust's serde refuse
 the whole document. A metric that is not defined, such as sensitivity or ROC AUC on X-rays of one
-class, is written ``null`` instead: in model cards, ``chestx evaluate --json`` reports and every
-response of the web service.
+class, is written ``null`` instead, in model cards and ``chestx evaluate --json`` reports; a card
+written before reads back with None there (``modeldir.load_card``), so the web service answers
+``null`` too.
 """
 
 from __future__ import annotations

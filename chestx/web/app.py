@@ -15,10 +15,8 @@ import time
 from collections.abc import Mapping
 
 from flask import Flask, Request, g, request
-from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import NotFound
 
-from chestx import strictjson
 from chestx.web.errors import register_error_handlers
 from chestx.web.metrics import Metrics
 from chestx.web.service import ModelService
@@ -36,17 +34,6 @@ class InMemoryRequest(Request):
         return io.BytesIO()
 
 
-class StrictJSONProvider(DefaultJSONProvider):
-    """Flask's JSON with every NaN or infinity written null (``chestx.strictjson``), so a card
-    that stored an undefined metric as NaN, as cards did before, still gives ``/api/model`` a
-    body that JavaScript's ``JSON.parse`` reads. Keys keep the card's order."""
-
-    sort_keys = False
-
-    def dumps(self, obj, **kwargs) -> str:
-        return super().dumps(strictjson.finite(obj), **kwargs)
-
-
 def create_app(config: Mapping | None = None) -> Flask:
     """Build the app. ``config`` keys are the env names without ``CHESTX_`` (``MODEL_DIR``...);
     ``LOAD_MODEL=False`` defers the model, and keys that are no setting go to Flask's config."""
@@ -58,7 +45,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.request_class = InMemoryRequest
     app.config.update({k: v for k, v in overrides.items() if k not in Settings.keys()})
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    app.json = StrictJSONProvider(app)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's
 
     metrics = Metrics()
     service = ModelService(settings, metrics)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from chestx import strictjson
 from chestx.errors import NotAChestXrayError
 from chestx.gate import UNJUDGEABLE
 from chestx.web.errors import image_error_reason, note_reason
@@ -33,8 +32,6 @@ def _interval(ci) -> tuple[float, float] | None:
 
 def _row(m: dict, title: str, card: dict, threshold: float, note: str | None = None) -> dict:
     measured_at = m.get("threshold", card.get("threshold"))
-    # None where the card has no figure: null, or NaN in older cards (a split of one class)
-    m = strictjson.finite(m)
     return {
         "split": title,
         "note": note,
